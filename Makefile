@@ -1,0 +1,50 @@
+# Fresh machine to results:  make demo   |   make test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+STAMP  := $(VENV)/.setup-stamp
+OUT    ?= build
+
+.PHONY: setup demo test test-fast bench clean fashion-mnist-model
+
+setup: $(STAMP)
+
+# Idempotent: reruns only when the dependency files change. torch/torchvision first, then everything
+# else constrained to the exact pins so nothing replaces torch.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIPI) pip setuptools wheel
+	$(PIPI) torch==2.14.1 torchvision==0.29.1
+	$(PIPI) -e '.[ort,vision,examples,dev]'
+	$(PIPI) --no-deps foolbox==3.3.4
+	@touch $(STAMP)
+	@echo "setup done: $(VENV)/bin/compressor"
+
+# The main job on a bundled real example: EfficientNet-Lite0 (real ImageNet weights) -> ONNX Runtime FP32,
+# validated on 20 labelled ImageNet images, benchmarked against torch eager, written as a bundle and verified.
+demo: setup
+	@mkdir -p $(OUT)
+	$(VENV)/bin/compressor compress "$$($(PY) -m compressor.zoo.paths efficientnet-lite0-weights)" \
+		--recipe examples/efficientnet_lite0.yaml \
+		--eval "$$($(PY) -m compressor.zoo.paths imagenet-samples)" \
+		--output $(OUT)/efficientnet-lite0-ort-cpu-fp32 --overwrite
+	$(VENV)/bin/compressor verify $(OUT)/efficientnet-lite0-ort-cpu-fp32
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+# Heavy suites (resnet50, every target, peers): not part of `make test`.
+bench: setup
+	$(PY) benchmarks/run.py
+
+# Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
+fashion-mnist-model: setup
+	$(PY) examples/fashion_mnist/train.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache

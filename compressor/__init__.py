@@ -1,0 +1,24 @@
+"""compressor: turn a trained PyTorch checkpoint into a validated, benchmarked, device-specific bundle.
+
+The Python API mirrors the CLI::
+
+    import compressor
+    result = compressor.compress("resnet18.pth", arch="torchvision:resnet18", input_shape="1,3,224,224",
+                                 target="ort-cpu-fp32", eval="eval.npz", output="out/resnet18-ort")
+    result.bundle, result.fidelity["top1_agreement"], result.metrics["latency_ms"]["p50"]
+    compressor.verify("out/resnet18-ort")
+
+Heavy modules (torch, runtimes) are imported only when a function runs.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["compress", "verify", "bench", "targets", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("compress", "verify", "bench", "targets"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'compressor' has no attribute '{name}'")

@@ -1,0 +1,85 @@
+"""Architecture references: ``torchvision:<model name>`` or ``package.module:callable``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+from .errors import CheckpointError, InputError
+
+
+def parse_kwargs(text: str | dict | None) -> dict[str, Any]:
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--arch-kwargs is not valid JSON ({e.msg} at column {e.colno}): write it like '{{\"num_classes\": 10}}'")
+    if not isinstance(value, dict):
+        raise InputError("--arch-kwargs must be a JSON object, like '{\"num_classes\": 10}'")
+    return value
+
+
+def build_architecture(ref: str, kwargs: dict[str, Any] | None = None):
+    """Instantiate the nn.Module that ``ref`` names, with random weights."""
+    kwargs = kwargs or {}
+    if ":" not in ref:
+        raise InputError(f"cannot read --arch '{ref}': write torchvision:<model name> or package.module:callable")
+    where, name = ref.split(":", 1)
+    if where == "torchvision":
+        import torchvision
+
+        known = torchvision.models.list_models()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise InputError(f"torchvision has no model '{name}'{hint}: see torchvision.models.list_models()")
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+    if os.getcwd() not in sys.path:  # user code next to where the command runs
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(where)
+    except ImportError as e:
+        raise InputError(f"cannot import '{where}' for --arch '{ref}' ({e}): check the module path and PYTHONPATH")
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        raise InputError(f"module '{where}' has no callable '{name}' for --arch '{ref}'")
+    try:
+        model = factory(**kwargs)
+    except TypeError as e:
+        raise InputError(f"calling {ref} with {kwargs or 'no arguments'} failed: {e}")
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"--arch '{ref}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_weights(model, state: dict, ref: str) -> None:
+    """Load ``state`` strictly, explaining any mismatch by name and shape."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatch(es) e.g. {'; '.join(mismatched[:3])} (checkpoint vs model)")
+        raise CheckpointError(
+            f"the state_dict does not fit --arch {ref}: {'; '.join(parts)}. Check the architecture and its --arch-kwargs"
+        )
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,77 @@
+"""Benchmark worker: ``python -m compressor.bench_worker REQUEST.json``; prints one JSON line.
+
+Runs in its own process (see :mod:`compressor.benchmark`), so its memory peak is the artifact's.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM belongs to the process image and starts afresh at exec;
+    ru_maxrss (the fallback off Linux) carries over the parent's peak from fork and overstates it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv: list[str]) -> int:
+    request = json.loads(Path(argv[0]).read_text())
+    try:
+        import numpy as np
+
+        from backends import get_backend
+        from compressor.benchmark import BenchSettings, summarize, time_loop
+        from compressor.targets import get_target
+
+        settings = BenchSettings(**request["settings"])
+        spec = get_target(request["target"])
+        backend = get_backend(spec.backend)
+        with np.load(request["feeds"]) as z:
+            feeds = {k: z[k] for k in z.files}
+        rss_before = _rss_mb()
+        t0 = time.perf_counter()
+        runner = backend.load(Path(request["artifact"]), spec, threads=settings.threads)
+        runner.run(feeds)  # first inference counts as part of loading (lazy initialisation)
+        load_s = time.perf_counter() - t0
+        lat, warm = time_loop(lambda: runner.run(feeds), settings)
+        result = summarize(lat, settings.batch_size)
+        peak = _peak_rss_mb()
+        result.update(
+            {
+                "target": spec.name,
+                "load_time_s": load_s,
+                "warmup": warm,
+                "peak_rss_mb": peak,
+                "rss_before_load_mb": rss_before,
+                "model_rss_mb": max(0.0, peak - rss_before),
+                "runtime": runner.describe(),
+                "threads": settings.threads,
+                "batch_size": settings.batch_size,
+                "input_shapes": {k: list(v.shape) for k, v in feeds.items()},
+            }
+        )
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        result = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

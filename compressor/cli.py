@@ -1,0 +1,238 @@
+"""The ``compressor`` command. Flags are shortcuts for recipe fields (see compressor/recipe.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn a trained PyTorch checkpoint into a validated, benchmarked, device-specific bundle.",
+)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from compressor import __version__
+
+        typer.echo(f"compressor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _fail(exc: BaseException) -> None:
+    """One line on stderr, a non-zero exit; the traceback only with --debug."""
+    from compressor.errors import CompressorError
+
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, CompressorError):
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    typer.echo(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", err=True)
+    raise typer.Exit(1)
+
+
+def _floats(text: Optional[str], flag: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        from compressor.errors import InputError
+
+        raise InputError(f"{flag} takes numbers separated by commas, like 0.485,0.456,0.406; got '{text}'")
+
+
+def _size(text: Optional[str], flag: str):
+    if text is None:
+        return None
+    vals = [int(v) for v in _floats(text, flag)]
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _write_json(path: Optional[Path], data) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.rename(path)
+
+
+P_MODEL, P_INPUT, P_PRE, P_DATA, P_GATE, P_BENCH, P_OUT = "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Benchmark", "Output"
+
+
+@app.command()
+def compress(
+    checkpoint: Optional[Path] = typer.Argument(None, help="state_dict (.pt/.pth/.safetensors, with --arch), TorchScript, torch.export .pt2, or pickled module."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="YAML/JSON recipe; flags override its fields."),
+    arch: Optional[str] = typer.Option(None, help="Architecture for a state_dict: torchvision:<name> or package.module:callable.", rich_help_panel=P_MODEL),
+    arch_kwargs: Optional[str] = typer.Option(None, help="JSON keyword arguments for --arch, e.g. '{\"num_classes\": 10}'.", rich_help_panel=P_MODEL),
+    trust_checkpoint: Optional[bool] = typer.Option(None, "--trust-checkpoint", help="Allow unpickling a whole pickled module (runs code from the file).", rich_help_panel=P_MODEL),
+    input_shape: Optional[List[str]] = typer.Option(None, help="Input shape, e.g. 1,3,224,224 or batch=1:32,3,224,224; repeat for several inputs.", rich_help_panel=P_INPUT),
+    input_name: Optional[List[str]] = typer.Option(None, help="Input name, one per --input-shape (default: input).", rich_help_panel=P_INPUT),
+    input_dtype: Optional[List[str]] = typer.Option(None, help="Input dtype (float32, int64, …): one, or one per input.", rich_help_panel=P_INPUT),
+    output_name: Optional[List[str]] = typer.Option(None, help="Output names, one per model output.", rich_help_panel=P_INPUT),
+    resize: Optional[str] = typer.Option(None, help="Resize images: shorter side (256) or H,W.", rich_help_panel=P_PRE),
+    crop: Optional[str] = typer.Option(None, help="Centre crop: 224 or H,W.", rich_help_panel=P_PRE),
+    interpolation: Optional[str] = typer.Option(None, help="nearest | bilinear | bicubic | lanczos.", rich_help_panel=P_PRE),
+    scale: Optional[float] = typer.Option(None, help="Multiply pixel values (0..255) by this (default 1/255).", rich_help_panel=P_PRE),
+    mean: Optional[str] = typer.Option(None, help="Per-channel mean after scaling, e.g. 0.485,0.456,0.406.", rich_help_panel=P_PRE),
+    std: Optional[str] = typer.Option(None, help="Per-channel std after scaling, e.g. 0.229,0.224,0.225.", rich_help_panel=P_PRE),
+    channel_order: Optional[str] = typer.Option(None, help="rgb | bgr.", rich_help_panel=P_PRE),
+    layout: Optional[str] = typer.Option(None, help="nchw | nhwc.", rich_help_panel=P_PRE),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target to build (see `compressor targets`). Default ort-cpu-fp32."),
+    eval_data: Optional[str] = typer.Option(None, "--eval", help="Eval data: image folder, .npy/.npz, or package.module:function.", rich_help_panel=P_DATA),
+    eval_labels: Optional[Path] = typer.Option(None, help="Labels for --eval: a 'file label' text file (images) or .npy (arrays).", rich_help_panel=P_DATA),
+    eval_samples: Optional[int] = typer.Option(None, help="Use only the first N eval samples.", rich_help_panel=P_DATA),
+    calib: Optional[str] = typer.Option(None, help="Calibration data (same forms as --eval).", rich_help_panel=P_DATA),
+    calib_labels: Optional[Path] = typer.Option(None, help="Labels for --calib.", rich_help_panel=P_DATA),
+    calib_samples: Optional[int] = typer.Option(None, help="Use at most N calibration samples.", rich_help_panel=P_DATA),
+    synthetic: Optional[bool] = typer.Option(None, "--synthetic", help="No real data: validate on random inputs (marked synthetic everywhere).", rich_help_panel=P_DATA),
+    max_accuracy_drop: Optional[float] = typer.Option(None, help="Fail if accuracy drops more than X percentage points (needs labels).", rich_help_panel=P_GATE),
+    min_agreement: Optional[float] = typer.Option(None, help="Fail if top-1 agreement with FP32 is below X (0..1).", rich_help_panel=P_GATE),
+    force: Optional[bool] = typer.Option(None, "--force", help="Write the bundle even if it fails its gate (marked as failing).", rich_help_panel=P_GATE),
+    threads: Optional[int] = typer.Option(None, help="Threads for every runtime (default: all usable CPUs).", rich_help_panel=P_BENCH),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size for the benchmark (default 1).", rich_help_panel=P_BENCH),
+    duration: Optional[float] = typer.Option(None, help="Minimum timed seconds per benchmark (default 3).", rich_help_panel=P_BENCH),
+    iterations: Optional[int] = typer.Option(None, help="Minimum timed iterations per benchmark (default 50).", rich_help_panel=P_BENCH),
+    no_benchmark: bool = typer.Option(False, "--no-benchmark", help="Skip benchmarking (no latency in the manifest).", rich_help_panel=P_BENCH),
+    no_eager_baseline: bool = typer.Option(False, "--no-eager-baseline", help="Do not benchmark torch eager for the speed-up.", rich_help_panel=P_BENCH),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Bundle directory to write (must not exist).", rich_help_panel=P_OUT),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace an existing bundle directory.", rich_help_panel=P_OUT),
+    tar: Optional[bool] = typer.Option(None, "--tar", help="Also write BUNDLE.tar.gz.", rich_help_panel=P_OUT),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the manifest's metrics to this JSON file.", rich_help_panel=P_OUT),
+) -> None:
+    """Compress CHECKPOINT for a target: build, validate against FP32, benchmark, and write a bundle."""
+    try:
+        from compressor.api import _overrides
+        from compressor.arch import parse_kwargs
+        from compressor.pipeline import compress as run
+        from compressor.recipe import build_config
+        from compressor.report import print_table
+
+        pre = {k: v for k, v in {
+            "resize": _size(resize, "--resize"), "crop": _size(crop, "--crop"), "interpolation": interpolation,
+            "scale": scale, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
+            "channel_order": channel_order, "layout": layout,
+        }.items() if v is not None}
+        overrides = _overrides(
+            checkpoint=checkpoint, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs) if arch_kwargs else None,
+            trust_checkpoint=trust_checkpoint, input_shape=input_shape or None, input_names=input_name or None,
+            input_dtype=(input_dtype[0] if input_dtype and len(input_dtype) == 1 else input_dtype) or None,
+            output_names=output_name or None, preprocessing=pre, target=target, eval=eval_data, eval_labels=eval_labels,
+            eval_samples=eval_samples, calib=calib, calib_labels=calib_labels, calib_samples=calib_samples, synthetic=synthetic,
+            max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, force=force, threads=threads, batch_size=batch_size,
+            duration=duration, iterations=iterations, benchmark=False if no_benchmark else None,
+            compare_eager=False if no_eager_baseline else None, output=output, overwrite=overwrite, tar=tar,
+        )
+        config = build_config(recipe, overrides)
+        result = run(config)
+        print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
+        status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
+        from compressor.report import console
+
+        console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
+        _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line
+        _fail(e)
+
+
+@app.command()
+def bench(
+    artifact: Path = typer.Argument(..., help="A bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target to run it as (default: the bundle's, or from the file suffix)."),
+    threads: Optional[int] = typer.Option(None, help="Threads (default: all usable CPUs)."),
+    batch_size: int = typer.Option(1, help="Batch size (must fit the artifact's input shapes)."),
+    duration: float = typer.Option(3.0, help="Minimum timed seconds."),
+    iterations: int = typer.Option(50, help="Minimum timed iterations."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write every figure, the settings and the environment to this JSON file."),
+) -> None:
+    """Benchmark an existing bundle or artifact in a fresh process."""
+    try:
+        from compressor.api import bench as run
+        from compressor.report import print_table, row
+
+        result = run(artifact, target=target, threads=threads, batch_size=batch_size, duration=duration, iterations=iterations)
+        print_table([row(result["target"], result["precision"], result["size_bytes"], None, result, None)],
+                    title=f"{artifact} — {result['threads']} threads, batch {result['batch_size']}, {result['iterations']} iterations, feeds: {result['feeds']}",
+                    columns=("target", "precision", "size", "p50 ms", "p90 ms", "throughput/s", "peak RSS"))
+        lat = result["latency_ms"]
+        typer.echo(f"p99 {lat['p99']:.2f} ms, mean {lat['mean']:.2f} ms, load {result['load_time_s']:.2f} s")
+        _write_json(json_path, result)
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+
+
+@app.command()
+def verify(
+    bundle: Path = typer.Argument(..., help="A bundle directory or .tar.gz."),
+    threads: Optional[int] = typer.Option(None, help="Threads for the runtime."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the verification result to this JSON file."),
+) -> None:
+    """Re-check every file's sha256 and re-run the reference inputs through the artifact."""
+    try:
+        from compressor.api import verify as run
+
+        result = run(bundle, threads=threads)
+        worst = max((o["max_abs_error"] for o in result["outputs"]), default=0.0)
+        typer.echo(f"OK: {result['files_checked']} files intact; {result['reference_samples']} reference inputs re-run on "
+                   f"{result['target']}, max abs error {worst:.3g} (within tolerance)")
+        _write_json(json_path, result)
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+
+
+@app.command()
+def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write the list to this JSON file.")) -> None:
+    """List every known target, whether it is usable on this machine, and if not, why."""
+    try:
+        from rich.table import Table
+
+        from compressor.api import targets as run
+        from compressor.report import console
+
+        rows = run()
+        table = Table(title="targets")
+        for c in ("target", "device", "precision", "format", "usable here", "why not / description"):
+            table.add_column(c, no_wrap=c != "why not / description")
+        for r in rows:
+            table.add_row(r["name"], r["device"], r["precision"], r["format"], "[green]yes[/]" if r["usable"] else "[red]no[/]",
+                          r["description"] if r["usable"] else r["reason"])
+        console().print(table)
+        _write_json(json_path, rows)
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001
+        _fail(e)
+
+
+def run() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,90 @@
+"""What machine and software a number was measured on (recorded with every benchmark)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from functools import lru_cache
+
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "bf16", "i8mm",
+)
+LIBRARIES = (
+    "torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxslim", "onnxscript", "openvino", "nncf",
+    "torch-pruning", "torchao", "executorch", "tensorrt", "tensorrt-rtx",
+)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "architecture": platform.machine(),
+        "usable_cpus": usable_cpus(),
+        "isa": [f for f in ISA_FLAGS if f in flags],
+    }
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@lru_cache(maxsize=1)
+def gpu_info() -> list[str]:
+    """GPU names from nvidia-smi; empty when there is none (no CUDA import needed)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        res = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [l.strip() for l in res.stdout.splitlines() if l.strip()] if res.returncode == 0 else []
+
+
+def describe_environment() -> dict:
+    try:
+        from compressor import __version__ as sdk_version
+    except ImportError:  # pragma: no cover
+        sdk_version = "unknown"
+    return {
+        "cpu": cpu_info(),
+        "gpu": gpu_info(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "sdk_version": sdk_version,
+        "libraries": library_versions(),
+    }
+
+
+def default_threads() -> int:
+    return usable_cpus()

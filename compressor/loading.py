@@ -1,0 +1,197 @@
+"""Loading a checkpoint into a :class:`ModelHandle`.
+
+Formats, recognised by content rather than by name:
+
+- a state_dict (``.pt``/``.pth``/``.bin`` via ``torch.load(weights_only=True)``, or ``.safetensors``)
+  plus ``--arch``; wrapped checkpoints (``{"state_dict": ...}``, ``{"model": ...}``) and
+  DataParallel ``module.`` prefixes are unwrapped;
+- a whole pickled ``nn.Module``: only with ``trust_checkpoint=True`` (unpickling runs arbitrary code);
+- a TorchScript archive (``torch.jit.save``);
+- a ``torch.export`` program (``.pt2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from .arch import build_architecture, load_weights, parse_kwargs
+from .errors import CheckpointError, InputError, UntrustedCheckpointError
+from .model import ModelHandle
+from .specs import InputSpec, Preprocessing
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """One of: safetensors, torchscript, exported_program, torch_pickle."""
+    if path.suffix == ".safetensors":
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile as e:
+            raise CheckpointError(f"cannot read checkpoint '{path}': the archive is corrupt ({e}); re-save or re-download it")
+        if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+            return "exported_program"
+        if any("/code/__torch__" in n for n in names):
+            return "torchscript"
+    return "torch_pickle"
+
+
+def _unwrap_state_dict(obj: Any) -> dict | None:
+    import torch
+
+    if isinstance(obj, dict):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            state = obj
+        else:
+            inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
+            return _unwrap_state_dict(inner) if inner is not None else None
+        if all(k.startswith("module.") for k in state):
+            state = {k[len("module."):]: v for k, v in state.items()}
+        return state
+    return None
+
+
+def _corrupt(path: Path, e: Exception) -> CheckpointError:
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    return CheckpointError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({first}); re-save or re-download it")
+
+
+def _load_module_or_state(path: Path, fmt: str, trust: bool) -> tuple[str, Any]:
+    """Return (kind, object): kind is state_dict | module | torchscript | exported_program."""
+    import torch
+
+    if fmt == "safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return "state_dict", load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
+            raise _corrupt(path, e)
+    if fmt == "torchscript":
+        try:
+            return "torchscript", torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:  # noqa: BLE001
+            raise _corrupt(path, e)
+    if fmt == "exported_program":
+        try:
+            return "exported_program", torch.export.load(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise _corrupt(path, e)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not trust:
+            raise UntrustedCheckpointError(
+                f"'{path.name}' is a pickled Python object, not plain weights, and unpickling it can run arbitrary code: "
+                "pass --trust-checkpoint only if you trust where it came from, or save model.state_dict() and pass --arch"
+            ) from e
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        except Exception as e2:  # noqa: BLE001
+            raise _corrupt(path, e2)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise _corrupt(path, e)
+    if isinstance(obj, torch.nn.Module):
+        return "module", obj
+    if isinstance(obj, dict):
+        module = next((obj[k] for k in ("model", "module", "net") if isinstance(obj.get(k), torch.nn.Module)), None)
+        if module is not None:
+            return "module", module
+    state = _unwrap_state_dict(obj)
+    if state is None:
+        raise CheckpointError(
+            f"'{path.name}' holds a {type(obj).__name__} that is neither a state_dict nor an nn.Module: "
+            "save model.state_dict() (with --arch) or the whole module"
+        )
+    return "state_dict", state
+
+
+def load_model(
+    checkpoint: str | Path,
+    inputs: Sequence[InputSpec] | None,
+    arch: str | None = None,
+    arch_kwargs: str | dict | None = None,
+    trust_checkpoint: bool = False,
+    preprocessing: Preprocessing | None = None,
+    output_names: Sequence[str] | None = None,
+) -> ModelHandle:
+    path = Path(checkpoint)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint '{path}' not found: check the path")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty: re-save or re-download it")
+    kwargs = parse_kwargs(arch_kwargs)
+    fmt = detect_format(path)
+    kind, obj = _load_module_or_state(path, fmt, trust_checkpoint)
+    exported = None
+    if kind == "state_dict":
+        if not arch:
+            raise CheckpointError(
+                f"'{path.name}' holds only weights (a state_dict): pass --arch torchvision:<name> or --arch package.module:callable"
+            )
+        module = build_architecture(arch, kwargs)
+        load_weights(module, obj, arch)
+    elif kind == "exported_program":
+        exported = obj
+        module = obj.module()
+        if not inputs:
+            inputs = _inputs_from_exported(obj)
+    else:
+        module = obj
+        if arch:
+            raise InputError(f"'{path.name}' already holds a whole model ({kind}); drop --arch")
+    if kind != "exported_program" and hasattr(module, "eval"):
+        module.eval()
+    if not inputs:
+        raise InputError("no input specification: pass --input-shape, e.g. --input-shape 1,3,224,224 (or batch,3,224,224)")
+    handle = ModelHandle(
+        module=module,
+        inputs=list(inputs),
+        output_names=list(output_names or []),
+        preprocessing=preprocessing,
+        source={
+            "file": path.name,
+            "path": str(path.resolve()),
+            "sha256": sha256_file(path),
+            "size_bytes": path.stat().st_size,
+            "format": fmt,
+            "kind": kind,
+            "arch": arch,
+            "arch_kwargs": kwargs,
+        },
+        exported_program=exported,
+    )
+    handle.probe()
+    return handle
+
+
+def _inputs_from_exported(ep) -> list[InputSpec]:
+    """Input specs from an exported program's placeholders (static shapes as recorded)."""
+    specs = []
+    for node in ep.graph.nodes:
+        if node.op != "placeholder" or node.name not in ep.graph_signature.user_inputs:
+            continue
+        val = node.meta.get("val")
+        if val is None:
+            continue
+        dims = []
+        for i, d in enumerate(val.shape):
+            dims.append(str(int(d)) if isinstance(d, int) or str(d).isdigit() else f"dim{i}")
+        specs.append(InputSpec.parse(",".join(dims), name=node.name, dtype=str(val.dtype).replace("torch.", "")))
+    return specs

@@ -1,0 +1,239 @@
+"""The main job: checkpoint → artifact for a target → validated, benchmarked bundle.
+
+This is the orchestration layer: it is the one place in ``compressor/`` that reaches into
+``backends/`` (lazily), and it is shared by the CLI and the Python API.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .benchmark import BenchSettings, run_isolated
+from .bundle import REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
+from .data import DataSource, load_data, synthetic_data
+from .environment import describe_environment
+from .errors import GateError, InputError
+from .loading import load_model
+from .model import ModelHandle
+from .progress import Progress
+from .recipe import RunConfig
+from .report import bundle_report, row
+from .runner import TorchModuleRunner
+from .targets import REFERENCE_TARGET, get_target
+from .validate import Fidelity, Gate, compare, eval_batch_size, iter_feeds, run_all
+
+#: verify tolerance: |artifact - recorded| <= ATOL + RTOL * max|recorded| per output, and cosine >= COSINE_MIN
+VERIFY_TOLERANCE = {"atol": 1e-5, "rtol_of_max": 1e-3, "cosine_min": 0.9999}
+
+
+@dataclass
+class CompressResult:
+    bundle: Path | None
+    manifest: dict[str, Any]
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.manifest["gate"]["passed"])
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.manifest["metrics"]
+
+    @property
+    def fidelity(self) -> dict[str, Any]:
+        return self.manifest["metrics"]["fidelity"]
+
+
+def bench_settings(config: RunConfig) -> BenchSettings:
+    b = config.benchmark
+    return BenchSettings(
+        threads=b.threads, batch_size=b.batch_size, duration_s=b.duration, min_iters=b.iterations,
+        warmup_iters=b.warmup_iterations, warmup_s=b.warmup_seconds,
+    ).resolved()
+
+
+def benchmark_feeds(data: DataSource, handle_inputs, batch_size: int) -> dict[str, np.ndarray]:
+    """``batch_size`` real samples (repeated if the data has fewer), shaped for the input specs."""
+    for spec in handle_inputs:
+        d0 = spec.dims[0]
+        if not d0.dynamic and d0.value != batch_size:
+            raise InputError(f"--batch-size {batch_size} does not fit input '{spec.name}' with fixed batch {d0.value}: "
+                             f"use --batch-size {d0.value} or a dynamic batch (batch,…) in --input-shape")
+        if d0.dynamic and not d0.accepts(batch_size):
+            raise InputError(f"--batch-size {batch_size} is outside the batch range {d0.min}..{d0.max} of input '{spec.name}'")
+    reps = -(-batch_size // len(data))
+    return {s.name: np.ascontiguousarray(np.concatenate([a] * reps)[:batch_size]) for s, a in zip(handle_inputs, data.inputs)}
+
+
+def load_eval_data(config: RunConfig, handle: ModelHandle, pre) -> DataSource:
+    d = config.data
+    if d.eval:
+        return load_data(d.eval, handle.inputs, pre, d.eval_labels, d.eval_samples, what="eval data")
+    if d.synthetic:
+        return synthetic_data(handle.inputs, d.synthetic_samples)
+    raise InputError(
+        "no eval data: pass --eval DATA (image folder, .npy/.npz, or package.module:function), "
+        "or --synthetic to validate on random inputs (every fidelity number is then marked synthetic)"
+    )
+
+
+def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
+    import backends
+
+    ui = Progress(quiet)
+    spec = get_target(config.target)
+    backend = backends.require(spec)
+    out = Path(config.output.path)
+    check_destination(out, config.output.overwrite)
+    if not config.data.eval and not config.data.synthetic:
+        load_eval_data(config, None, None)  # raises the "no eval data" error before any work
+    settings = bench_settings(config) if config.benchmark.enabled else None
+    threads = settings.threads if settings else None
+    pre = config.preprocessing.to_preprocessing() if config.preprocessing else None
+    gate = Gate(config.gate.max_accuracy_drop, config.gate.min_agreement)
+
+    with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
+        m = config.model
+        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names)
+    with ui.stage("read eval data"):
+        eval_data = load_eval_data(config, handle, pre)
+    gate.check_possible(eval_data.labels is not None)
+    calib = None
+    if config.data.calib:
+        with ui.stage("read calibration data"):
+            calib = load_data(config.data.calib, handle.inputs, pre, config.data.calib_labels, config.data.calib_samples, what="calibration data")
+    target = spec.with_run(handle.inputs, threads)
+
+    with tempfile.TemporaryDirectory(prefix="compressor-") as tmp, BundleWriter(out, config.output.overwrite) as bundle:
+        work = Path(tmp)
+        (work / "artifact").mkdir()
+        with ui.stage(f"built {target.name} artifact"):
+            artifact = backend.build(handle, target, work / "artifact", calib)
+        runner = backend.load(artifact.path, target, threads=threads)
+        reference = TorchModuleRunner(handle.module, handle.input_names, handle.output_names, threads=threads)
+        batch = eval_batch_size(handle.inputs)
+        with ui.bar(f"validated on {len(eval_data)} samples", total=2 * len(eval_data)) as advance:
+            ref_out = run_all(reference, eval_data, handle.inputs, batch, advance)
+            art_out = run_all(runner, eval_data, handle.inputs, batch, advance)
+        fidelity = compare(ref_out, art_out, eval_data.labels, eval_data.synthetic)
+        failures = gate.failures(fidelity)
+        if failures and not config.gate.force:
+            raise GateError(f"the {target.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
+                            "relax the gate or pass --force to write it marked as failing")
+        del runner
+
+        bench = eager = None
+        eager_size = None
+        if settings is not None:
+            feeds = benchmark_feeds(eval_data, handle.inputs, settings.batch_size)
+            with ui.stage(f"benchmarked {target.name} ({settings.threads} threads, batch {settings.batch_size})"):
+                bench = run_isolated(target.name, artifact.path, feeds, settings)
+            if config.benchmark.compare_eager:
+                if target.name == REFERENCE_TARGET:
+                    eager, eager_size = bench, artifact.path.stat().st_size
+                else:
+                    ref_spec = get_target(REFERENCE_TARGET).with_run(handle.inputs, threads)
+                    (work / "reference").mkdir()
+                    with ui.stage("benchmarked torch eager FP32 (the baseline)"):
+                        ref_art = backends.get_backend(ref_spec.backend).build(handle, ref_spec, work / "reference")
+                        eager = run_isolated(REFERENCE_TARGET, ref_art.path, feeds, settings)
+                        eager_size = ref_art.path.stat().st_size
+
+        for f in artifact.files:
+            bundle.add_file(f, f.name)
+        n_ref = min(config.output.reference_samples, len(eval_data))
+        ref_data = eval_data.take(n_ref)
+        ref_runner = backend.load(bundle.path(artifact.path.name), target, threads=threads)
+        expected = run_all(ref_runner, ref_data, handle.inputs, batch)
+        np.savez(bundle.path(REFERENCE_INPUTS), **{s.name: a for s, a in zip(handle.inputs, ref_data.inputs)})
+        np.savez(bundle.path(REFERENCE_OUTPUTS), **{n: o for n, o in zip(handle.output_names, expected)})
+        del ref_runner
+
+        speedup = None
+        if bench and eager:
+            speedup = eager["latency_ms"]["p50"] / bench["latency_ms"]["p50"]
+        manifest = build_manifest(config, handle, target, artifact, eval_data, calib, fidelity, failures, bench, eager, speedup,
+                                  settings, art_out, n_ref, batch)
+        rows = []
+        if eager is not None and target.name != REFERENCE_TARGET:
+            ref_fid = {"accuracy": fidelity.reference_accuracy, "top1_agreement": 1.0 if fidelity.top1_agreement is not None else None,
+                       "cosine_min": 1.0, "synthetic": fidelity.synthetic}
+            rows.append(row(f"{REFERENCE_TARGET} (reference)", "fp32", eager_size, ref_fid, eager, 1.0))
+        rows.append(row(target.name, target.precision, manifest["artifact"]["size_bytes"], fidelity.to_dict(), bench, speedup))
+        bundle.path(REPORT).write_text(bundle_report(manifest, rows))
+        path = bundle.commit(manifest, tar=config.output.tar)
+    if failures:
+        ui.warn(f"bundle written with --force although it FAILED its gate: {'; '.join(failures)}")
+    return CompressResult(path, manifest, rows)
+
+
+def _output_specs(handle: ModelHandle, outputs: list[np.ndarray]) -> list[dict]:
+    first = handle.inputs[0].dims[0] if handle.inputs and handle.inputs[0].dims else None
+    specs = []
+    for name, o in zip(handle.output_names, outputs):
+        shape: list[Any] = list(o.shape)
+        if shape and first is not None:
+            shape[0] = first.name if first.dynamic else first.value
+        specs.append({"name": name, "shape": shape, "dtype": str(o.dtype)})
+    return specs
+
+
+def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity: Fidelity, failures, bench, eager, speedup,
+                   settings, outputs, n_ref, batch) -> dict[str, Any]:
+    import compressor
+
+    metrics: dict[str, Any] = {"fidelity": fidelity.to_dict()}
+    if bench:
+        metrics.update({
+            "latency_ms": bench["latency_ms"],
+            "throughput_per_s": bench["throughput_per_s"],
+            "peak_rss_mb": bench["peak_rss_mb"],
+            "model_rss_mb": bench["model_rss_mb"],
+            "load_time_s": bench["load_time_s"],
+            "iterations": bench["iterations"],
+        })
+    if eager:
+        metrics["torch_eager_latency_ms"] = eager["latency_ms"]
+        metrics["speedup_vs_torch_eager"] = speedup
+    size = sum(f.stat().st_size for f in artifact.files)
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sdk": {"name": "compressor", "version": compressor.__version__},
+        "target": target.to_dict(),
+        "precision": target.precision,
+        "artifact": {"path": artifact.path.name, "files": [f.name for f in artifact.files], "size_bytes": size, "build": artifact.details},
+        "inputs": [s.to_dict() for s in handle.inputs],
+        "outputs": _output_specs(handle, outputs),
+        "preprocessing": handle.preprocessing.to_dict() if handle.preprocessing else None,
+        "source": {k: v for k, v in handle.source.items() if k != "path"},
+        "data": {"eval": eval_data.to_dict(), "calibration": calib.to_dict() if calib else None, "eval_batch_size": batch},
+        "gate": {**Gate(config.gate.max_accuracy_drop, config.gate.min_agreement).to_dict(), "passed": not failures,
+                 "failures": failures, "forced": bool(failures) and config.gate.force},
+        "metrics": metrics,
+        "benchmark": {
+            "settings": settings.to_dict() if settings else None,
+            "method": "fresh process per measurement; warm-up >= warmup_iters and >= warmup_s; timed until >= min_iters and >= duration_s; "
+                      "latency per call of one batch; peak RSS of the benchmark process",
+            "runtime": bench.get("runtime") if bench else None,
+            "warmup": bench.get("warmup") if bench else None,
+            "input_shapes": bench.get("input_shapes") if bench else None,
+        },
+        "environment": describe_environment(),
+        "reference": {
+            "inputs": REFERENCE_INPUTS,
+            "outputs": REFERENCE_OUTPUTS,
+            "samples": n_ref,
+            "batch_size": batch,
+            "tolerance": VERIFY_TOLERANCE,
+            "produced_by": f"the {target.name} artifact itself (compressor verify re-runs it and compares)",
+        },
+        "recipe": config.model_dump(mode="json"),
+    }

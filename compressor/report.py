@@ -1,0 +1,93 @@
+"""Result tables: one row format for the terminal (rich) and the bundle's REPORT.md (markdown)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS", "speed-up vs torch")
+
+
+def fmt_size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _f(v: Any, spec: str, suffix: str = "") -> str:
+    return "–" if v is None else f"{v:{spec}}{suffix}"
+
+
+def row(target: str, precision: str, size: int | None, fidelity: dict | None, bench: dict | None, speedup: float | None) -> dict:
+    fidelity = fidelity or {}
+    lat = (bench or {}).get("latency_ms", {})
+    synthetic = " (synthetic)" if fidelity.get("synthetic") else ""
+    return {
+        "target": target,
+        "precision": precision,
+        "size": fmt_size(size),
+        "top-1": _f(fidelity.get("accuracy"), ".4f") + (synthetic if fidelity.get("accuracy") is not None else ""),
+        "agreement": _f(fidelity.get("top1_agreement"), ".4f") + (synthetic if fidelity.get("top1_agreement") is not None else ""),
+        "cosine min": _f(fidelity.get("cosine_min"), ".6f"),
+        "p50 ms": _f(lat.get("p50"), ".2f"),
+        "p90 ms": _f(lat.get("p90"), ".2f"),
+        "throughput/s": _f((bench or {}).get("throughput_per_s"), ".1f"),
+        "peak RSS": _f((bench or {}).get("peak_rss_mb"), ".0f", " MB"),
+        "speed-up vs torch": _f(speedup, ".2f", "×"),
+    }
+
+
+def console():
+    """A stdout console; when output is not a terminal (CI logs, pipes) it is wide enough for our tables."""
+    from rich.console import Console
+
+    c = Console(highlight=False)
+    return c if c.is_terminal else Console(highlight=False, width=200)
+
+
+def print_table(rows: Sequence[dict], title: str | None = None, columns: Sequence[str] = COLUMNS) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("target", "precision") else "right", no_wrap=c == "target")
+    for r in rows:
+        table.add_row(*[str(r.get(c, "–")) for c in columns])
+    console().print(table)
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "–")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
+    """The short human report that travels in the bundle."""
+    m = manifest
+    fid = m["metrics"]["fidelity"]
+    env = m["environment"]
+    status = "PASSED" if m["gate"]["passed"] else "FAILED its gate: " + "; ".join(m["gate"]["failures"])
+    lines = [
+        f"# {m['source']['file']} → {m['target']['name']}",
+        "",
+        f"- Status: **{status}**",
+        f"- Artifact: `{m['artifact']['path']}` ({fmt_size(m['artifact']['size_bytes'])}, {m['target']['artifact_format']}, {m['precision']})",
+        f"- Inputs: " + ", ".join(f"`{i['name']}` ({i['spec']}, {i['dtype']})" for i in m["inputs"]),
+        f"- Eval data: {m['data']['eval']['description']}" + (" — **synthetic: fidelity says nothing about accuracy**" if fid["synthetic"] else ""),
+        f"- Measured on: {env['cpu']['model']} ({env['cpu']['usable_cpus']} CPUs, ISA: {', '.join(env['cpu']['isa']) or 'n/a'}), "
+        f"{m['benchmark']['settings']['threads']} threads, batch {m['benchmark']['settings']['batch_size']}",
+        "",
+        markdown_table(rows),
+        "",
+        f"Fidelity against the FP32 PyTorch reference on {fid['samples']} samples: "
+        f"top-1 agreement {_f(fid['top1_agreement'], '.4f')}, cosine mean {fid['cosine_mean']:.6f} / min {fid['cosine_min']:.6f}, "
+        f"max abs error {fid['max_abs_error']:.3g}.",
+        "",
+        "Check this bundle on the device: `compressor verify <bundle>` (re-hashes every file and re-runs the reference inputs).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""``compressor verify``: is this bundle intact, and does its artifact still produce its recorded outputs?"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import check_files, open_bundle, read_manifest
+from .data import DataSource
+from .errors import TargetError, VerificationError
+from .specs import InputSpec
+from .targets import get_target
+from .validate import run_all
+
+
+def manifest_inputs(manifest: dict) -> list[InputSpec]:
+    return [InputSpec.parse(i["spec"], name=i["name"], dtype=i["dtype"]) for i in manifest["inputs"]]
+
+
+def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any]:
+    """Raise VerificationError on any changed file or drifted output; else return what was checked."""
+    import backends
+
+    with tempfile.TemporaryDirectory(prefix="compressor-verify-") as tmp:
+        bundle = open_bundle(Path(path), Path(tmp))
+        manifest = read_manifest(bundle)
+        problems = check_files(bundle, manifest)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise VerificationError(f"bundle '{path}' failed verification: {problems[0]}{more}; rebuild it or fetch an intact copy")
+        try:
+            spec = get_target(manifest["target"]["name"])
+            backend = backends.require(spec)
+        except TargetError as e:
+            raise VerificationError(f"cannot re-run bundle '{path}' here: {e}")
+        ref = manifest["reference"]
+        specs = manifest_inputs(manifest)
+        with np.load(bundle / ref["inputs"]) as z:
+            inputs = [z[s.name] for s in specs]
+        with np.load(bundle / ref["outputs"]) as z:
+            expected = [z[o["name"]] for o in manifest["outputs"]]
+        runner = backend.load(bundle / manifest["artifact"]["path"], spec.with_run(specs, threads), threads=threads)
+        got = run_all(runner, DataSource(inputs, None, "reference inputs"), specs, ref["batch_size"])
+        tol = ref["tolerance"]
+        checks = []
+        for o, e, g in zip(manifest["outputs"], expected, got):
+            if e.shape != g.shape:
+                raise VerificationError(f"bundle '{path}': output '{o['name']}' now has shape {g.shape}, recorded {e.shape}")
+            err = float(np.abs(e.astype(np.float64) - g.astype(np.float64)).max()) if e.size else 0.0
+            limit = tol["atol"] + tol["rtol_of_max"] * float(np.abs(e).max() if e.size else 0.0)
+            a, b = e.reshape(len(e), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
+            den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            cos = float(np.min(np.where(den == 0, 1.0, (a * b).sum(1) / np.where(den == 0, 1.0, den))))
+            checks.append({"output": o["name"], "max_abs_error": err, "limit": limit, "cosine_min": cos})
+            if err > limit or cos < tol["cosine_min"]:
+                raise VerificationError(
+                    f"bundle '{path}': output '{o['name']}' drifted from its recorded values (max abs error {err:.3g}, "
+                    f"allowed {limit:.3g}; cosine {cos:.6f}, allowed >= {tol['cosine_min']}): the runtime or the artifact differs"
+                )
+        return {
+            "bundle": str(path),
+            "target": spec.name,
+            "files_checked": len(manifest["files"]),
+            "reference_samples": len(inputs[0]),
+            "outputs": checks,
+            "passed": True,
+        }

