@@ -8,16 +8,17 @@ The Python API mirrors the CLI::
     result.bundle, result.fidelity["top1_agreement"], result.metrics["latency_ms"]["p50"]
     compressor.verify("out/resnet18-ort")
 
+Function names never match a submodule's name (importing a submodule would shadow them).
 Heavy modules (torch, runtimes) are imported only when a function runs.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["compress", "verify", "bench", "targets", "__version__"]
+__all__ = ["compress", "verify", "bench", "list_targets", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("compress", "verify", "bench", "targets"):
+    if name in ("compress", "verify", "bench", "list_targets"):
         from . import api
 
         return getattr(api, name)

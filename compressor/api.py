@@ -78,7 +78,7 @@ def compress(checkpoint: str | Path | None = None, *, recipe: str | Path | None 
 
 def verify(bundle: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Re-check every file's sha256 and re-run the reference inputs; raises VerificationError on failure."""
-    from .verify import verify_bundle
+    from .verification import verify_bundle
 
     return verify_bundle(bundle, threads=threads)
 
@@ -93,7 +93,7 @@ def bench(artifact_or_bundle: str | Path, *, target: str | None = None, threads:
                                                             min_iters=iterations), target=target)
 
 
-def targets() -> list[dict[str, Any]]:
+def list_targets() -> list[dict[str, Any]]:
     """Every known target, whether it is usable on this machine, and if not, why."""
     import backends
 

@@ -19,7 +19,7 @@ from .data import DataSource, synthetic_data
 from .errors import InputError
 from .specs import InputSpec
 from .targets import get_target
-from .verify import manifest_inputs
+from .verification import manifest_inputs
 
 _BY_SUFFIX = {".onnx": "ort-cpu-fp32", ".pt2": "torch-cpu-fp32"}
 

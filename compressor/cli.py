@@ -212,7 +212,7 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     try:
         from rich.table import Table
 
-        from compressor.api import targets as run
+        from compressor.api import list_targets as run
         from compressor.report import console
 
         rows = run()

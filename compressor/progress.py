@@ -34,8 +34,9 @@ class Progress:
     @contextlib.contextmanager
     def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
         """A progress bar over ``total`` units; yields ``advance(n)``."""
-        if self.quiet:
-            yield lambda n: None
+        if self.quiet or not self.console.is_terminal:
+            with self.stage(label):
+                yield lambda n: None
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress

@@ -71,6 +71,8 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
     fid = m["metrics"]["fidelity"]
     env = m["environment"]
     status = "PASSED" if m["gate"]["passed"] else "FAILED its gate: " + "; ".join(m["gate"]["failures"])
+    bs = m["benchmark"]["settings"]
+    measured = f"{bs['threads']} threads, batch {bs['batch_size']}" if bs else "not benchmarked (--no-benchmark)"
     lines = [
         f"# {m['source']['file']} → {m['target']['name']}",
         "",
@@ -79,7 +81,7 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
         f"- Inputs: " + ", ".join(f"`{i['name']}` ({i['spec']}, {i['dtype']})" for i in m["inputs"]),
         f"- Eval data: {m['data']['eval']['description']}" + (" — **synthetic: fidelity says nothing about accuracy**" if fid["synthetic"] else ""),
         f"- Measured on: {env['cpu']['model']} ({env['cpu']['usable_cpus']} CPUs, ISA: {', '.join(env['cpu']['isa']) or 'n/a'}), "
-        f"{m['benchmark']['settings']['threads']} threads, batch {m['benchmark']['settings']['batch_size']}",
+        f"{measured}",
         "",
         markdown_table(rows),
         "",

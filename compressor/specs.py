@@ -150,7 +150,6 @@ class Preprocessing:
     std: list[float] = field(default_factory=lambda: [1.0])
     channel_order: str = "rgb"
     layout: str = "nchw"
-    applies_to_arrays: bool = False
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:

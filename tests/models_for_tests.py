@@ -1,0 +1,58 @@
+"""Small real architectures used by the tests as user code (``--arch tests.models_for_tests:<name>``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TwoInputs(nn.Module):
+    """Token ids (int64) and a float feature vector, two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.fc = nn.Linear(16 + 8, 5)
+
+    def forward(self, ids, feats):
+        pooled = self.emb(ids).mean(1)
+        logits = self.fc(torch.cat([pooled, feats], 1))
+        return logits, pooled
+
+
+class DivergesWhenExported(nn.Module):
+    """Adds a large perturbation only while being exported: the artifact disagrees with eager PyTorch,
+    the way a miscompiled backend would. Used to exercise the accuracy gate end to end."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if torch.compiler.is_exporting():
+            y = y + 5.0 * torch.flip(y, dims=[1])
+        return y
+
+
+def two_inputs() -> TwoInputs:
+    torch.manual_seed(0)
+    return TwoInputs()
+
+
+def diverges_when_exported() -> DivergesWhenExported:
+    torch.manual_seed(0)
+    return DivergesWhenExported()
+
+
+def fashion_batches():
+    """A data callable: yields (x, y) batches from the committed Fashion-MNIST subset."""
+    import numpy as np
+
+    from tests.conftest import FASHION
+
+    with np.load(FASHION / "test_subset.npz") as z:
+        x = (z["x"][:64].astype(np.float32) / 255.0 - 0.2860) / 0.3530
+        y = z["y"][:64]
+    for i in range(0, 64, 16):
+        yield torch.from_numpy(x[i : i + 16]), torch.from_numpy(y[i : i + 16])
