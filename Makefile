@@ -40,7 +40,7 @@ test-fast: setup
 
 # Heavy suites (resnet50, every target, peers): not part of `make test`.
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/foundation.py
 
 # Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
 fashion-mnist-model: setup

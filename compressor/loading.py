@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -94,9 +95,13 @@ def _load_module_or_state(path: Path, fmt: str, trust: bool) -> tuple[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found is None and "safe_globals" not in str(e):
+            raise _corrupt(path, ValueError("not a valid PyTorch checkpoint")) from e
         if not trust:
+            what = f" (it references {found.group(1)})" if found else ""
             raise UntrustedCheckpointError(
-                f"'{path.name}' is a pickled Python object, not plain weights, and unpickling it can run arbitrary code: "
+                f"'{path.name}' is a pickled Python object{what}, not plain weights, and unpickling it can run arbitrary code: "
                 "pass --trust-checkpoint only if you trust where it came from, or save model.state_dict() and pass --arch"
             ) from e
         try:

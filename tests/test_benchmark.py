@@ -1,0 +1,47 @@
+"""The benchmark harness's rules, on a real ONNX Runtime session in a fresh process."""
+
+import time
+
+import numpy as np
+import pytest
+
+from compressor.benchmark import BenchSettings, summarize, time_loop
+from compressor.errors import InputError
+
+
+def test_warmup_and_timing_rules():
+    calls = []
+    lat, warm = time_loop(lambda: (calls.append(1), time.sleep(0.001)), BenchSettings(duration_s=0.05, min_iters=7))
+    assert warm["iterations"] >= 10 and warm["seconds"] >= 0.2  # at least 10 iterations and 200 ms
+    assert len(lat) >= 7 and sum(lat) >= 0.04
+    assert len(calls) == warm["iterations"] + len(lat)
+
+
+def test_summary_percentiles():
+    s = summarize([0.001 * i for i in range(1, 101)], batch_size=4)
+    assert s["latency_ms"]["p50"] == pytest.approx(50.5) and s["latency_ms"]["p90"] == pytest.approx(90.1)
+    assert s["throughput_per_s"] == pytest.approx(4 * 1000 / 50.5) and s["iterations"] == 100
+
+
+@pytest.mark.parametrize("kw", [{"duration_s": 0}, {"duration_s": -1}, {"threads": 0}, {"batch_size": 0}, {"warmup_iters": 3}])
+def test_bad_settings(kw):
+    with pytest.raises(InputError):
+        BenchSettings(**kw)
+
+
+def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt):
+    from backends import get_backend
+    from compressor.benchmark import run_isolated
+    from compressor.loading import load_model
+    from compressor.specs import InputSpec
+    from compressor.targets import get_target
+
+    from .conftest import FASHION_ARCH
+
+    h = load_model(fashion_ckpt, [InputSpec.parse("1,1,28,28")], FASHION_ARCH)
+    spec = get_target("ort-cpu-fp32").with_run(h.inputs, 1)
+    art = get_backend("onnxruntime").build(h, spec, tmp_path)
+    r = run_isolated("ort-cpu-fp32", art.path, {"input": np.zeros((1, 1, 28, 28), np.float32)}, BenchSettings(threads=1, duration_s=0.2, min_iters=5))
+    assert r["threads"] == 1 and r["runtime"]["intra_op_threads"] == 1 and r["runtime"]["providers"] == ["CPUExecutionProvider"]
+    assert 0 < r["rss_before_load_mb"] < r["peak_rss_mb"] < 1000  # the worker's own peak, not the parent's
+    assert r["load_time_s"] > 0 and r["latency_ms"]["p50"] > 0
