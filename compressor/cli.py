@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -50,6 +51,21 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(1)
 
 
+def one_line_errors(command):
+    """Every failure of a command becomes one line on stderr and a non-zero exit (see _fail)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as e:  # noqa: BLE001 - the point of this wrapper
+            _fail(e)
+
+    return wrapper
+
+
 def _floats(text: Optional[str], flag: str) -> Optional[list[float]]:
     if text is None:
         return None
@@ -80,6 +96,7 @@ P_MODEL, P_INPUT, P_PRE, P_DATA, P_GATE, P_BENCH, P_OUT = "Model", "Inputs", "Pr
 
 
 @app.command()
+@one_line_errors
 def compress(
     checkpoint: Optional[Path] = typer.Argument(None, help="state_dict (.pt/.pth/.safetensors, with --arch), TorchScript, torch.export .pt2, or pickled module."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="YAML/JSON recipe; flags override its fields."),
@@ -121,43 +138,39 @@ def compress(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the manifest's metrics to this JSON file.", rich_help_panel=P_OUT),
 ) -> None:
     """Compress CHECKPOINT for a target: build, validate against FP32, benchmark, and write a bundle."""
-    try:
-        from compressor.api import _overrides
-        from compressor.arch import parse_kwargs
-        from compressor.pipeline import compress as run
-        from compressor.recipe import build_config
-        from compressor.report import print_table
+    from compressor.api import _overrides
+    from compressor.arch import parse_kwargs
+    from compressor.pipeline import compress as run
+    from compressor.recipe import build_config
+    from compressor.report import print_table
 
-        pre = {k: v for k, v in {
-            "resize": _size(resize, "--resize"), "crop": _size(crop, "--crop"), "interpolation": interpolation,
-            "scale": scale, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
-            "channel_order": channel_order, "layout": layout,
-        }.items() if v is not None}
-        overrides = _overrides(
-            checkpoint=checkpoint, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs) if arch_kwargs else None,
-            trust_checkpoint=trust_checkpoint, input_shape=input_shape or None, input_names=input_name or None,
-            input_dtype=(input_dtype[0] if input_dtype and len(input_dtype) == 1 else input_dtype) or None,
-            output_names=output_name or None, preprocessing=pre, target=target, eval=eval_data, eval_labels=eval_labels,
-            eval_samples=eval_samples, calib=calib, calib_labels=calib_labels, calib_samples=calib_samples, synthetic=synthetic,
-            max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, force=force, threads=threads, batch_size=batch_size,
-            duration=duration, iterations=iterations, benchmark=False if no_benchmark else None,
-            compare_eager=False if no_eager_baseline else None, output=output, overwrite=overwrite, tar=tar,
-        )
-        config = build_config(recipe, overrides)
-        result = run(config)
-        print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
-        status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
-        from compressor.report import console
+    pre = {k: v for k, v in {
+        "resize": _size(resize, "--resize"), "crop": _size(crop, "--crop"), "interpolation": interpolation,
+        "scale": scale, "mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
+        "channel_order": channel_order, "layout": layout,
+    }.items() if v is not None}
+    overrides = _overrides(
+        checkpoint=checkpoint, arch=arch, arch_kwargs=parse_kwargs(arch_kwargs) if arch_kwargs else None,
+        trust_checkpoint=trust_checkpoint, input_shape=input_shape or None, input_names=input_name or None,
+        input_dtype=(input_dtype[0] if input_dtype and len(input_dtype) == 1 else input_dtype) or None,
+        output_names=output_name or None, preprocessing=pre, target=target, eval=eval_data, eval_labels=eval_labels,
+        eval_samples=eval_samples, calib=calib, calib_labels=calib_labels, calib_samples=calib_samples, synthetic=synthetic,
+        max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, force=force, threads=threads, batch_size=batch_size,
+        duration=duration, iterations=iterations, benchmark=False if no_benchmark else None,
+        compare_eager=False if no_eager_baseline else None, output=output, overwrite=overwrite, tar=tar,
+    )
+    config = build_config(recipe, overrides)
+    result = run(config)
+    print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
+    status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
+    from compressor.report import console
 
-        console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
-        _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
-    except typer.Exit:
-        raise
-    except Exception as e:  # noqa: BLE001 - every failure becomes one line
-        _fail(e)
+    console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
+    _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
 
 
 @app.command()
+@one_line_errors
 def bench(
     artifact: Path = typer.Argument(..., help="A bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target to run it as (default: the bundle's, or from the file suffix)."),
@@ -168,66 +181,53 @@ def bench(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every figure, the settings and the environment to this JSON file."),
 ) -> None:
     """Benchmark an existing bundle or artifact in a fresh process."""
-    try:
-        from compressor.api import bench as run
-        from compressor.report import print_table, row
+    from compressor.api import bench as run
+    from compressor.report import print_table, row
 
-        result = run(artifact, target=target, threads=threads, batch_size=batch_size, duration=duration, iterations=iterations)
-        print_table([row(result["target"], result["precision"], result["size_bytes"], None, result, None)],
-                    title=f"{artifact} — {result['threads']} threads, batch {result['batch_size']}, {result['iterations']} iterations, feeds: {result['feeds']}",
-                    columns=("target", "precision", "size", "p50 ms", "p90 ms", "throughput/s", "peak RSS"))
-        lat = result["latency_ms"]
-        typer.echo(f"p99 {lat['p99']:.2f} ms, mean {lat['mean']:.2f} ms, load {result['load_time_s']:.2f} s")
-        _write_json(json_path, result)
-    except typer.Exit:
-        raise
-    except Exception as e:  # noqa: BLE001
-        _fail(e)
+    result = run(artifact, target=target, threads=threads, batch_size=batch_size, duration=duration, iterations=iterations)
+    print_table([row(result["target"], result["precision"], result["size_bytes"], None, result, None)],
+                title=f"{artifact} — {result['threads']} threads, batch {result['batch_size']}, {result['iterations']} iterations, feeds: {result['feeds']}",
+                columns=("target", "precision", "size", "p50 ms", "p90 ms", "throughput/s", "peak RSS"))
+    lat = result["latency_ms"]
+    typer.echo(f"p99 {lat['p99']:.2f} ms, mean {lat['mean']:.2f} ms, load {result['load_time_s']:.2f} s")
+    _write_json(json_path, result)
 
 
 @app.command()
+@one_line_errors
 def verify(
     bundle: Path = typer.Argument(..., help="A bundle directory or .tar.gz."),
     threads: Optional[int] = typer.Option(None, help="Threads for the runtime."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the verification result to this JSON file."),
 ) -> None:
     """Re-check every file's sha256 and re-run the reference inputs through the artifact."""
-    try:
-        from compressor.api import verify as run
+    from compressor.api import verify as run
 
-        result = run(bundle, threads=threads)
-        worst = max((o["max_abs_error"] for o in result["outputs"]), default=0.0)
-        typer.echo(f"OK: {result['files_checked']} files intact; {result['reference_samples']} reference inputs re-run on "
-                   f"{result['target']}, max abs error {worst:.3g} (within tolerance)")
-        _write_json(json_path, result)
-    except typer.Exit:
-        raise
-    except Exception as e:  # noqa: BLE001
-        _fail(e)
+    result = run(bundle, threads=threads)
+    worst = max((o["max_abs_error"] for o in result["outputs"]), default=0.0)
+    typer.echo(f"OK: {result['files_checked']} files intact; {result['reference_samples']} reference inputs re-run on "
+               f"{result['target']}, max abs error {worst:.3g} (within tolerance)")
+    _write_json(json_path, result)
 
 
 @app.command()
+@one_line_errors
 def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write the list to this JSON file.")) -> None:
     """List every known target, whether it is usable on this machine, and if not, why."""
-    try:
-        from rich.table import Table
+    from rich.table import Table
 
-        from compressor.api import list_targets as run
-        from compressor.report import console
+    from compressor.api import list_targets as run
+    from compressor.report import console
 
-        rows = run()
-        table = Table(title="targets")
-        for c in ("target", "device", "precision", "format", "usable here", "why not / description"):
-            table.add_column(c, no_wrap=c != "why not / description")
-        for r in rows:
-            table.add_row(r["name"], r["device"], r["precision"], r["format"], "[green]yes[/]" if r["usable"] else "[red]no[/]",
-                          r["description"] if r["usable"] else r["reason"])
-        console().print(table)
-        _write_json(json_path, rows)
-    except typer.Exit:
-        raise
-    except Exception as e:  # noqa: BLE001
-        _fail(e)
+    rows = run()
+    table = Table(title="targets")
+    for c in ("target", "device", "precision", "format", "usable here", "why not / description"):
+        table.add_column(c, no_wrap=c != "why not / description")
+    for r in rows:
+        table.add_row(r["name"], r["device"], r["precision"], r["format"], "[green]yes[/]" if r["usable"] else "[red]no[/]",
+                      r["description"] if r["usable"] else r["reason"])
+    console().print(table)
+    _write_json(json_path, rows)
 
 
 def run() -> None:  # console-script entry point

@@ -168,3 +168,23 @@ def test_bench_on_bundle_and_artifact(tmp_path, fashion_ckpt, fashion_small):
     one_line_error(cli("bench", str(out), "--duration", "0"), "--duration must be positive")
     one_line_error(cli("bench", str(out), "--batch-size", "100"), "outside the batch range")
     one_line_error(cli("bench", str(tmp_path / "none")), "not found")
+
+
+def test_resnet18_state_dict_with_npz_eval(tmp_path, resnet18_ckpt):
+    """The check a new user runs: torchvision resnet18 state_dict, .npz eval data, ort-cpu-fp32, verify, tamper."""
+    np.savez(tmp_path / "eval.npz", x=np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32))
+    out = tmp_path / "r18"
+    res = cli("compress", str(resnet18_ckpt), "--arch", "torchvision:resnet18", "--input-shape", "1,3,224,224",
+              "--eval", str(tmp_path / "eval.npz"), "--target", "ort-cpu-fp32", "--output", str(out),
+              "--duration", "0.3", "--iterations", "10", "--min-agreement", "1.0")
+    assert res.returncode == 0, res.stderr
+    m = read_manifest(out)
+    for key in ("schema_version", "target", "precision", "files", "inputs", "outputs", "preprocessing", "source", "environment"):
+        assert key in m
+    assert {"p50", "p90", "p99", "mean"} <= set(m["metrics"]["latency_ms"]) and m["metrics"]["throughput_per_s"] > 0
+    assert m["metrics"]["fidelity"]["top1_agreement"] == 1.0 and m["metrics"]["fidelity"]["synthetic"] is False
+    assert cli("verify", str(out)).returncode == 0
+    data = bytearray((out / "model.onnx").read_bytes())
+    data[-100] ^= 0xFF
+    (out / "model.onnx").write_bytes(bytes(data))
+    one_line_error(cli("verify", str(out)), "model.onnx changed")
