@@ -9,6 +9,7 @@ import numpy as np
 
 from compressor.export_onnx import export_onnx
 from compressor.runner import Artifact, Backend, Runner
+from compressor.specs import InputSpec
 
 
 class OrtRunner(Runner):
@@ -61,3 +62,18 @@ class OrtBackend(Backend):
 
     def load(self, path, target, threads=None) -> Runner:
         return OrtRunner(Path(path), threads)
+
+    def artifact_inputs(self, path) -> list[InputSpec]:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        init = {i.name for i in model.graph.initializer}
+        specs = []
+        for vi in model.graph.input:
+            if vi.name in init:
+                continue
+            dims = [str(d.dim_value) if d.dim_value > 0 else (d.dim_param or f"dim{i}")
+                    for i, d in enumerate(vi.type.tensor_type.shape.dim)]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+            specs.append(InputSpec.parse(",".join(dims), name=vi.name, dtype=dtype))
+        return specs

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from compressor.errors import ExportError
@@ -49,7 +50,9 @@ class TorchBackend(Backend):
         torch.export.save(ep, str(path), extra_files={IO_NAMES: io_names})
         return Artifact(target.name, path, [path], {"exporter": "torch.export", "torch": torch.__version__})
 
-    def load(self, path, target, threads=None) -> Runner:
+    @staticmethod
+    def _read(path):
+        """The exported program and the (input, output) names stored beside it."""
         import torch
 
         extra = {IO_NAMES: ""}
@@ -57,4 +60,14 @@ class TorchBackend(Backend):
         io_names = json.loads(extra[IO_NAMES]) if extra[IO_NAMES] else {}
         names = io_names.get("inputs") or list(ep.graph_signature.user_inputs)
         outs = io_names.get("outputs") or [str(o) for o in ep.graph_signature.user_outputs]
+        return ep, names, outs
+
+    def load(self, path, target, threads=None) -> Runner:
+        ep, names, outs = self._read(path)
         return TorchModuleRunner(ep.module(), names, outs, threads=threads)
+
+    def artifact_inputs(self, path):
+        from compressor.loading import inputs_from_exported
+
+        ep, names, _ = self._read(path)
+        return [replace(s, name=n) for s, n in zip(inputs_from_exported(ep), names)]

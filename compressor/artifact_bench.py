@@ -17,36 +17,10 @@ from .benchmark import BenchSettings, run_isolated
 from .bundle import open_bundle, read_manifest
 from .data import DataSource, synthetic_data
 from .errors import InputError
-from .specs import InputSpec
 from .targets import get_target
 from .verification import manifest_inputs
 
 _BY_SUFFIX = {".onnx": "ort-cpu-fp32", ".pt2": "torch-cpu-fp32"}
-
-
-def _onnx_inputs(path: Path) -> list[InputSpec]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    init = {i.name for i in model.graph.initializer}
-    specs = []
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        dims = []
-        for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            dims.append(str(d.dim_value) if d.dim_value > 0 else (d.dim_param or f"dim{i}"))
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
-        specs.append(InputSpec.parse(",".join(dims), name=vi.name, dtype=dtype))
-    return specs
-
-
-def _pt2_inputs(path: Path) -> list[InputSpec]:
-    import torch
-
-    from .loading import _inputs_from_exported
-
-    return _inputs_from_exported(torch.export.load(str(path)))
 
 
 def bench_existing(path: str | Path, settings: BenchSettings, target: str | None = None) -> dict[str, Any]:
@@ -72,7 +46,7 @@ def bench_existing(path: str | Path, settings: BenchSettings, target: str | None
                 raise InputError(f"cannot tell the target of '{path.name}' from its suffix: pass --target (known: {', '.join(_BY_SUFFIX.values())})")
             spec = get_target(name)
             artifact = path
-            specs = _onnx_inputs(path) if spec.artifact_format == "onnx" else _pt2_inputs(path)
+            specs = backends.require(spec).artifact_inputs(path)
             data = synthetic_data(specs, samples=settings.batch_size)
             feeds_from = "random inputs (latency only)"
         backends.require(spec)

@@ -156,7 +156,7 @@ def load_model(
         exported = obj
         module = obj.module()
         if not inputs:
-            inputs = _inputs_from_exported(obj)
+            inputs = inputs_from_exported(obj)
     else:
         module = obj
         if arch:
@@ -186,7 +186,7 @@ def load_model(
     return handle
 
 
-def _inputs_from_exported(ep) -> list[InputSpec]:
+def inputs_from_exported(ep) -> list[InputSpec]:
     """Input specs from an exported program's placeholders (static shapes as recorded)."""
     specs = []
     for node in ep.graph.nodes:

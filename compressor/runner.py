@@ -15,6 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import DataSource
+    from .specs import InputSpec
     from .model import ModelHandle
     from .targets import TargetSpec
 
@@ -61,6 +62,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load(self, path: Path, target: "TargetSpec", threads: int | None = None) -> Runner:
         """Load an artifact written by :meth:`build` (or an equivalent file the user brings)."""
+
+    @abc.abstractmethod
+    def artifact_inputs(self, path: Path) -> "list[InputSpec]":
+        """The input specs an artifact file declares (for benchmarking a bare file without a manifest)."""
 
 
 class TorchModuleRunner(Runner):

@@ -155,6 +155,9 @@ def test_torch_target_and_multi_input_model(tmp_path):
         assert [o["name"] for o in m["outputs"]] == ["output_0", "output_1"]
         assert r.fidelity["top1_agreement"] == 1.0 and r.fidelity["cosine_min"] > 0.9999
         assert compressor.verify(r.bundle)["passed"]
+        # a bare artifact file (no manifest): its inputs, names included, are read from the file itself
+        b = compressor.bench(r.bundle / m["artifact"]["path"], batch_size=3, duration=0.2, iterations=5)
+        assert b["input_shapes"] == {"ids": [3, 12], "feats": [3, 8]} and b["latency_ms"]["p50"] > 0
 
 
 def test_existing_output_is_refused_before_any_work(tmp_path, fashion_ckpt):
