@@ -1,28 +1,45 @@
-"""ONNX Runtime on the CPU (``CPUExecutionProvider``)."""
+"""ONNX Runtime on the CPU (``CPUExecutionProvider``): FP32, static INT8 (QDQ) and dynamic INT8."""
 
 from __future__ import annotations
 
+import collections
+import copy
+import json
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from compressor.export_onnx import export_onnx
-from compressor.runner import Artifact, Backend, Runner
+from compressor.runner import Artifact, Backend, BuildContext, Runner
 from compressor.specs import InputSpec
+
+PLAN_FILE = "quantization_plan.json"
+INT8_KERNELS = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
+                "MatMulIntegerToFloat", "QAttention", "DynamicQuantizeLSTM"}
+FLOAT_HEAVY = {"Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
+
+
+def session_options(threads: int | None, level: str = "all"):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[level]
+    if threads:
+        so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
 
 
 class OrtRunner(Runner):
     def __init__(self, path: Path, threads: int | None):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.threads = threads
@@ -41,6 +58,61 @@ class OrtRunner(Runner):
         }
 
 
+def run_model(model, feeds_list: Sequence[dict], names: Sequence[str], threads: int | None = None) -> list[dict]:
+    """Run a ModelProto on each feed, also returning the named intermediate tensors (for calibration and
+    sensitivity). The graph's own outputs come back under ``"__outputs__"``."""
+    import onnx
+    import onnxruntime as ort
+
+    m = copy.copy(model) if not names else copy.deepcopy(model)
+    known = {o.name for o in m.graph.output}
+    inputs = {i.name for i in m.graph.input}
+    n_out = len(m.graph.output)
+    for n in names:
+        if n not in known and n not in inputs:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+            known.add(n)
+    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads, "basic"), providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    results = []
+    for feeds in feeds_list:
+        values = dict(zip(out_names, sess.run(None, feeds)))
+        d = {n: (feeds[n] if n in inputs else values[n]) for n in names}
+        d["__outputs__"] = [values[o] for o in out_names[:n_out]]
+        results.append(d)
+    return results
+
+
+def inspect_kernels(path: Path, plan) -> dict[str, Any]:
+    """Which heavy ops ONNX Runtime actually runs as INT8 after its optimisations (what the manifest claims)."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = session_options(1)
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        opt = onnx.load(so.optimized_model_filepath)
+    counts = collections.Counter(n.op_type for n in opt.graph.node)
+    int8_inputs = {i for n in opt.graph.node if n.op_type in INT8_KERNELS for i in n.input}
+    running_int8, running_float = [], []
+    for layer in plan.int8_layers:
+        key = f"{layer.node}_dyn_W_quantized" if plan.mode == "dynamic" else None
+        hit = any((key and i == key) or (not key and i.endswith(f"_dq_{layer.node}_quantized")) for i in int8_inputs)
+        (running_int8 if hit else running_float).append(layer.name)
+    heavy_float = sum(v for k, v in counts.items() if k in FLOAT_HEAVY)
+    heavy_int8 = sum(v for k, v in counts.items() if k in INT8_KERNELS)
+    return {
+        "heavy_ops_total": heavy_int8 + heavy_float,
+        "heavy_ops_int8": heavy_int8,
+        "heavy_ops_float": heavy_float,
+        "int8_kernels": {k: v for k, v in sorted(counts.items()) if k in INT8_KERNELS},
+        "float_heavy_kernels": {k: v for k, v in sorted(counts.items()) if k in FLOAT_HEAVY},
+        "planned_int8_layers_running_float": running_float,
+        "method": "ORT_ENABLE_ALL optimised graph of the artifact, read back and counted",
+    }
+
+
 class OrtBackend(Backend):
     name = "onnxruntime"
     package = "onnxruntime"
@@ -51,14 +123,43 @@ class OrtBackend(Backend):
         missing = package_missing("onnxruntime")
         if missing:
             return False, missing
-        if target.precision not in ("fp32",):
-            return False, f"precision {target.precision} is not supported by this backend yet"
+        if target.precision not in ("fp32", "int8", "int8-dynamic"):
+            return False, f"precision {target.precision} is not supported by ONNX Runtime's CPU provider here"
         return True, ""
 
-    def build(self, model, target, workdir, calib=None) -> Artifact:
-        path = Path(workdir) / "model.onnx"
-        details = export_onnx(model, path)
-        return Artifact(target.name, path, [path], details)
+    def build(self, model, target, workdir, ctx: BuildContext | None = None) -> Artifact:
+        ctx = ctx or BuildContext()
+        workdir = Path(workdir)
+        path = workdir / "model.onnx"
+        if target.precision == "fp32":
+            return Artifact(target.name, path, [path], export_onnx(model, path))
+        import onnx
+
+        from compressor.quantization.onnx_flow import quantize
+        from compressor.quantization.ptq import QuantSettings
+
+        with tempfile.TemporaryDirectory() as tmp:
+            details = export_onnx(model, Path(tmp) / "fp32.onnx")
+            fp32 = onnx.load(str(Path(tmp) / "fp32.onnx"))
+        mode = "static" if target.precision == "int8" else "dynamic"
+        threads = target.runtime.get("threads")
+        qmodel, plan, sensitivity = quantize(
+            model, fp32, mode, ctx.quant or QuantSettings(), ctx.calib, lambda m, f, n: run_model(m, f, n, threads),
+            progress=ctx.progress, warn=ctx.warn, analysis=ctx.eval,
+        )
+        onnx.save_model(qmodel, str(path))
+        kernels = inspect_kernels(path, plan)
+        if kernels["planned_int8_layers_running_float"]:
+            float_now = set(kernels["planned_int8_layers_running_float"])
+            for layer in plan.layers:  # never claim INT8 for a layer the runtime runs in float
+                if layer.name in float_now:
+                    layer.precision, layer.reason = "float", "ONNX Runtime did not fuse it into an INT8 kernel"
+            ctx.warn(f"{len(float_now)} planned INT8 layer(s) run in float on ONNX Runtime: {', '.join(sorted(float_now)[:5])}")
+        plan_path = workdir / PLAN_FILE
+        plan_path.write_text(json.dumps(plan.to_dict(), separators=(",", ":")) + "\n")
+        details["quantization"] = {**plan.summary(), "kernels": kernels, "plan_file": PLAN_FILE,
+                                   **({"sensitivity": sensitivity} if sensitivity else {})}
+        return Artifact(target.name, path, [path, plan_path], details)
 
     def load(self, path, target, threads=None) -> Runner:
         return OrtRunner(Path(path), threads)

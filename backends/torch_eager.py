@@ -27,7 +27,7 @@ class TorchBackend(Backend):
     def available(self, target):
         return True, ""
 
-    def build(self, model, target, workdir, calib=None) -> Artifact:
+    def build(self, model, target, workdir, ctx=None) -> Artifact:
         import torch
 
         path = Path(workdir) / "model.pt2"

@@ -13,7 +13,8 @@ def _overrides(
     input_dtype=None, output_names=None, preprocessing=None, target=None, eval=None, eval_labels=None, eval_samples=None,
     calib=None, calib_labels=None, calib_samples=None, synthetic=None, max_accuracy_drop=None, min_agreement=None,
     force=None, threads=None, batch_size=None, duration=None, iterations=None, benchmark=None, compare_eager=None,
-    output=None, overwrite=None, tar=None,
+    output=None, overwrite=None, tar=None, calibration=None, percentile=None, exclude=None, sensitivity=None,
+    sensitivity_samples=None,
 ) -> dict[str, Any]:
     """Map flag-style arguments to recipe fields (dotted keys). None means "not given"."""
     inputs = None
@@ -57,6 +58,11 @@ def _overrides(
         "benchmark.duration": duration,
         "benchmark.iterations": iterations,
         "benchmark.compare_eager": compare_eager,
+        "quantization.calibration": calibration,
+        "quantization.percentile": percentile,
+        "quantization.exclude": [exclude] if isinstance(exclude, str) else (list(exclude) if exclude else None),
+        "quantization.sensitivity": sensitivity,
+        "quantization.sensitivity_samples": sensitivity_samples,
         "output.path": None if output is None else str(output),
         "output.overwrite": overwrite,
         "output.tar": tar,

@@ -25,7 +25,7 @@ from .model import ModelHandle
 from .progress import Progress
 from .recipe import RunConfig
 from .report import bundle_report, row
-from .runner import TorchModuleRunner
+from .runner import BuildContext, TorchModuleRunner
 from .targets import REFERENCE_TARGET, get_target
 from .validate import Fidelity, Gate, compare, eval_batch_size, iter_feeds, run_all
 
@@ -85,6 +85,29 @@ def load_eval_data(config: RunConfig, handle: ModelHandle, pre) -> DataSource:
     )
 
 
+def quant_settings(config: RunConfig):
+    from .quantization.ptq import DEFAULT_CALIB_SAMPLES, QuantSettings
+
+    q = config.quantization
+    return QuantSettings(calibration=q.calibration, percentile=q.percentile, exclude=list(q.exclude), sensitivity=q.sensitivity,
+                         sensitivity_samples=q.sensitivity_samples, calib_samples=config.data.calib_samples or DEFAULT_CALIB_SAMPLES)
+
+
+def load_calibration(config: RunConfig, handle: ModelHandle, pre, spec, ui) -> DataSource | None:
+    """Calibration data: --calib, or synthetic when the run is synthetic; static INT8 cannot do without."""
+    d = config.data
+    if d.calib:
+        with ui.stage("read calibration data"):
+            return load_data(d.calib, handle.inputs, pre, d.calib_labels, d.calib_samples, what="calibration data")
+    if spec.precision == "int8" and d.synthetic:
+        ui.warn("calibrating on synthetic (random) data: real inputs may need other scales")
+        return synthetic_data(handle.inputs, d.calib_samples or 64, seed=1)
+    if spec.precision == "int8":
+        raise InputError(f"target {spec.name} needs calibration data: pass --calib DATA (representative inputs, "
+                         "100 or more recommended; image folder, .npy/.npz or package.module:function)")
+    return None
+
+
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     import backends
 
@@ -106,17 +129,15 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     with ui.stage("read eval data"):
         eval_data = load_eval_data(config, handle, pre)
     gate.check_possible(eval_data.labels is not None)
-    calib = None
-    if config.data.calib:
-        with ui.stage("read calibration data"):
-            calib = load_data(config.data.calib, handle.inputs, pre, config.data.calib_labels, config.data.calib_samples, what="calibration data")
+    calib = load_calibration(config, handle, pre, spec, ui)
     target = spec.with_run(handle.inputs, threads)
+    ctx = BuildContext(calib=calib, eval=eval_data, quant=quant_settings(config), progress=ui)
 
     with tempfile.TemporaryDirectory(prefix="compressor-") as tmp, BundleWriter(out, config.output.overwrite) as bundle:
         work = Path(tmp)
         (work / "artifact").mkdir()
         with ui.stage(f"built {target.name} artifact"):
-            artifact = backend.build(handle, target, work / "artifact", calib)
+            artifact = backend.build(handle, target, work / "artifact", ctx)
         runner = backend.load(artifact.path, target, threads=threads)
         reference = TorchModuleRunner(handle.module, handle.input_names, handle.output_names, threads=threads)
         batch = eval_batch_size(handle.inputs)
@@ -161,7 +182,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         if bench and eager:
             speedup = eager["latency_ms"]["p50"] / bench["latency_ms"]["p50"]
         manifest = build_manifest(config, handle, target, artifact, eval_data, calib, fidelity, failures, bench, eager, speedup,
-                                  settings, art_out, n_ref, batch)
+                                  settings, art_out, n_ref, batch, ctx.warnings)
         rows = []
         if eager is not None and target.name != REFERENCE_TARGET:
             ref_fid = {"accuracy": fidelity.reference_accuracy, "top1_agreement": 1.0 if fidelity.top1_agreement is not None else None,
@@ -187,8 +208,11 @@ def _output_specs(handle: ModelHandle, outputs: list[np.ndarray]) -> list[dict]:
 
 
 def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity: Fidelity, failures, bench, eager, speedup,
-                   settings, outputs, n_ref, batch) -> dict[str, Any]:
+                   settings, outputs, n_ref, batch, warnings) -> dict[str, Any]:
     import compressor
+
+    build = dict(artifact.details)
+    quantization = build.pop("quantization", None)
 
     metrics: dict[str, Any] = {"fidelity": fidelity.to_dict()}
     if bench:
@@ -203,13 +227,15 @@ def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity:
     if eager:
         metrics["torch_eager_latency_ms"] = eager["latency_ms"]
         metrics["speedup_vs_torch_eager"] = speedup
-    size = sum(f.stat().st_size for f in artifact.files)
+    size = artifact.path.stat().st_size  # the model file itself; other files (plans, …) are listed separately
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sdk": {"name": "compressor", "version": compressor.__version__},
         "target": target.to_dict(),
         "precision": target.precision,
-        "artifact": {"path": artifact.path.name, "files": [f.name for f in artifact.files], "size_bytes": size, "build": artifact.details},
+        "artifact": {"path": artifact.path.name, "files": [f.name for f in artifact.files], "size_bytes": size, "build": build},
+        "quantization": quantization,
+        "warnings": warnings,
         "inputs": [s.to_dict() for s in handle.inputs],
         "outputs": _output_specs(handle, outputs),
         "preprocessing": handle.preprocessing.to_dict() if handle.preprocessing else None,

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import RecipeError
+from .quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
 from .specs import INTERPOLATIONS, InputSpec, Preprocessing
 
 
@@ -82,6 +83,14 @@ class BenchmarkConfig(_Strict):
     compare_eager: bool = True
 
 
+class QuantizationConfig(_Strict):
+    calibration: Literal[CALIBRATION_METHODS] = DEFAULT_CALIBRATION  # type: ignore[valid-type]
+    percentile: float = Field(default=DEFAULT_PERCENTILE, gt=50, le=100)
+    exclude: list[str] = Field(default_factory=list)
+    sensitivity: bool = True
+    sensitivity_samples: int = Field(default=16, ge=1)
+
+
 class OutputConfig(_Strict):
     path: str
     overwrite: bool = False
@@ -96,6 +105,7 @@ class RunConfig(_Strict):
     target: str = "ort-cpu-fp32"
     data: DataConfig = Field(default_factory=DataConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     output: OutputConfig
 

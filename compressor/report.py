@@ -92,4 +92,40 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
         "Check this bundle on the device: `compressor verify <bundle>` (re-hashes every file and re-runs the reference inputs).",
         "",
     ]
+    if m.get("quantization"):
+        lines += quantization_section(m["quantization"])
+    if m.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in m["warnings"]] + [""]
     return "\n".join(lines)
+
+
+def quantization_section(q: dict, top: int = 10) -> list[str]:
+    k = q.get("kernels", {})
+    cal = q["calibration"]
+    lines = [
+        "## Quantization",
+        "",
+        f"- Mode: {q['mode']}; weights {q['weight_dtype']} per channel (symmetric), activations {q['activation_dtype']} per tensor",
+        f"- Calibration: {cal['method']}" + (f" (percentile {cal['percentile']})" if "percentile" in cal else "") + f", {cal['samples']} samples",
+        f"- INT8 layers: {q['layers_int8']} of {q['layers_total']}; heavy ops running as INT8 in ONNX Runtime after optimisation: "
+        f"**{k.get('heavy_ops_int8', '?')} of {k.get('heavy_ops_total', '?')}** {k.get('int8_kernels', '')}",
+    ]
+    if q["float_layers"]:
+        lines.append("- Float layers: " + "; ".join(f"`{n}` ({why})" for n, why in q["float_layers"].items()))
+    s = q.get("sensitivity")
+    if s:
+        lines += ["", sensitivity_markdown(s, top)]
+    return lines + [""]
+
+
+def sensitivity_markdown(s: dict, top: int = 10) -> str:
+    a = s["all_quantized"]
+    rows = [f"Per-layer sensitivity on {s['samples']} samples (all layers INT8: output cosine {a['cosine_mean']:.5f}"
+            + (f", top-1 agreement {a['top1_agreement']:.3f}" if a.get("top1_agreement") is not None else "") + ").",
+            "Layers ranked by the output-cosine loss when quantized alone (keep the top ones float with --exclude if accuracy drops):", "",
+            "| rank | layer | op | loss alone (1 − cosine) | top-1 agreement alone | output SQNR with all INT8 (dB) |", "|---|---|---|---|---|---|"]
+    sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
+    for i, d in enumerate(s["layers_alone"][:top], 1):
+        agree = "–" if d["top1_agreement"] is None else f"{d['top1_agreement']:.3f}"
+        rows.append(f"| {i} | `{d['layer']}` | {d['op_type']} | {d['loss']:.2e} | {agree} | {sqnr.get(d['layer'], float('nan')):.1f} |")
+    return "\n".join(rows)

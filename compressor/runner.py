@@ -31,6 +31,23 @@ class Artifact:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class BuildContext:
+    """What a build may need besides the model and target: calibration data, quantization settings,
+    and a way to report progress and warnings."""
+
+    calib: "DataSource | None" = None
+    eval: "DataSource | None" = None  # held-out data, for analyses such as per-layer sensitivity
+    quant: Any = None  # compressor.quantization.ptq.QuantSettings for quantized targets
+    progress: Any = None  # compressor.progress.Progress
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.progress is not None:
+            self.progress.warn(message)
+
+
 class Runner(abc.ABC):
     """A loaded artifact that maps named numpy inputs to a list of numpy outputs."""
 
@@ -56,7 +73,7 @@ class Backend(abc.ABC):
         """(True, "") when ``target`` can be built and run on this machine, else (False, why)."""
 
     @abc.abstractmethod
-    def build(self, model: "ModelHandle", target: "TargetSpec", workdir: Path, calib: "DataSource | None" = None) -> Artifact:
+    def build(self, model: "ModelHandle", target: "TargetSpec", workdir: Path, ctx: BuildContext | None = None) -> Artifact:
         """Write the artifact for ``target`` into ``workdir``."""
 
     @abc.abstractmethod

@@ -60,8 +60,8 @@ CATALOGUE: dict[str, TargetSpec] = {
     for t in [
         TargetSpec("torch-cpu-fp32", "torch", "cpu", "fp32", "pt2", "PyTorch eager, the FP32 reference (torch.export program)"),
         TargetSpec("ort-cpu-fp32", "onnxruntime", "cpu", "fp32", "onnx", "ONNX Runtime CPU execution provider, FP32"),
-        TargetSpec("ort-cpu-int8", "onnxruntime", "cpu", "int8", "onnx", "ONNX Runtime CPU, static INT8 (QDQ)", implemented=False),
-        TargetSpec("ort-cpu-int8-dynamic", "onnxruntime", "cpu", "int8-dynamic", "onnx", "ONNX Runtime CPU, dynamic INT8", implemented=False),
+        TargetSpec("ort-cpu-int8", "onnxruntime", "cpu", "int8", "onnx", "ONNX Runtime CPU, static INT8 (QDQ, calibrated)"),
+        TargetSpec("ort-cpu-int8-dynamic", "onnxruntime", "cpu", "int8-dynamic", "onnx", "ONNX Runtime CPU, dynamic INT8 (MatMul/Gemm weights)"),
         TargetSpec("openvino-cpu-fp32", "openvino", "cpu", "fp32", "openvino-ir", "OpenVINO CPU, f32 inference precision", implemented=False),
         TargetSpec("openvino-cpu-bf16", "openvino", "cpu", "bf16", "openvino-ir", "OpenVINO CPU, bf16 inference precision", implemented=False),
         TargetSpec("openvino-cpu-int8", "openvino", "cpu", "int8", "openvino-ir", "OpenVINO CPU, INT8", implemented=False),

@@ -1,0 +1,96 @@
+"""The quantization plan: every per-layer and per-tensor decision in one backend-neutral structure.
+
+PTQ fills it (structure from the exported graph, ranges from calibration); QAT and mixed precision
+will refine it; exporters realise it (``qdq_onnx`` for ONNX Runtime, OpenVINO and TensorRT). Layers
+are named after the PyTorch modules they come from (``layer1.0.conv1``), tensors after the exported
+graph's tensor names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
+DEFAULT_CALIBRATION = "percentile"  # measured: benchmarks/results/int8.md (calibration comparison)
+DEFAULT_PERCENTILE = 99.999
+
+
+@dataclass
+class TensorQuant:
+    """Per-tensor activation quantization: ``q = clamp(round(x / scale) + zero_point)``."""
+
+    name: str
+    dtype: str  # uint8 | int8
+    scale: float
+    zero_point: int
+    range: tuple[float, float]
+    method: str
+
+
+@dataclass
+class WeightQuant:
+    granularity: str  # per_channel | per_tensor
+    axis: int
+    dtype: str  # int8
+    symmetric: bool
+    scales: list[float]
+
+
+@dataclass
+class LayerQuant:
+    """One layer with weights (Conv, Gemm, MatMul with a constant weight)."""
+
+    name: str  # the PyTorch module path where known, else the graph node name
+    node: str  # the exported graph's node name
+    op_type: str  # Conv | Gemm | MatMul
+    module_type: str | None  # e.g. Conv2d, Linear
+    precision: str  # int8 | float
+    reason: str = ""  # why it stays float
+    weight: WeightQuant | None = None
+    inputs: list[str] = field(default_factory=list)  # activation tensors feeding it
+    output: str | None = None  # the (quantized) tensor it produces
+    macs: int | None = None
+
+
+@dataclass
+class QuantPlan:
+    mode: str  # static | dynamic
+    activation_dtype: str  # uint8 (ONNX Runtime on x86: unsigned activations, signed weights)
+    weight_dtype: str  # int8
+    calibration: dict[str, Any]  # method, samples, percentile
+    layers: list[LayerQuant]
+    activations: dict[str, TensorQuant] = field(default_factory=dict)
+    # element-wise / pooling ops kept on the INT8 path (QLinearAdd, …) and float ops left as they are
+    other_quantized_ops: list[str] = field(default_factory=list)
+    # Relu/Clip nodes folded into the quantization of their producer's output: node name -> tensor
+    folded: dict[str, str] = field(default_factory=dict)
+    exclusions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def int8_layers(self) -> list[LayerQuant]:
+        return [l for l in self.layers if l.precision == "int8"]
+
+    def layer(self, name: str) -> LayerQuant:
+        return next(l for l in self.layers if l.name == name)
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest records (the full plan travels as a separate file)."""
+        return {
+            "mode": self.mode,
+            "activation_dtype": self.activation_dtype,
+            "weight_dtype": self.weight_dtype,
+            "weight_granularity": "per_channel",
+            "calibration": self.calibration,
+            "layers_total": len(self.layers),
+            "layers_int8": len(self.int8_layers),
+            "float_layers": {l.name: l.reason for l in self.layers if l.precision != "int8"},
+            "quantized_activation_tensors": len(self.activations),
+            "other_quantized_ops": len(self.other_quantized_ops),
+            "exclusions": self.exclusions,
+            "warnings": self.warnings,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,204 @@
+"""Realise a quantization plan as ONNX in ONNX Runtime's canonical layouts.
+
+Static (QDQ): int8 weight initializers feed DequantizeLinear (per output channel); int32 biases
+(scale = input scale × weight scale) feed DequantizeLinear; every quantized activation tensor gets one
+QuantizeLinear → DequantizeLinear pair right after its producer; folded Relu/Clip nodes are removed.
+ONNX Runtime's optimiser then fuses DQ → op → Q into QLinearConv, QGemm, QLinearMatMul, QLinearAdd, …
+
+Dynamic: each INT8 MatMul/Gemm becomes DynamicQuantizeLinear(x) → MatMulInteger(x_u8, W_int8) →
+Cast → × (x_scale · w_scale) → + bias, which ONNX Runtime fuses into DynamicQuantizeMatMul.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .plan import LayerQuant, QuantPlan
+
+QMAX_W = 127  # symmetric int8 weights in [-127, 127]: inside ONNX's accepted (-128, 127)
+
+
+def quantize_weight(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel symmetric int8: returns (int8 weights, float32 scales along ``axis``)."""
+    moved = np.moveaxis(w.astype(np.float32), axis, 0).reshape(w.shape[axis], -1)
+    absmax = np.abs(moved).max(axis=1)
+    scales = np.where(absmax > 0, absmax / QMAX_W, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scales.reshape(shape)), -QMAX_W, QMAX_W).astype(np.int8)
+    return q, scales
+
+
+def weight_axis(op_type: str, node=None) -> int:
+    if op_type == "Conv":
+        return 0
+    if op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0) if node is not None else 0
+        return 0 if trans_b else 1
+    return 1  # MatMul weight [K, N]: one scale per output column
+
+
+def _toposort(nodes, graph_inputs, inits):
+    available = set(graph_inputs) | set(inits) | {""}
+    pending = list(nodes)
+    ordered = []
+    while pending:
+        progressed = False
+        rest = []
+        for n in pending:
+            if all(i in available for i in n.input):
+                ordered.append(n)
+                available.update(n.output)
+                progressed = True
+            else:
+                rest.append(n)
+        if not progressed:
+            raise RuntimeError(f"cannot order the quantized graph: {len(rest)} nodes have unresolved inputs, e.g. {rest[0].name}")
+        pending = rest
+    return ordered
+
+
+def realize_static(model, plan: QuantPlan):
+    """A new ModelProto with ``plan`` applied in QDQ layout."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = copy.deepcopy(model)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    nodes = list(g.node)
+    by_name = {n.name: n for n in nodes}
+    producer = {o: n for n in nodes for o in n.output}
+    graph_inputs = {i.name for i in g.input}
+    new_inits, new_nodes = [], []
+
+    # 1. fold Relu/Clip into the quantization of their producer's output
+    for act_name, out in plan.folded.items():
+        act = by_name.get(act_name)
+        if act is None:
+            continue
+        src = producer[act.input[0]]
+        src.output[0] = out
+        producer[out] = src
+        nodes.remove(act)
+
+    # 2. a Q/DQ pair after every quantized activation tensor
+    for t, tq in plan.activations.items():
+        scale = numpy_helper.from_array(np.array(tq.scale, dtype=np.float32), f"{t}_scale")
+        zp_dtype = np.uint8 if tq.dtype == "uint8" else np.int8
+        zp = numpy_helper.from_array(np.array(tq.zero_point, dtype=zp_dtype), f"{t}_zero_point")
+        new_inits += [scale, zp]
+        if t in graph_inputs:
+            dq_out = f"{t}_dq"
+            for n in nodes:
+                for i, name in enumerate(n.input):
+                    if name == t:
+                        n.input[i] = dq_out
+            q_in = t
+        else:
+            src = producer.get(t)
+            if src is None:
+                continue
+            q_in = f"{t}_float"
+            src.output[list(src.output).index(t)] = q_in
+            dq_out = t
+        new_nodes.append(helper.make_node("QuantizeLinear", [q_in, scale.name, zp.name], [f"{t}_q"], name=f"{t}_QuantizeLinear"))
+        new_nodes.append(helper.make_node("DequantizeLinear", [f"{t}_q", scale.name, zp.name], [dq_out], name=f"{t}_DequantizeLinear"))
+
+    # 3. int8 weights and int32 biases behind DequantizeLinear
+    node_of = {n.name: n for n in nodes}
+    for layer in plan.int8_layers:
+        node = node_of[layer.node]
+        wname = node.input[1]
+        w = numpy_helper.to_array(inits[wname])
+        axis = layer.weight.axis
+        q, scales = quantize_weight(w, axis)
+        dq_out = f"{wname}_dq_{layer.node}"
+        new_inits += [
+            numpy_helper.from_array(q, f"{dq_out}_quantized"),
+            numpy_helper.from_array(scales, f"{dq_out}_scale"),
+            numpy_helper.from_array(np.zeros_like(scales, dtype=np.int8), f"{dq_out}_zero_point"),
+        ]
+        new_nodes.append(helper.make_node("DequantizeLinear", [f"{dq_out}_quantized", f"{dq_out}_scale", f"{dq_out}_zero_point"],
+                                          [dq_out], name=f"{dq_out}_DequantizeLinear", axis=axis))
+        node.input[1] = dq_out
+        if len(node.input) > 2 and node.input[2] in inits and layer.inputs and layer.inputs[0] in plan.activations:
+            b = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
+            if b.ndim == 1 and b.shape[0] == scales.shape[0]:
+                bscale = (plan.activations[layer.inputs[0]].scale * scales.astype(np.float64)).astype(np.float32)
+                bq = np.clip(np.round(b / np.where(bscale > 0, bscale, 1.0)), -(2**31), 2**31 - 1).astype(np.int32)
+                bout = f"{node.input[2]}_dq_{layer.node}"
+                new_inits += [
+                    numpy_helper.from_array(bq, f"{bout}_quantized"),
+                    numpy_helper.from_array(bscale, f"{bout}_scale"),
+                    numpy_helper.from_array(np.zeros_like(bq), f"{bout}_zero_point"),
+                ]
+                new_nodes.append(helper.make_node("DequantizeLinear", [f"{bout}_quantized", f"{bout}_scale", f"{bout}_zero_point"],
+                                                  [bout], name=f"{bout}_DequantizeLinear", axis=0))
+                node.input[2] = bout
+
+    _finish(m, nodes + new_nodes, new_inits)
+    return m
+
+
+def realize_dynamic(model, plan: QuantPlan):
+    """A new ModelProto with each INT8 MatMul/Gemm quantized dynamically (activations at run time)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = copy.deepcopy(model)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    nodes = list(g.node)
+    node_of = {n.name: n for n in nodes}
+    new_inits, out_nodes = [], []
+    replaced: dict[str, list] = {}
+    for layer in plan.int8_layers:
+        node = node_of[layer.node]
+        w = numpy_helper.to_array(inits[node.input[1]])
+        trans_b = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+        if trans_b:
+            w = w.T
+        q, scales = quantize_weight(w, 1)  # [K, N], one scale per output column
+        p = f"{layer.node}_dyn"
+        x = node.input[0]
+        new_inits += [
+            numpy_helper.from_array(q, f"{p}_W_quantized"),
+            numpy_helper.from_array(np.zeros(q.shape[1], dtype=np.int8), f"{p}_W_zero_point"),
+            numpy_helper.from_array(scales, f"{p}_W_scale"),
+        ]
+        out = node.output[0]
+        seq = [
+            helper.make_node("DynamicQuantizeLinear", [x], [f"{p}_x_q", f"{p}_x_scale", f"{p}_x_zp"], name=f"{p}_DynamicQuantizeLinear"),
+            helper.make_node("MatMulInteger", [f"{p}_x_q", f"{p}_W_quantized", f"{p}_x_zp", f"{p}_W_zero_point"], [f"{p}_int32"],
+                             name=f"{p}_MatMulInteger"),
+            helper.make_node("Cast", [f"{p}_int32"], [f"{p}_acc"], to=TensorProto.FLOAT, name=f"{p}_Cast"),
+            helper.make_node("Mul", [f"{p}_x_scale", f"{p}_W_scale"], [f"{p}_scale"], name=f"{p}_ScaleMul"),
+        ]
+        bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
+        if bias:
+            seq += [helper.make_node("Mul", [f"{p}_acc", f"{p}_scale"], [f"{p}_mm"], name=f"{p}_Mul"),
+                    helper.make_node("Add", [f"{p}_mm", bias], [out], name=f"{p}_BiasAdd")]
+        else:
+            seq.append(helper.make_node("Mul", [f"{p}_acc", f"{p}_scale"], [out], name=f"{p}_Mul"))
+        replaced[node.name] = seq
+    for n in nodes:
+        out_nodes.extend(replaced.get(n.name, [n]))
+    used = {i for n in out_nodes for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    _finish(m, out_nodes, new_inits)
+    return m
+
+
+def _finish(m, nodes, new_inits) -> None:
+    g = m.graph
+    used = {i for n in nodes for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep + [i for i in new_inits if i.name in used])
+    ordered = _toposort(nodes, [i.name for i in g.input], [i.name for i in g.initializer])
+    del g.node[:]
+    g.node.extend(ordered)
+    del g.value_info[:]  # stale shapes of renamed tensors; ORT re-infers

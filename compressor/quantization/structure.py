@@ -1,0 +1,171 @@
+"""Which parts of an exported float graph go INT8: the structural half of a quantization plan.
+
+Rules (the layout ONNX Runtime fuses into integer kernels, the same coverage as its own quantizer):
+
+- **Weighted layers** (Conv, Gemm, MatMul with a constant weight) are INT8 unless excluded: int8
+  weights per output channel, their activation input and output quantized per tensor.
+- **Relu, and Clip with min 0** (ReLU6) right after a quantized op are folded into its output
+  quantization: an unsigned range starting at 0 clamps exactly as they do.
+- **Add, Mul, Concat, average pooling** stay on the INT8 path when all their inputs already are
+  (QLinearAdd, QLinearConcat, …); otherwise they run in float.
+- **MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze** pass a quantized tensor through with
+  the same scale.
+- Everything else (Softmax, LayerNorm, GELU, Sigmoid, ReduceMean, Resize, …) stays float: their
+  outputs have wide or non-linear ranges where 8 bits cost accuracy and save little time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+
+WEIGHTED = {"Conv", "Gemm", "MatMul"}
+JOINING = {"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"}
+SAME_SCALE = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
+FOLDABLE = {"Relu", "Clip"}
+
+
+@dataclass
+class Structure:
+    layers: list[dict[str, Any]]  # name, node, op_type, module_type, weight, bias, precision, reason, inputs, output
+    quantized: list[str]  # activation tensors that get Q/DQ, in graph order
+    tied: dict[str, str]  # tensor -> tensor whose scale it shares (pass-through ops)
+    folded: dict[str, str]  # folded activation node name -> the tensor its producer now writes
+    joining_ops: list[str]  # node names of Add/Concat/… kept on the INT8 path
+    exclusions_unmatched: list[str] = field(default_factory=list)
+
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            import onnx
+
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def layer_name(node, weight: str) -> str:
+    return weight[: -len(".weight")] if weight.endswith(".weight") else (node.name or weight)
+
+
+def module_types(module) -> dict[str, str]:
+    try:
+        return {n: type(m).__name__ for n, m in module.named_modules()} if hasattr(module, "named_modules") else {}
+    except Exception:  # noqa: BLE001 - TorchScript modules may refuse; types are only informative
+        return {}
+
+
+class Exclusions:
+    """Layer exclusion patterns: a name or glob (``layer4.*``), ``re:<regex>``, or ``type:<Conv2d|Linear|Conv|Gemm|MatMul>``."""
+
+    def __init__(self, patterns: list[str] | None):
+        self.patterns = list(patterns or [])
+        self.hits = {p: 0 for p in self.patterns}
+        for p in self.patterns:
+            if p.startswith("re:"):
+                try:
+                    re.compile(p[3:])
+                except re.error as e:
+                    raise InputError(f"exclusion '{p}' is not a valid regular expression: {e}")
+
+    def match(self, name: str, op_type: str, module_type: str | None) -> str | None:
+        for p in self.patterns:
+            if p.startswith("type:"):
+                ok = p[5:] in (op_type, module_type)
+            elif p.startswith("re:"):
+                ok = re.search(p[3:], name) is not None
+            else:
+                ok = fnmatch.fnmatchcase(name, p)
+            if ok:
+                self.hits[p] += 1
+                return p
+        return None
+
+    def unmatched(self) -> list[str]:
+        return [p for p, n in self.hits.items() if n == 0]
+
+
+def _clip_min_is_zero(node, inits) -> bool:
+    if node.op_type == "Relu":
+        return True
+    import numpy as np
+    from onnx import numpy_helper
+
+    if len(node.input) > 1 and node.input[1]:
+        lo = inits.get(node.input[1])
+        return lo is not None and float(np.asarray(numpy_helper.to_array(lo))) == 0.0
+    return _attr(node, "min", None) == 0.0
+
+
+def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "static") -> Structure:
+    """Decide, node by node in graph order, what is INT8 and which tensors get Q/DQ."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    graph_outputs = {o.name for o in graph.output}
+    types = module_types(module) if module is not None else {}
+    excl = Exclusions(exclude)
+
+    layers: list[dict[str, Any]] = []
+    quantized: list[str] = []
+    qset: set[str] = set()
+    tied: dict[str, str] = {}
+    folded: dict[str, str] = {}
+    joining: list[str] = []
+
+    def add(t: str) -> None:
+        if t and t not in qset and t not in inits:
+            qset.add(t)
+            quantized.append(t)
+
+    def out_after_fold(node) -> str:
+        out = node.output[0]
+        users = consumers.get(out, [])
+        if mode == "static" and len(users) == 1 and out not in graph_outputs and users[0].op_type in FOLDABLE \
+                and _clip_min_is_zero(users[0], inits):
+            folded[users[0].name] = users[0].output[0]
+            return users[0].output[0]
+        return out
+
+    for node in graph.node:
+        op = node.op_type
+        if op in WEIGHTED and len(node.input) > 1 and node.input[1] in inits:
+            weight = node.input[1]
+            name = layer_name(node, weight)
+            mtype = types.get(name)
+            rank = len(inits[weight].dims)
+            precision, reason = "int8", ""
+            hit = excl.match(name, op, mtype)
+            if hit:
+                precision, reason = "float", f"excluded by '{hit}'"
+            elif op == "MatMul" and rank != 2:
+                precision, reason = "float", f"MatMul weight of rank {rank}: only 2-D weights are quantized"
+            elif op == "Gemm" and (_attr(node, "transA", 0) or node.input[0] in inits):
+                precision, reason = "float", "Gemm with a transposed or constant first input"
+            layer = {
+                "name": name, "node": node.name, "op_type": op, "module_type": mtype, "weight": weight,
+                "bias": node.input[2] if len(node.input) > 2 and node.input[2] in inits else None,
+                "precision": precision, "reason": reason, "inputs": [node.input[0]], "output": node.output[0],
+            }
+            if precision == "int8" and mode == "static":
+                add(node.input[0])
+                layer["output"] = out_after_fold(node)
+                add(layer["output"])
+            layers.append(layer)
+        elif mode == "static" and op in JOINING:
+            acts = [t for t in node.input if t and t not in inits]
+            consts = [t for t in node.input if t in inits]
+            if acts and all(t in qset for t in acts) and not (op == "Mul" and consts):
+                joining.append(node.name)
+                add(out_after_fold(node))
+        elif mode == "static" and op in SAME_SCALE and node.input and node.input[0] in qset:
+            tied[node.output[0]] = tied.get(node.input[0], node.input[0])
+            add(node.output[0])
+    return Structure(layers, quantized, tied, folded, joining, excl.unmatched())
