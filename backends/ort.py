@@ -94,7 +94,7 @@ def inspect_kernels(path: Path, plan) -> dict[str, Any]:
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         opt = onnx.load(so.optimized_model_filepath)
     counts = collections.Counter(n.op_type for n in opt.graph.node)
-    int8_inputs = {i for n in opt.graph.node if n.op_type in INT8_KERNELS for i in n.input}
+    int8_inputs = {i for n in opt.graph.node if n.op_type in INT8_KERNELS | {"Gather"} for i in n.input}
     running_int8, running_float = [], []
     for layer in plan.int8_layers:
         key = f"{layer.node}_dyn_W_quantized" if plan.mode == "dynamic" else None
@@ -102,10 +102,16 @@ def inspect_kernels(path: Path, plan) -> dict[str, Any]:
         (running_int8 if hit else running_float).append(layer.name)
     heavy_float = sum(v for k, v in counts.items() if k in FLOAT_HEAVY)
     heavy_int8 = sum(v for k, v in counts.items() if k in INT8_KERNELS)
+    weight_layers = [l for l in plan.layers if l.op_type != "Gather"]
+    float_weight_layers = [l.name for l in weight_layers if l.precision != "int8" or l.name in running_float]
     return {
         "heavy_ops_total": heavy_int8 + heavy_float,
         "heavy_ops_int8": heavy_int8,
         "heavy_ops_float": heavy_float,
+        # float heavy ops that are not weight layers: activation x activation MatMuls (attention scores), …
+        "heavy_ops_float_without_weights": max(0, heavy_float - len(float_weight_layers)),
+        "weight_layers_total": len(weight_layers),
+        "weight_layers_int8": len(weight_layers) - len(float_weight_layers),
         "int8_kernels": {k: v for k, v in sorted(counts.items()) if k in INT8_KERNELS},
         "float_heavy_kernels": {k: v for k, v in sorted(counts.items()) if k in FLOAT_HEAVY},
         "planned_int8_layers_running_float": running_float,
@@ -145,7 +151,7 @@ class OrtBackend(Backend):
         threads = target.runtime.get("threads")
         qmodel, plan, sensitivity = quantize(
             model, fp32, mode, ctx.quant or QuantSettings(), ctx.calib, lambda m, f, n: run_model(m, f, n, threads),
-            progress=ctx.progress, warn=ctx.warn, analysis=ctx.eval,
+            progress=ctx.progress, warn=ctx.warn, analysis=ctx.eval, task=ctx.task,
         )
         onnx.save_model(qmodel, str(path))
         kernels = inspect_kernels(path, plan)

@@ -11,7 +11,7 @@ from .recipe import build_config
 def _overrides(
     checkpoint=None, arch=None, arch_kwargs=None, trust_checkpoint=None, input_shape=None, input_names=None,
     input_dtype=None, output_names=None, preprocessing=None, target=None, eval=None, eval_labels=None, eval_samples=None,
-    calib=None, calib_labels=None, calib_samples=None, synthetic=None, max_accuracy_drop=None, min_agreement=None,
+    calib=None, calib_labels=None, calib_samples=None, synthetic=None, max_accuracy_drop=None, min_agreement=None, min_cosine=None, task=None,
     force=None, threads=None, batch_size=None, duration=None, iterations=None, benchmark=None, compare_eager=None,
     output=None, overwrite=None, tar=None, calibration=None, percentile=None, exclude=None, sensitivity=None,
     sensitivity_samples=None,
@@ -51,6 +51,8 @@ def _overrides(
         "data.synthetic": synthetic,
         "gate.max_accuracy_drop": max_accuracy_drop,
         "gate.min_agreement": min_agreement,
+        "gate.min_cosine": min_cosine,
+        "model.task": task,
         "gate.force": force,
         "benchmark.enabled": benchmark,
         "benchmark.threads": threads,

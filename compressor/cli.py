@@ -92,7 +92,8 @@ def _write_json(path: Optional[Path], data) -> None:
     tmp.rename(path)
 
 
-P_MODEL, P_INPUT, P_PRE, P_DATA, P_GATE, P_BENCH, P_OUT = "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Benchmark", "Output"
+P_MODEL, P_INPUT, P_PRE, P_DATA, P_GATE, P_QUANT, P_BENCH, P_OUT = (
+    "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Quantization (INT8 targets)", "Benchmark", "Output")
 
 
 @app.command()
@@ -107,6 +108,7 @@ def compress(
     input_name: Optional[List[str]] = typer.Option(None, help="Input name, one per --input-shape (default: input).", rich_help_panel=P_INPUT),
     input_dtype: Optional[List[str]] = typer.Option(None, help="Input dtype (float32, int64, …): one, or one per input.", rich_help_panel=P_INPUT),
     output_name: Optional[List[str]] = typer.Option(None, help="Output names, one per model output.", rich_help_panel=P_INPUT),
+    task: Optional[str] = typer.Option(None, help="What the first output is: auto | classification | embedding | other (decides which fidelity metrics apply).", rich_help_panel=P_MODEL),
     resize: Optional[str] = typer.Option(None, help="Resize images: shorter side (256) or H,W.", rich_help_panel=P_PRE),
     crop: Optional[str] = typer.Option(None, help="Centre crop: 224 or H,W.", rich_help_panel=P_PRE),
     interpolation: Optional[str] = typer.Option(None, help="nearest | bilinear | bicubic | lanczos.", rich_help_panel=P_PRE),
@@ -125,7 +127,12 @@ def compress(
     synthetic: Optional[bool] = typer.Option(None, "--synthetic", help="No real data: validate on random inputs (marked synthetic everywhere).", rich_help_panel=P_DATA),
     max_accuracy_drop: Optional[float] = typer.Option(None, help="Fail if accuracy drops more than X percentage points (needs labels).", rich_help_panel=P_GATE),
     min_agreement: Optional[float] = typer.Option(None, help="Fail if top-1 agreement with FP32 is below X (0..1).", rich_help_panel=P_GATE),
+    min_cosine: Optional[float] = typer.Option(None, help="Fail if the mean cosine similarity with FP32 outputs is below X (embeddings).", rich_help_panel=P_GATE),
     force: Optional[bool] = typer.Option(None, "--force", help="Write the bundle even if it fails its gate (marked as failing).", rich_help_panel=P_GATE),
+    calibration: Optional[str] = typer.Option(None, help="Activation calibration: minmax | percentile | mse | entropy (default percentile).", rich_help_panel=P_QUANT),
+    percentile: Optional[float] = typer.Option(None, help="Percentile for --calibration percentile (default 99.999).", rich_help_panel=P_QUANT),
+    exclude: Optional[List[str]] = typer.Option(None, help="Keep layers float: a name or glob (layer4.*), re:<regex>, or type:<Conv2d|Linear|…>; repeatable.", rich_help_panel=P_QUANT),
+    no_sensitivity: bool = typer.Option(False, "--no-sensitivity", help="Skip the per-layer sensitivity analysis of INT8 targets.", rich_help_panel=P_QUANT),
     threads: Optional[int] = typer.Option(None, help="Threads for every runtime (default: all usable CPUs).", rich_help_panel=P_BENCH),
     batch_size: Optional[int] = typer.Option(None, help="Batch size for the benchmark (default 1).", rich_help_panel=P_BENCH),
     duration: Optional[float] = typer.Option(None, help="Minimum timed seconds per benchmark (default 3).", rich_help_panel=P_BENCH),
@@ -136,6 +143,7 @@ def compress(
     overwrite: Optional[bool] = typer.Option(None, "--overwrite", help="Replace an existing bundle directory.", rich_help_panel=P_OUT),
     tar: Optional[bool] = typer.Option(None, "--tar", help="Also write BUNDLE.tar.gz.", rich_help_panel=P_OUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the manifest's metrics to this JSON file.", rich_help_panel=P_OUT),
+    analyze_only: bool = typer.Option(False, "--analyze-only", hidden=True, help="Used by `compressor analyze`."),
 ) -> None:
     """Compress CHECKPOINT for a target: build, validate against FP32, benchmark, and write a bundle."""
     from compressor.api import _overrides
@@ -155,11 +163,14 @@ def compress(
         input_dtype=(input_dtype[0] if input_dtype and len(input_dtype) == 1 else input_dtype) or None,
         output_names=output_name or None, preprocessing=pre, target=target, eval=eval_data, eval_labels=eval_labels,
         eval_samples=eval_samples, calib=calib, calib_labels=calib_labels, calib_samples=calib_samples, synthetic=synthetic,
-        max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, force=force, threads=threads, batch_size=batch_size,
+        max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine, task=task, force=force, threads=threads, batch_size=batch_size,
         duration=duration, iterations=iterations, benchmark=False if no_benchmark else None,
         compare_eager=False if no_eager_baseline else None, output=output, overwrite=overwrite, tar=tar,
+        calibration=calibration, percentile=percentile, exclude=exclude or None, sensitivity=False if no_sensitivity else None,
     )
     config = build_config(recipe, overrides)
+    if analyze_only:
+        return _print_analysis(config, json_path)
     result = run(config)
     print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
     status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
@@ -167,6 +178,49 @@ def compress(
 
     console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
     _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
+
+
+def _print_analysis(config, json_path: Optional[Path]) -> None:
+    from rich.table import Table
+
+    from compressor.pipeline import analyze as run_analysis
+    from compressor.report import console
+
+    result = run_analysis(config)
+    q = result["quantization"]
+    s = q["sensitivity"]
+    sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
+    table = Table(title=f"{result['model']} → {result['target']}: per-layer sensitivity on {s['samples']} samples "
+                        f"(all INT8: output cosine {s['all_quantized']['cosine_mean']:.5f})")
+    for c in ("rank", "layer", "op", "loss alone (1 − cosine)", "top-1 agreement alone", "SQNR all-INT8 (dB)"):
+        table.add_column(c, justify="left" if c in ("layer", "op") else "right", no_wrap=c == "layer")
+    for i, d in enumerate(s["layers_alone"], 1):
+        agree = "–" if d["top1_agreement"] is None else f"{d['top1_agreement']:.3f}"
+        table.add_row(str(i), d["layer"], d["op_type"], f"{d['loss']:.2e}", agree, f"{sqnr.get(d['layer'], float('nan')):.1f}")
+    console().print(table)
+    float_layers = q["float_layers"]
+    if float_layers:
+        console().print("kept float: " + "; ".join(f"{n} ({why})" for n, why in float_layers.items()))
+    console().print("to keep a layer float: --exclude NAME (or a glob, re:REGEX, type:Conv2d)")
+    _write_json(json_path, result)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@one_line_errors
+def analyze(ctx: typer.Context) -> None:
+    """Per-layer INT8 sensitivity (which layers to keep float). Takes every `compress` option; no bundle is written.
+
+    Example: compressor analyze model.pth --arch torchvision:resnet18 --input-shape 1,3,224,224 --calib data/ --eval data/ --target ort-cpu-int8
+    """
+    args = list(ctx.args)
+    if any(a in ("--output", "-o") for a in args):
+        from compressor.errors import InputError
+
+        raise InputError("analyze writes no bundle: drop --output (use --json PATH to save the table)")
+    if not any(a in ("--target", "-t") or a.startswith("--target=") for a in args):
+        args += ["--target", "ort-cpu-int8"]
+    command = typer.main.get_command(app).commands["compress"]
+    command.main(args + ["--analyze-only"], prog_name="compressor analyze", standalone_mode=False)
 
 
 @app.command()

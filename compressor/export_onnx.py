@@ -20,6 +20,35 @@ from .errors import ExportError
 from .model import ModelHandle
 
 OPSET = 18
+NODE_MODULES_KEY = "compressor.node_modules"  # model metadata: node name -> [PyTorch module path, module class]
+
+
+def node_modules(model) -> dict[str, list[str]]:
+    """Which PyTorch module each node came from, from the dynamo exporter's node metadata."""
+    out = {}
+    for n in model.graph.node:
+        meta = {p.key: p.value for p in n.metadata_props}
+        scopes, classes = meta.get("pkg.torch.onnx.name_scopes"), meta.get("pkg.torch.onnx.class_hierarchy")
+        if not scopes or not classes:
+            continue
+        try:
+            import ast
+
+            scopes, classes = ast.literal_eval(scopes), ast.literal_eval(classes)
+        except (ValueError, SyntaxError):
+            continue
+        if len(scopes) >= 2 and len(classes) >= 2 and scopes[-2]:
+            out[n.name] = [scopes[-2], classes[-2].split(".")[-1]]
+    return out
+
+
+def read_node_modules(model) -> dict[str, list[str]]:
+    import json
+
+    for p in model.metadata_props:
+        if p.key == NODE_MODULES_KEY:
+            return json.loads(p.value)
+    return {}
 
 
 def _op_counts(model) -> dict[str, int]:
@@ -103,6 +132,7 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = OPSET, slim: bool 
         else:
             model = program.model_proto
     before = _op_counts(model)
+    modules = node_modules(model)
     if slim:
         import onnxslim
 
@@ -110,6 +140,12 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = OPSET, slim: bool 
             model = onnxslim.slim(model)
     after = _op_counts(model)
     _name_dynamic_dims(model, handle)
+    if modules:
+        import json
+
+        kept = {n.name for n in model.graph.node}
+        entry = model.metadata_props.add()
+        entry.key, entry.value = NODE_MODULES_KEY, json.dumps({k: v for k, v in modules.items() if k in kept})
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - onnx raises ValidationError and InferenceError

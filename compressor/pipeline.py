@@ -114,6 +114,8 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     ui = Progress(quiet)
     spec = get_target(config.target)
     backend = backends.require(spec)
+    if config.output is None:
+        raise InputError("no output directory: pass --output DIR (or output.path in the recipe)")
     out = Path(config.output.path)
     check_destination(out, config.output.overwrite)
     if not config.data.eval and not config.data.synthetic:
@@ -121,7 +123,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     settings = bench_settings(config) if config.benchmark.enabled else None
     threads = settings.threads if settings else None
     pre = config.preprocessing.to_preprocessing() if config.preprocessing else None
-    gate = Gate(config.gate.max_accuracy_drop, config.gate.min_agreement)
+    gate = Gate(config.gate.max_accuracy_drop, config.gate.min_agreement, config.gate.min_cosine)
 
     with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
         m = config.model
@@ -131,7 +133,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     gate.check_possible(eval_data.labels is not None)
     calib = load_calibration(config, handle, pre, spec, ui)
     target = spec.with_run(handle.inputs, threads)
-    ctx = BuildContext(calib=calib, eval=eval_data, quant=quant_settings(config), progress=ui)
+    ctx = BuildContext(calib=calib, eval=eval_data, quant=quant_settings(config), progress=ui, task=config.model.task)
 
     with tempfile.TemporaryDirectory(prefix="compressor-") as tmp, BundleWriter(out, config.output.overwrite) as bundle:
         work = Path(tmp)
@@ -144,7 +146,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         with ui.bar(f"validated on {len(eval_data)} samples", total=2 * len(eval_data)) as advance:
             ref_out = run_all(reference, eval_data, handle.inputs, batch, advance)
             art_out = run_all(runner, eval_data, handle.inputs, batch, advance)
-        fidelity = compare(ref_out, art_out, eval_data.labels, eval_data.synthetic)
+        fidelity = compare(ref_out, art_out, eval_data.labels, eval_data.synthetic, config.model.task)
         failures = gate.failures(fidelity)
         if failures and not config.gate.force:
             raise GateError(f"the {target.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
@@ -186,7 +188,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         rows = []
         if eager is not None and target.name != REFERENCE_TARGET:
             ref_fid = {"accuracy": fidelity.reference_accuracy, "top1_agreement": 1.0 if fidelity.top1_agreement is not None else None,
-                       "cosine_min": 1.0, "synthetic": fidelity.synthetic}
+                       "cosine_mean": 1.0, "cosine_min": 1.0, "synthetic": fidelity.synthetic}
             rows.append(row(f"{REFERENCE_TARGET} (reference)", "fp32", eager_size, ref_fid, eager, 1.0))
         rows.append(row(target.name, target.precision, manifest["artifact"]["size_bytes"], fidelity.to_dict(), bench, speedup))
         bundle.path(REPORT).write_text(bundle_report(manifest, rows))
@@ -241,7 +243,7 @@ def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity:
         "preprocessing": handle.preprocessing.to_dict() if handle.preprocessing else None,
         "source": {k: v for k, v in handle.source.items() if k != "path"},
         "data": {"eval": eval_data.to_dict(), "calibration": calib.to_dict() if calib else None, "eval_batch_size": batch},
-        "gate": {**Gate(config.gate.max_accuracy_drop, config.gate.min_agreement).to_dict(), "passed": not failures,
+        "gate": {**Gate(config.gate.max_accuracy_drop, config.gate.min_agreement, config.gate.min_cosine).to_dict(), "passed": not failures,
                  "failures": failures, "forced": bool(failures) and config.gate.force},
         "metrics": metrics,
         "benchmark": {
@@ -263,3 +265,33 @@ def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity:
         },
         "recipe": config.model_dump(mode="json"),
     }
+
+
+def analyze(config: RunConfig, quiet: bool = False) -> dict[str, Any]:
+    """Per-layer INT8 sensitivity of a model for an INT8 target, without writing a bundle."""
+    import backends
+
+    ui = Progress(quiet)
+    spec = get_target(config.target)
+    if spec.precision not in ("int8", "int8-dynamic"):
+        raise InputError(f"analyze needs an INT8 target (e.g. --target ort-cpu-int8), not {spec.name}")
+    backend = backends.require(spec)
+    pre = config.preprocessing.to_preprocessing() if config.preprocessing else None
+    with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
+        m = config.model
+        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names)
+    eval_data = None
+    if config.data.eval or config.data.synthetic:
+        with ui.stage("read eval data"):
+            eval_data = load_eval_data(config, handle, pre)
+    calib = load_calibration(config, handle, pre, spec, ui)
+    if eval_data is None and calib is None:
+        raise InputError("analyze needs data to measure on: pass --eval DATA (and --calib DATA for static INT8)")
+    settings = quant_settings(config)
+    settings.sensitivity = True
+    ctx = BuildContext(calib=calib, eval=eval_data, quant=settings, progress=ui, task=config.model.task)
+    target = spec.with_run(handle.inputs, config.benchmark.threads)
+    with tempfile.TemporaryDirectory(prefix="compressor-analyze-") as tmp:
+        artifact = backend.build(handle, target, Path(tmp), ctx)
+    q = artifact.details["quantization"]
+    return {"target": spec.name, "model": Path(config.model.checkpoint).name, "quantization": q, "warnings": ctx.warnings}

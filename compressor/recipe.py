@@ -30,6 +30,7 @@ class ModelConfig(_Strict):
     arch_kwargs: dict[str, Any] = Field(default_factory=dict)
     trust_checkpoint: bool = False
     output_names: Optional[list[str]] = None
+    task: Literal["auto", "classification", "embedding", "other"] = "auto"
 
 
 class InputConfig(_Strict):
@@ -69,6 +70,7 @@ class DataConfig(_Strict):
 class GateConfig(_Strict):
     max_accuracy_drop: Optional[float] = Field(default=None, ge=0)
     min_agreement: Optional[float] = Field(default=None, ge=0, le=1)
+    min_cosine: Optional[float] = Field(default=None, ge=-1, le=1)
     force: bool = False
 
 
@@ -107,7 +109,7 @@ class RunConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
-    output: OutputConfig
+    output: Optional[OutputConfig] = None  # required by compress (checked there), not by analyze
 
     @field_validator("inputs")
     @classmethod

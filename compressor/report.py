@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS", "speed-up vs torch")
+COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine mean", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS", "speed-up vs torch")
 
 
 def fmt_size(n: int | None) -> str:
@@ -31,7 +31,8 @@ def row(target: str, precision: str, size: int | None, fidelity: dict | None, be
         "size": fmt_size(size),
         "top-1": _f(fidelity.get("accuracy"), ".4f") + (synthetic if fidelity.get("accuracy") is not None else ""),
         "agreement": _f(fidelity.get("top1_agreement"), ".4f") + (synthetic if fidelity.get("top1_agreement") is not None else ""),
-        "cosine min": _f(fidelity.get("cosine_min"), ".6f"),
+        "cosine mean": _f(fidelity.get("cosine_mean"), ".5f"),
+        "cosine min": _f(fidelity.get("cosine_min"), ".5f"),
         "p50 ms": _f(lat.get("p50"), ".2f"),
         "p90 ms": _f(lat.get("p90"), ".2f"),
         "throughput/s": _f((bench or {}).get("throughput_per_s"), ".1f"),
@@ -107,8 +108,11 @@ def quantization_section(q: dict, top: int = 10) -> list[str]:
         "",
         f"- Mode: {q['mode']}; weights {q['weight_dtype']} per channel (symmetric), activations {q['activation_dtype']} per tensor",
         f"- Calibration: {cal['method']}" + (f" (percentile {cal['percentile']})" if "percentile" in cal else "") + f", {cal['samples']} samples",
-        f"- INT8 layers: {q['layers_int8']} of {q['layers_total']}; heavy ops running as INT8 in ONNX Runtime after optimisation: "
-        f"**{k.get('heavy_ops_int8', '?')} of {k.get('heavy_ops_total', '?')}** {k.get('int8_kernels', '')}",
+        f"- INT8 layers: {q['layers_int8']} of {q['layers_total']}. In ONNX Runtime after optimisation, layers with weights (Conv/Gemm/MatMul) "
+        f"running INT8 kernels: **{k.get('weight_layers_int8', '?')} of {k.get('weight_layers_total', '?')}**; heavy ops INT8: "
+        f"{k.get('heavy_ops_int8', '?')} of {k.get('heavy_ops_total', '?')} {k.get('int8_kernels', '')}"
+        + (f" ({k['heavy_ops_float_without_weights']} float heavy ops multiply two activations, e.g. attention scores)"
+           if k.get("heavy_ops_float_without_weights") else ""),
     ]
     if q["float_layers"]:
         lines.append("- Float layers: " + "; ".join(f"`{n}` ({why})" for n, why in q["float_layers"].items()))

@@ -39,6 +39,7 @@ class BuildContext:
     calib: "DataSource | None" = None
     eval: "DataSource | None" = None  # held-out data, for analyses such as per-layer sensitivity
     quant: Any = None  # compressor.quantization.ptq.QuantSettings for quantized targets
+    task: str = "auto"  # what the model's first output is (see compressor.validate.TASKS)
     progress: Any = None  # compressor.progress.Progress
     warnings: list[str] = field(default_factory=list)
 

@@ -85,8 +85,16 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(cos, -1.0, 1.0)
 
 
-def compare(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], labels: np.ndarray | None, synthetic: bool) -> Fidelity:
-    """Fidelity of ``candidate`` outputs against ``reference`` outputs (same samples, same order)."""
+TASKS = ("auto", "classification", "embedding", "other")
+
+
+def compare(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], labels: np.ndarray | None, synthetic: bool,
+            task: str = "auto") -> Fidelity:
+    """Fidelity of ``candidate`` outputs against ``reference`` outputs (same samples, same order).
+
+    ``task`` says what the first output is: class scores (top-1 agreement and accuracy make sense),
+    an embedding (only cosine and error do), or ``auto`` (a 2-D output with several columns is taken
+    as class scores)."""
     if len(reference) != len(candidate):
         raise GateError(f"the artifact returns {len(candidate)} outputs but the reference returns {len(reference)}")
     per_output = []
@@ -108,7 +116,10 @@ def compare(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], la
     cos = np.concatenate(cos_all)
     main_r, main_c = reference[0], candidate[0]
     agreement = accuracy = ref_accuracy = None
-    if _is_classifier(main_r):
+    classifier = _is_classifier(main_r) if task == "auto" else task == "classification"
+    if classifier and not _is_classifier(main_r):
+        raise GateError(f"--task classification needs a (samples, classes) first output, got shape {main_r.shape}")
+    if classifier:
         pr, pc = main_r.argmax(1), main_c.argmax(1)
         agreement = float((pr == pc).mean())
         if labels is not None:
@@ -133,10 +144,11 @@ class Gate:
 
     max_accuracy_drop: float | None = None  # percentage points
     min_agreement: float | None = None  # 0..1
+    min_cosine: float | None = None  # mean cosine similarity, -1..1
 
     @property
     def active(self) -> bool:
-        return self.max_accuracy_drop is not None or self.min_agreement is not None
+        return any(v is not None for v in (self.max_accuracy_drop, self.min_agreement, self.min_cosine))
 
     def check_possible(self, has_labels: bool) -> None:
         if self.max_accuracy_drop is not None and not has_labels:
@@ -151,9 +163,11 @@ class Gate:
             out.append(f"accuracy dropped {drop:.2f} points (limit {self.max_accuracy_drop:g})")
         if self.min_agreement is not None:
             if f.top1_agreement is None:
-                out.append("--min-agreement needs a classifier output (N, classes); this model's first output is not one")
+                out.append("--min-agreement needs a classifier output (N, classes); gate embeddings with --min-cosine")
             elif f.top1_agreement < self.min_agreement:
                 out.append(f"top-1 agreement {f.top1_agreement:.4f} is below {self.min_agreement:g}")
+        if self.min_cosine is not None and f.cosine_mean < self.min_cosine:
+            out.append(f"mean cosine similarity {f.cosine_mean:.5f} is below {self.min_cosine:g}")
         return out
 
     def to_dict(self) -> dict:

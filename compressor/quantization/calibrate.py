@@ -93,38 +93,33 @@ def _threshold_mse(o: Observation) -> float:
 
 
 def _threshold_entropy(o: Observation) -> float:
-    """TensorRT's KL-divergence calibration over the |x| histogram."""
+    """TensorRT's KL-divergence calibration over the |x| histogram (as ONNX Runtime implements it):
+    for each candidate threshold, p = the histogram clipped there (outliers folded into the last bin),
+    q = the same bins merged into the available quantization levels and spread back over p's non-empty
+    bins; keep the threshold with the smallest KL(p || q)."""
     hist = o.hist
-    width = o.absmax / BINS
     nq = _levels(o) + 1
     best, best_i = np.inf, BINS
-    start = max(nq, BINS // 16)
-    for i in range(start, BINS + 1, 8):
-        ref = hist[:i].copy()
-        ref[i - 1] += hist[i:].sum()  # outliers fold into the last bin
-        if ref.sum() == 0:
+    for i in range(max(nq, BINS // 16), BINS + 1, 4):
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()
+        total = p.sum()
+        if total == 0:
             continue
-        # quantize the first i bins into nq bins, then expand back over the non-empty bins
-        edges = np.linspace(0, i, nq + 1).astype(int)
-        cand = np.zeros(i)
-        src = hist[:i]
-        for a, b in zip(edges[:-1], edges[1:]):
-            if b <= a:
-                continue
-            chunk = src[a:b]
-            nz = chunk > 0
-            if nz.any():
-                cand[a:b][nz] = chunk.sum() / nz.sum()
-        p = ref / ref.sum()
-        q_sum = cand.sum()
-        if q_sum == 0:
-            continue
-        q = cand / q_sum
-        mask = p > 0
-        kl = float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-12))))
+        nz = p > 0
+        edges = np.linspace(0, i, nq + 1).astype(int)[:-1]
+        sums = np.add.reduceat(hist[:i], edges)
+        counts = np.add.reduceat(nz.astype(np.float64), edges)
+        lengths = np.diff(np.append(edges, i))
+        per_bin = np.repeat(np.where(counts > 0, sums / np.maximum(counts, 1), 0.0), lengths)
+        q = np.where(nz, per_bin, 0.0)
+        p = p / total
+        q = q / q.sum() if q.sum() > 0 else q
+        q = np.where(nz & (q == 0), 1e-12, q)  # smoothing: p's mass where q has none costs, but finitely
+        kl = float(np.sum(p[nz] * np.log(p[nz] / q[nz])))
         if kl < best:
             best, best_i = kl, i
-    return best_i * width
+    return best_i * o.absmax / BINS
 
 
 def choose_range(o: Observation, method: str, percentile: float = DEFAULT_PERCENTILE) -> tuple[float, float]:

@@ -30,7 +30,7 @@ def calibration_feeds(calib: DataSource, inputs, samples: int) -> list[dict[str,
 
 def quantize(handle, fp32_model, mode: str, settings: QuantSettings, calib: DataSource | None, run: RunModel,
              progress=None, warn: Callable[[str], None] = lambda m: None,
-             analysis: DataSource | None = None) -> tuple[Any, QuantPlan, dict | None]:
+             analysis: DataSource | None = None, task: str = "auto") -> tuple[Any, QuantPlan, dict | None]:
     """Plan, realise and (optionally) analyse: returns (quantized ModelProto, plan, sensitivity or None).
 
     Sensitivity runs on ``analysis`` data (the eval data in a compress run) or else the calibration data.
@@ -63,7 +63,7 @@ def quantize(handle, fp32_model, mode: str, settings: QuantSettings, calib: Data
     if settings.sensitivity and sens_feeds:
         total = len(plan.int8_layers) + 1
         with progress.bar(f"per-layer sensitivity ({len(plan.int8_layers)} layers)", total=total) if progress else _null() as advance:
-            sensitivity = analyse_sensitivity(fp32_model, plan, sens_feeds, realizer(mode), run, progress=advance)
+            sensitivity = analyse_sensitivity(fp32_model, plan, sens_feeds, realizer(mode), run, progress=advance, task=task)
     return qmodel, plan, sensitivity
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
-DEFAULT_CALIBRATION = "percentile"  # measured: benchmarks/results/int8.md (calibration comparison)
+DEFAULT_CALIBRATION = "mse"  # measured best or equal on the bundled models: benchmarks/results/int8.md
 DEFAULT_PERCENTILE = 99.999
 
 

@@ -48,7 +48,7 @@ def _layers(model, structure, with_weights: bool) -> list[LayerQuant]:
         wq = None
         if with_weights and l["precision"] == "int8":
             node = nodes[l["node"]]
-            axis = weight_axis(l["op_type"], node)
+            axis = 0 if l["op_type"] == "Gather" else weight_axis(l["op_type"], node)
             _, scales = quantize_weight(numpy_helper.to_array(inits[l["weight"]]), axis)
             wq = WeightQuant("per_channel", axis, "int8", True, [float(s) for s in scales])
         out.append(LayerQuant(l["name"], l["node"], l["op_type"], l["module_type"], l["precision"], l["reason"], wq,
@@ -62,9 +62,9 @@ def _check_structure(structure, warn: Callable[[str], None]) -> list[str]:
         msg = f"exclusion '{p}' matches no quantizable layer (see `compressor analyze` for layer names)"
         warnings.append(msg)
         warn(msg)
-    if not structure.layers:
+    if not any(l["op_type"] != "Gather" for l in structure.layers):
         raise InputError("the model has no quantizable layers (Conv, Gemm or MatMul with constant weights): use an FP32 target")
-    if not any(l["precision"] == "int8" for l in structure.layers):
+    if not any(l["precision"] == "int8" and l["op_type"] != "Gather" for l in structure.layers):
         raise InputError("every quantizable layer is excluded or unsupported, so nothing would be INT8: loosen --exclude or use an FP32 target")
     return warnings
 

@@ -155,6 +155,11 @@ def realize_dynamic(model, plan: QuantPlan):
     replaced: dict[str, list] = {}
     for layer in plan.int8_layers:
         node = node_of[layer.node]
+        if layer.op_type == "Gather":
+            seq, inits_ = _gather_int8(node, numpy_helper.to_array(inits[node.input[0]]), f"{layer.node}_dyn")
+            new_inits += inits_
+            replaced[node.name] = seq
+            continue
         w = numpy_helper.to_array(inits[node.input[1]])
         trans_b = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
         if trans_b:
@@ -190,6 +195,24 @@ def realize_dynamic(model, plan: QuantPlan):
     g.initializer.extend(keep)
     _finish(m, out_nodes, new_inits)
     return m
+
+
+def _gather_int8(node, table: np.ndarray, p: str):
+    """Gather from an int8 table with one scale per row: gather rows and their scales, then multiply."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    q, scales = quantize_weight(table, 0)
+    inits = [numpy_helper.from_array(q, f"{p}_W_quantized"), numpy_helper.from_array(scales, f"{p}_W_scale"),
+             numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}_last_axis")]
+    ids, out = node.input[1], node.output[0]
+    seq = [
+        helper.make_node("Gather", [f"{p}_W_quantized", ids], [f"{p}_rows_q"], name=f"{p}_Gather", axis=0),
+        helper.make_node("Gather", [f"{p}_W_scale", ids], [f"{p}_row_scale"], name=f"{p}_GatherScale", axis=0),
+        helper.make_node("Cast", [f"{p}_rows_q"], [f"{p}_rows"], to=TensorProto.FLOAT, name=f"{p}_Cast"),
+        helper.make_node("Unsqueeze", [f"{p}_row_scale", f"{p}_last_axis"], [f"{p}_row_scale_u"], name=f"{p}_Unsqueeze"),
+        helper.make_node("Mul", [f"{p}_rows", f"{p}_row_scale_u"], [out], name=f"{p}_Mul"),
+    ]
+    return seq, inits
 
 
 def _finish(m, nodes, new_inits) -> None:

@@ -45,10 +45,11 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(den == 0, 1.0, (a * b).sum(1) / np.where(den == 0, 1.0, den))
 
 
-def _fidelity(ref: list[np.ndarray], got: list[np.ndarray]) -> dict:
+def _fidelity(ref: list[np.ndarray], got: list[np.ndarray], task: str) -> dict:
     cos = _cosine(np.concatenate(ref), np.concatenate(got))
     r, g = np.concatenate(ref), np.concatenate(got)
-    agree = float((r.argmax(1) == g.argmax(1)).mean()) if r.ndim == 2 and r.shape[1] > 1 else None
+    classifier = task == "classification" or (task == "auto" and r.ndim == 2 and r.shape[1] > 1)
+    agree = float((r.argmax(1) == g.argmax(1)).mean()) if classifier else None
     return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "top1_agreement": agree}
 
 
@@ -61,7 +62,7 @@ def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def analyse_sensitivity(model, plan: QuantPlan, feeds: Sequence[dict], realize: Callable, run: RunModel,
-                        progress: Callable[[int], None] | None = None) -> dict:
+                        progress: Callable[[int], None] | None = None, task: str = "auto") -> dict:
     """Sensitivity of every INT8 layer of ``plan`` on ``feeds`` (a few batches of real data)."""
     layers = plan.int8_layers
     outputs_of = {l.name: l.output for l in layers if l.output}
@@ -70,13 +71,13 @@ def analyse_sensitivity(model, plan: QuantPlan, feeds: Sequence[dict], realize: 
     alone = []
     for l in layers:
         got = [r["__outputs__"][0] for r in run(realize(model, single_layer_plan(plan, l.name)), feeds, [])]
-        f = _fidelity(ref_out, got)
+        f = _fidelity(ref_out, got, task)
         alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f})
         if progress:
             progress(1)
     alone.sort(key=lambda d: d["loss"], reverse=True)
     full_runs = run(realize(model, plan), feeds, list(outputs_of.values()))
-    full = _fidelity(ref_out, [r["__outputs__"][0] for r in full_runs])
+    full = _fidelity(ref_out, [r["__outputs__"][0] for r in full_runs], task)
     sqnr = []
     for name, t in outputs_of.items():
         ref = np.concatenate([r[t] for r in ref_runs])

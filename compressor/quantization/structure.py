@@ -10,6 +10,8 @@ Rules (the layout ONNX Runtime fuses into integer kernels, the same coverage as 
   (QLinearAdd, QLinearConcat, …); otherwise they run in float.
 - **MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze** pass a quantized tensor through with
   the same scale.
+- **Embedding tables** (Gather from a constant table of 256+ rows) are stored int8 per row in dynamic
+  mode: the rows a batch needs are gathered and dequantized, which keeps the file small.
 - Everything else (Softmax, LayerNorm, GELU, Sigmoid, ReduceMean, Resize, …) stays float: their
   outputs have wide or non-linear ranges where 8 bits cost accuracy and save little time.
 """
@@ -22,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from ..export_onnx import read_node_modules
 
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
 JOINING = {"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"}
 SAME_SCALE = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
 FOLDABLE = {"Relu", "Clip"}
+MIN_EMBEDDING_ROWS = 256  # dynamic mode: embedding tables this large are stored int8 (per row)
 
 
 @dataclass
@@ -111,7 +115,16 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
             consumers.setdefault(t, []).append(n)
     graph_outputs = {o.name for o in graph.output}
     types = module_types(module) if module is not None else {}
+    origin = read_node_modules(model)
     excl = Exclusions(exclude)
+
+    def name_and_type(node, weight: str) -> tuple[str, str | None]:
+        # a weight named after its module (conv1.weight) is the surest link; exporter metadata names the
+        # module an op came from (after Conv+BN folding that can be the BatchNorm, hence second)
+        if weight.endswith(".weight") or node.name not in origin:
+            name = layer_name(node, weight)
+            return name, types.get(name) or (origin.get(node.name) or [None, None])[1]
+        return origin[node.name][0], origin[node.name][1]
 
     layers: list[dict[str, Any]] = []
     quantized: list[str] = []
@@ -138,8 +151,7 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
         op = node.op_type
         if op in WEIGHTED and len(node.input) > 1 and node.input[1] in inits:
             weight = node.input[1]
-            name = layer_name(node, weight)
-            mtype = types.get(name)
+            name, mtype = name_and_type(node, weight)
             rank = len(inits[weight].dims)
             precision, reason = "int8", ""
             hit = excl.match(name, op, mtype)
@@ -159,6 +171,16 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                 layer["output"] = out_after_fold(node)
                 add(layer["output"])
             layers.append(layer)
+        elif mode == "dynamic" and op == "Gather" and node.input[0] in inits and len(inits[node.input[0]].dims) == 2 \
+                and inits[node.input[0]].dims[0] >= MIN_EMBEDDING_ROWS and _attr(node, "axis", 0) == 0:
+            table = node.input[0]
+            name, mtype = name_and_type(node, table)
+            hit = excl.match(name, op, mtype)
+            layers.append({
+                "name": name, "node": node.name, "op_type": op, "module_type": mtype, "weight": table, "bias": None,
+                "precision": "float" if hit else "int8", "reason": f"excluded by '{hit}'" if hit else "",
+                "inputs": [node.input[1]], "output": node.output[0],
+            })
         elif mode == "static" and op in JOINING:
             acts = [t for t in node.input if t and t not in inits]
             consts = [t for t in node.input if t in inits]

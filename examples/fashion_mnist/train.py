@@ -5,6 +5,8 @@ Run once: ``.venv/bin/python examples/fashion_mnist/train.py``. Writes, next to 
 
 - ``fashion_cnn.safetensors``: the trained state_dict (load with ``--arch compressor.zoo.fashion_cnn:fashion_cnn``)
 - ``test_subset.npz``: a fixed, seeded 2,000-image subset of the official test split (``x`` uint8 N,1,28,28; ``y``)
+- ``calib_subset.npz``: 512 training images (seeded), for INT8 calibration, disjoint from the test split
+  (``--subsets-only`` rewrites just this file, without training)
 - ``training.json``: how it was trained and what it reached
 """
 
@@ -49,14 +51,24 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float(correct) / len(x)
 
 
+def write_calib_subset(size: int = 512, seed: int = 4321) -> None:
+    xtr, ytr = read_idx("train")
+    pick = np.sort(np.random.default_rng(seed).choice(len(xtr), size=size, replace=False))
+    np.savez_compressed(HERE / "calib_subset.npz", x=xtr[pick], y=ytr[pick])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--subset", type=int, default=2000)
+    ap.add_argument("--subsets-only", action="store_true", help="write calib_subset.npz only, no training")
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} not found: apt-get install -y dataset-fashion-mnist")
+    write_calib_subset()
+    if args.subsets_only:
+        return
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     xtr, ytr = read_idx("train")

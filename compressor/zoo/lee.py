@@ -1,0 +1,76 @@
+"""The Lee corpus (gensim's test data): 50 news documents and 1,225 human similarity ratings.
+
+Data callables for ``--eval``/``--calib`` (``compressor.zoo.lee:sentences`` / ``:documents``) yield
+tokenized batches for :mod:`compressor.zoo.minilm`. Each source pads to its longest item so every
+batch has the same shape. gensim is installed with ``--no-deps`` and never imported: only its data
+files are read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+
+
+def data_dir() -> Path:
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or spec.origin is None:
+        raise SystemExit("gensim is not installed: run `make setup` (installs it with --no-deps for its test data)")
+    return Path(spec.origin).parent / "test" / "test_data"
+
+
+def documents_text() -> list[str]:
+    return [l.strip() for l in (data_dir() / "lee.cor").read_text(encoding="latin-1").splitlines() if l.strip()]
+
+
+def sentences_text() -> list[str]:
+    out = []
+    for doc in documents_text():
+        out += [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", doc) if len(s.split()) >= 3]
+    return out
+
+
+def human_similarity() -> np.ndarray:
+    """The 50×50 matrix of human ratings (upper triangle used: 1,225 pairs)."""
+    rows = [[float(v) for v in l.split()] for l in (data_dir() / "similarities0-1.txt").read_text().splitlines() if l.strip()]
+    return np.asarray(rows)
+
+
+def encode(texts: list[str], max_length: int = 256) -> dict[str, np.ndarray]:
+    from .minilm import tokenizer
+
+    enc = tokenizer(max_length).encode_batch(texts)
+    longest = max(len(e.ids) for e in enc)
+    ids = np.zeros((len(enc), longest), dtype=np.int64)
+    mask = np.zeros((len(enc), longest), dtype=np.int64)
+    for i, e in enumerate(enc):
+        ids[i, : len(e.ids)] = e.ids
+        mask[i, : len(e.ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _batches(texts: list[str], size: int = 32):
+    enc = encode(texts)
+    for i in range(0, len(texts), size):
+        yield {k: v[i : i + size] for k, v in enc.items()}
+
+
+def sentences():
+    """Every sentence of lee.cor, tokenized (padded to the longest sentence)."""
+    return _batches(sentences_text())
+
+
+def documents():
+    """The 50 documents of lee.cor, tokenized (padded to the longest, at most 256 tokens)."""
+    return _batches(documents_text())
+
+
+def pearson_with_humans(embeddings: np.ndarray) -> float:
+    """Pearson correlation between embedding cosine similarity and the human ratings over the 1,225 pairs."""
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    sim = e @ e.T
+    iu = np.triu_indices(len(e), k=1)
+    return float(np.corrcoef(sim[iu], human_similarity()[iu])[0, 1])
