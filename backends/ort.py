@@ -58,21 +58,34 @@ class OrtRunner(Runner):
         }
 
 
-def run_model(model, feeds_list: Sequence[dict], names: Sequence[str], threads: int | None = None) -> list[dict]:
-    """Run a ModelProto on each feed, also returning the named intermediate tensors (for calibration and
-    sensitivity). The graph's own outputs come back under ``"__outputs__"``."""
+_SESSIONS: list[tuple[Any, tuple, Any, int]] = []  # (model, names, session, graph outputs): the last few, reused
+
+
+def _session_with_outputs(model, names: tuple, threads: int | None):
     import onnx
     import onnxruntime as ort
 
-    m = copy.copy(model) if not names else copy.deepcopy(model)
-    known = {o.name for o in m.graph.output}
-    inputs = {i.name for i in m.graph.input}
-    n_out = len(m.graph.output)
-    for n in names:
-        if n not in known and n not in inputs:
+    for m, n, sess, n_out in _SESSIONS:
+        if m is model and n == names:
+            return sess, n_out
+    n_out = len(model.graph.output)
+    m = model
+    extra = [n for n in names if n not in {o.name for o in model.graph.output} | {i.name for i in model.graph.input}]
+    if extra:
+        m = copy.deepcopy(model)
+        for n in dict.fromkeys(extra):
             m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
-            known.add(n)
     sess = ort.InferenceSession(m.SerializeToString(), session_options(threads, "basic"), providers=["CPUExecutionProvider"])
+    _SESSIONS.append((model, names, sess, n_out))  # holding the model keeps its id from being reused
+    del _SESSIONS[:-2]
+    return sess, n_out
+
+
+def run_model(model, feeds_list: Sequence[dict], names: Sequence[str], threads: int | None = None) -> list[dict]:
+    """Run a ModelProto on each feed, also returning the named intermediate tensors (for calibration and
+    sensitivity). The graph's own outputs come back under ``"__outputs__"``."""
+    sess, n_out = _session_with_outputs(model, tuple(names), threads)
+    inputs = {i.name for i in sess.get_inputs()}
     out_names = [o.name for o in sess.get_outputs()]
     results = []
     for feeds in feeds_list:
@@ -96,7 +109,9 @@ def inspect_kernels(path: Path, plan) -> dict[str, Any]:
     counts = collections.Counter(n.op_type for n in opt.graph.node)
     int8_inputs = {i for n in opt.graph.node if n.op_type in INT8_KERNELS | {"Gather"} for i in n.input}
     running_int8, running_float = [], []
-    for layer in plan.int8_layers:
+    for layer in plan.quantized_layers:
+        if layer.precision == "int8-weight-only":
+            continue  # int8 storage, float compute by design: nothing to fuse
         key = f"{layer.node}_dyn_W_quantized" if plan.mode == "dynamic" else None
         hit = any((key and i == key) or (not key and i.endswith(f"_dq_{layer.node}_quantized")) for i in int8_inputs)
         (running_int8 if hit else running_float).append(layer.name)
@@ -104,12 +119,14 @@ def inspect_kernels(path: Path, plan) -> dict[str, Any]:
     heavy_int8 = sum(v for k, v in counts.items() if k in INT8_KERNELS)
     weight_layers = [l for l in plan.layers if l.op_type != "Gather"]
     float_weight_layers = [l.name for l in weight_layers if l.precision != "int8" or l.name in running_float]
+    weight_only = [l.name for l in weight_layers if l.precision == "int8-weight-only"]
     return {
         "heavy_ops_total": heavy_int8 + heavy_float,
         "heavy_ops_int8": heavy_int8,
         "heavy_ops_float": heavy_float,
         # float heavy ops that are not weight layers: activation x activation MatMuls (attention scores), …
         "heavy_ops_float_without_weights": max(0, heavy_float - len(float_weight_layers)),
+        "weight_layers_int8_weight_only": len(weight_only),
         "weight_layers_total": len(weight_layers),
         "weight_layers_int8": len(weight_layers) - len(float_weight_layers),
         "int8_kernels": {k: v for k, v in sorted(counts.items()) if k in INT8_KERNELS},

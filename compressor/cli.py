@@ -220,7 +220,9 @@ def analyze(ctx: typer.Context) -> None:
     if not any(a in ("--target", "-t") or a.startswith("--target=") for a in args):
         args += ["--target", "ort-cpu-int8"]
     command = typer.main.get_command(app).commands["compress"]
-    command.main(args + ["--analyze-only"], prog_name="compressor analyze", standalone_mode=False)
+    code = command.main(args + ["--analyze-only"], prog_name="compressor analyze", standalone_mode=False)
+    if isinstance(code, int) and code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -55,7 +55,7 @@ def _unwrap_state_dict(obj: Any) -> dict | None:
     import torch
 
     if isinstance(obj, dict):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):  # {} is the state_dict of a parameterless model
             state = obj
         else:
             inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)

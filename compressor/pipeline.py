@@ -133,6 +133,9 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     gate.check_possible(eval_data.labels is not None)
     calib = load_calibration(config, handle, pre, spec, ui)
     target = spec.with_run(handle.inputs, threads)
+    if spec.precision not in ("int8", "int8-dynamic") and config.quantization.model_fields_set:
+        ui.warn(f"quantization settings ({', '.join(sorted(config.quantization.model_fields_set))}) are ignored: "
+                f"{spec.name} is {spec.precision}; pick an INT8 target (compressor targets) to quantize")
     ctx = BuildContext(calib=calib, eval=eval_data, quant=quant_settings(config), progress=ui, task=config.model.task)
 
     with tempfile.TemporaryDirectory(prefix="compressor-") as tmp, BundleWriter(out, config.output.overwrite) as bundle:

@@ -56,3 +56,32 @@ def fashion_batches():
         y = z["y"][:64]
     for i in range(0, 64, 16):
         yield torch.from_numpy(x[i : i + 16]), torch.from_numpy(y[i : i + 16])
+
+
+class NoWeights(nn.Module):
+    """Nothing to quantize: pooling and an activation only."""
+
+    def forward(self, x):
+        return torch.relu(nn.functional.avg_pool2d(x, 2)).flatten(1)
+
+
+class WithDeconv(nn.Module):
+    """A ConvTranspose (kept float by the INT8 exporter) between quantizable convs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.up(torch.relu(self.conv(x))))).mean((2, 3))
+
+
+def no_weights() -> NoWeights:
+    return NoWeights()
+
+
+def with_deconv() -> WithDeconv:
+    torch.manual_seed(0)
+    return WithDeconv()

@@ -45,7 +45,7 @@ class LayerQuant:
     node: str  # the exported graph's node name
     op_type: str  # Conv | Gemm | MatMul
     module_type: str | None  # e.g. Conv2d, Linear
-    precision: str  # int8 | float
+    precision: str  # int8 | int8-weight-only (int8 weights, float compute) | float
     reason: str = ""  # why it stays float
     weight: WeightQuant | None = None
     inputs: list[str] = field(default_factory=list)  # activation tensors feeding it
@@ -70,7 +70,13 @@ class QuantPlan:
 
     @property
     def int8_layers(self) -> list[LayerQuant]:
+        """Layers computed in INT8."""
         return [l for l in self.layers if l.precision == "int8"]
+
+    @property
+    def quantized_layers(self) -> list[LayerQuant]:
+        """Layers whose weights are stored int8 (computed in INT8, or weight-only)."""
+        return [l for l in self.layers if l.precision in ("int8", "int8-weight-only")]
 
     def layer(self, name: str) -> LayerQuant:
         return next(l for l in self.layers if l.name == name)
@@ -85,7 +91,8 @@ class QuantPlan:
             "calibration": self.calibration,
             "layers_total": len(self.layers),
             "layers_int8": len(self.int8_layers),
-            "float_layers": {l.name: l.reason for l in self.layers if l.precision != "int8"},
+            "layers_int8_weight_only": {l.name: l.reason for l in self.layers if l.precision == "int8-weight-only"},
+            "float_layers": {l.name: l.reason for l in self.layers if l.precision == "float"},
             "quantized_activation_tensors": len(self.activations),
             "other_quantized_ops": len(self.other_quantized_ops),
             "exclusions": self.exclusions,

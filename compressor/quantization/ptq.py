@@ -16,7 +16,7 @@ from ..errors import DataError, InputError
 from .calibrate import RunFn, choose_range, observe, quant_params
 from .plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE, LayerQuant, QuantPlan, WeightQuant
 from .qdq_onnx import quantize_weight, weight_axis
-from .structure import analyse
+from .structure import UNSUPPORTED_WEIGHTED, analyse
 
 MIN_CALIB_SAMPLES = 10
 DEFAULT_CALIB_SAMPLES = 128
@@ -46,7 +46,7 @@ def _layers(model, structure, with_weights: bool) -> list[LayerQuant]:
     out = []
     for l in structure.layers:
         wq = None
-        if with_weights and l["precision"] == "int8":
+        if with_weights and l["precision"] in ("int8", "int8-weight-only"):
             node = nodes[l["node"]]
             axis = 0 if l["op_type"] == "Gather" else weight_axis(l["op_type"], node)
             _, scales = quantize_weight(numpy_helper.to_array(inits[l["weight"]]), axis)
@@ -62,7 +62,12 @@ def _check_structure(structure, warn: Callable[[str], None]) -> list[str]:
         msg = f"exclusion '{p}' matches no quantizable layer (see `compressor analyze` for layer names)"
         warnings.append(msg)
         warn(msg)
-    if not any(l["op_type"] != "Gather" for l in structure.layers):
+    unsupported = [l for l in structure.layers if l["op_type"] in UNSUPPORTED_WEIGHTED]
+    for l in unsupported:
+        msg = f"layer {l['name']} ({l['op_type']}) stays float: {l['reason']}"
+        warnings.append(msg)
+        warn(msg)
+    if not any(l["op_type"] in ("Conv", "Gemm", "MatMul") for l in structure.layers):
         raise InputError("the model has no quantizable layers (Conv, Gemm or MatMul with constant weights): use an FP32 target")
     if not any(l["precision"] == "int8" and l["op_type"] != "Gather" for l in structure.layers):
         raise InputError("every quantizable layer is excluded or unsupported, so nothing would be INT8: loosen --exclude or use an FP32 target")

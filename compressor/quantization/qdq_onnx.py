@@ -115,12 +115,14 @@ def realize_static(model, plan: QuantPlan):
         axis = layer.weight.axis
         q, scales = quantize_weight(w, axis)
         dq_out = f"{wname}_dq_{layer.node}"
-        new_inits += [
-            numpy_helper.from_array(q, f"{dq_out}_quantized"),
-            numpy_helper.from_array(scales, f"{dq_out}_scale"),
-            numpy_helper.from_array(np.zeros_like(scales, dtype=np.int8), f"{dq_out}_zero_point"),
-        ]
-        new_nodes.append(helper.make_node("DequantizeLinear", [f"{dq_out}_quantized", f"{dq_out}_scale", f"{dq_out}_zero_point"],
+        # Symmetric, so Conv gets no zero-point tensors (DequantizeLinear defaults to 0; ORT still fuses QLinearConv),
+        # which saves 5 bytes per channel: a lot on depthwise layers. ORT fuses QGemm/QLinearMatMul only with them.
+        with_zp = layer.op_type != "Conv"
+        new_inits += [numpy_helper.from_array(q, f"{dq_out}_quantized"), numpy_helper.from_array(scales, f"{dq_out}_scale")]
+        if with_zp:
+            new_inits.append(numpy_helper.from_array(np.zeros_like(scales, dtype=np.int8), f"{dq_out}_zero_point"))
+        new_nodes.append(helper.make_node("DequantizeLinear", [f"{dq_out}_quantized", f"{dq_out}_scale"]
+                                          + ([f"{dq_out}_zero_point"] if with_zp else []),
                                           [dq_out], name=f"{dq_out}_DequantizeLinear", axis=axis))
         node.input[1] = dq_out
         if len(node.input) > 2 and node.input[2] in inits and layer.inputs and layer.inputs[0] in plan.activations:
@@ -129,12 +131,11 @@ def realize_static(model, plan: QuantPlan):
                 bscale = (plan.activations[layer.inputs[0]].scale * scales.astype(np.float64)).astype(np.float32)
                 bq = np.clip(np.round(b / np.where(bscale > 0, bscale, 1.0)), -(2**31), 2**31 - 1).astype(np.int32)
                 bout = f"{node.input[2]}_dq_{layer.node}"
-                new_inits += [
-                    numpy_helper.from_array(bq, f"{bout}_quantized"),
-                    numpy_helper.from_array(bscale, f"{bout}_scale"),
-                    numpy_helper.from_array(np.zeros_like(bq), f"{bout}_zero_point"),
-                ]
-                new_nodes.append(helper.make_node("DequantizeLinear", [f"{bout}_quantized", f"{bout}_scale", f"{bout}_zero_point"],
+                new_inits += [numpy_helper.from_array(bq, f"{bout}_quantized"), numpy_helper.from_array(bscale, f"{bout}_scale")]
+                if with_zp:
+                    new_inits.append(numpy_helper.from_array(np.zeros_like(bq), f"{bout}_zero_point"))
+                new_nodes.append(helper.make_node("DequantizeLinear", [f"{bout}_quantized", f"{bout}_scale"]
+                                                  + ([f"{bout}_zero_point"] if with_zp else []),
                                                   [bout], name=f"{bout}_DequantizeLinear", axis=0))
                 node.input[2] = bout
 
@@ -153,7 +154,7 @@ def realize_dynamic(model, plan: QuantPlan):
     node_of = {n.name: n for n in nodes}
     new_inits, out_nodes = [], []
     replaced: dict[str, list] = {}
-    for layer in plan.int8_layers:
+    for layer in plan.quantized_layers:
         node = node_of[layer.node]
         if layer.op_type == "Gather":
             seq, inits_ = _gather_int8(node, numpy_helper.to_array(inits[node.input[0]]), f"{layer.node}_dyn")
@@ -173,6 +174,14 @@ def realize_dynamic(model, plan: QuantPlan):
             numpy_helper.from_array(scales, f"{p}_W_scale"),
         ]
         out = node.output[0]
+        bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
+        if layer.precision == "int8-weight-only":
+            seq = [helper.make_node("DequantizeLinear", [f"{p}_W_quantized", f"{p}_W_scale"], [f"{p}_W"], name=f"{p}_DequantizeLinear", axis=1),
+                   helper.make_node("MatMul", [x, f"{p}_W"], [f"{p}_mm" if bias else out], name=f"{p}_MatMul")]
+            if bias:
+                seq.append(helper.make_node("Add", [f"{p}_mm", bias], [out], name=f"{p}_BiasAdd"))
+            replaced[node.name] = seq
+            continue
         seq = [
             helper.make_node("DynamicQuantizeLinear", [x], [f"{p}_x_q", f"{p}_x_scale", f"{p}_x_zp"], name=f"{p}_DynamicQuantizeLinear"),
             helper.make_node("MatMulInteger", [f"{p}_x_q", f"{p}_W_quantized", f"{p}_x_zp", f"{p}_W_zero_point"], [f"{p}_int32"],
@@ -180,7 +189,6 @@ def realize_dynamic(model, plan: QuantPlan):
             helper.make_node("Cast", [f"{p}_int32"], [f"{p}_acc"], to=TensorProto.FLOAT, name=f"{p}_Cast"),
             helper.make_node("Mul", [f"{p}_x_scale", f"{p}_W_scale"], [f"{p}_scale"], name=f"{p}_ScaleMul"),
         ]
-        bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
         if bias:
             seq += [helper.make_node("Mul", [f"{p}_acc", f"{p}_scale"], [f"{p}_mm"], name=f"{p}_Mul"),
                     helper.make_node("Add", [f"{p}_mm", bias], [out], name=f"{p}_BiasAdd")]
@@ -197,20 +205,34 @@ def realize_dynamic(model, plan: QuantPlan):
     return m
 
 
+EMBEDDING_BLOCK = 32  # embedding rows are quantized in blocks of this many values, each with its own scale
+
+
 def _gather_int8(node, table: np.ndarray, p: str):
-    """Gather from an int8 table with one scale per row: gather rows and their scales, then multiply."""
+    """Gather from an int8 table stored in blocks of EMBEDDING_BLOCK values per row, each block with its own
+    scale: gather the rows and their scales, multiply, and reshape back. Finer than one scale per row, which
+    measurably shifted sentence-similarity rankings (benchmarks/results/int8.md)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    q, scales = quantize_weight(table, 0)
-    inits = [numpy_helper.from_array(q, f"{p}_W_quantized"), numpy_helper.from_array(scales, f"{p}_W_scale"),
-             numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}_last_axis")]
+    rows, dim = table.shape
+    block = EMBEDDING_BLOCK if dim % EMBEDDING_BLOCK == 0 else dim
+    blocks = table.reshape(rows * (dim // block), block)
+    q, scales = quantize_weight(blocks, 0)
+    inits = [numpy_helper.from_array(q.reshape(rows, dim // block, block), f"{p}_W_quantized"),
+             numpy_helper.from_array(scales.reshape(rows, dim // block).astype(np.float16), f"{p}_W_scale"),  # fp16: half the bytes
+             numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}_last_axis"),
+             numpy_helper.from_array(np.array([dim], dtype=np.int64), f"{p}_dim")]
     ids, out = node.input[1], node.output[0]
     seq = [
         helper.make_node("Gather", [f"{p}_W_quantized", ids], [f"{p}_rows_q"], name=f"{p}_Gather", axis=0),
         helper.make_node("Gather", [f"{p}_W_scale", ids], [f"{p}_row_scale"], name=f"{p}_GatherScale", axis=0),
         helper.make_node("Cast", [f"{p}_rows_q"], [f"{p}_rows"], to=TensorProto.FLOAT, name=f"{p}_Cast"),
-        helper.make_node("Unsqueeze", [f"{p}_row_scale", f"{p}_last_axis"], [f"{p}_row_scale_u"], name=f"{p}_Unsqueeze"),
-        helper.make_node("Mul", [f"{p}_rows", f"{p}_row_scale_u"], [out], name=f"{p}_Mul"),
+        helper.make_node("Cast", [f"{p}_row_scale"], [f"{p}_row_scale_f"], to=TensorProto.FLOAT, name=f"{p}_CastScale"),
+        helper.make_node("Unsqueeze", [f"{p}_row_scale_f", f"{p}_last_axis"], [f"{p}_row_scale_u"], name=f"{p}_Unsqueeze"),
+        helper.make_node("Mul", [f"{p}_rows", f"{p}_row_scale_u"], [f"{p}_blocks"], name=f"{p}_Mul"),
+        helper.make_node("Shape", [ids], [f"{p}_ids_shape"], name=f"{p}_Shape"),
+        helper.make_node("Concat", [f"{p}_ids_shape", f"{p}_dim"], [f"{p}_out_shape"], name=f"{p}_Concat", axis=0),
+        helper.make_node("Reshape", [f"{p}_blocks", f"{p}_out_shape"], [out], name=f"{p}_Reshape"),
     ]
     return seq, inits
 

@@ -10,6 +10,9 @@ Rules (the layout ONNX Runtime fuses into integer kernels, the same coverage as 
   (QLinearAdd, QLinearConcat, …); otherwise they run in float.
 - **MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze** pass a quantized tensor through with
   the same scale.
+- **Dynamic mode, layers fed by GELU** (a transformer's second FFN linear): weight-only int8 (int8
+  weights dequantized into a float product), because per-tensor run-time quantization of GELU's
+  heavy-tailed output costs the most accuracy of any layer (measured in benchmarks/results/int8.md).
 - **Embedding tables** (Gather from a constant table of 256+ rows) are stored int8 per row in dynamic
   mode: the rows a batch needs are gathered and dequantized, which keeps the file small.
 - Everything else (Softmax, LayerNorm, GELU, Sigmoid, ReduceMean, Resize, …) stays float: their
@@ -30,6 +33,7 @@ WEIGHTED = {"Conv", "Gemm", "MatMul"}
 JOINING = {"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"}
 SAME_SCALE = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
 FOLDABLE = {"Relu", "Clip"}
+UNSUPPORTED_WEIGHTED = {"ConvTranspose", "LSTM", "GRU", "RNN", "Einsum"}  # have weights, stay float (reported)
 MIN_EMBEDDING_ROWS = 256  # dynamic mode: embedding tables this large are stored int8 (per row)
 
 
@@ -93,6 +97,20 @@ class Exclusions:
         return [p for p, n in self.hits.items() if n == 0]
 
 
+HEAVY_TAILED = {"Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh"}
+
+
+def _follows(tensor: str, producers: dict, ops: set[str], depth: int = 4) -> bool:
+    """Whether ``tensor`` is computed, within ``depth`` ops, from an op in ``ops`` (e.g. GELU's Erf:
+    x/√2 → Erf → +1 → ×x → ×0.5 puts Erf four ops before the output)."""
+    node = producers.get(tensor)
+    if node is None:
+        return False
+    if node.op_type in ops:
+        return True
+    return depth > 1 and any(_follows(t, producers, ops, depth - 1) for t in node.input)
+
+
 def _clip_min_is_zero(node, inits) -> bool:
     if node.op_type == "Relu":
         return True
@@ -110,6 +128,7 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     consumers: dict[str, list] = {}
+    producers = {o: n for n in graph.node for o in n.output}
     for n in graph.node:
         for t in n.input:
             consumers.setdefault(t, []).append(n)
@@ -166,11 +185,24 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                 "bias": node.input[2] if len(node.input) > 2 and node.input[2] in inits else None,
                 "precision": precision, "reason": reason, "inputs": [node.input[0]], "output": node.output[0],
             }
+            if precision == "int8" and mode == "dynamic" and _follows(node.input[0], producers, HEAVY_TAILED):
+                precision = "int8-weight-only"
+                reason = ("input follows GELU: its heavy-tailed activations lose too much under per-tensor 8-bit "
+                          "quantization, so weights are int8 and the product runs in float (benchmarks/results/int8.md)")
+            layer["precision"], layer["reason"] = precision, reason
             if precision == "int8" and mode == "static":
                 add(node.input[0])
                 layer["output"] = out_after_fold(node)
                 add(layer["output"])
             layers.append(layer)
+        elif op in UNSUPPORTED_WEIGHTED and any(i in inits for i in node.input[1:]):
+            weight = next(i for i in node.input[1:] if i in inits)
+            name, mtype = name_and_type(node, weight)
+            layers.append({
+                "name": name, "node": node.name, "op_type": op, "module_type": mtype, "weight": weight, "bias": None,
+                "precision": "float", "reason": f"the INT8 exporter does not quantize {op} yet: it runs in float",
+                "inputs": [node.input[0]], "output": node.output[0],
+            })
         elif mode == "dynamic" and op == "Gather" and node.input[0] in inits and len(inits[node.input[0]].dims) == 2 \
                 and inits[node.input[0]].dims[0] >= MIN_EMBEDDING_ROWS and _attr(node, "axis", 0) == 0:
             table = node.input[0]
