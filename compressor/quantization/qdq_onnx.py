@@ -64,13 +64,10 @@ def realize_static(model, plan: QuantPlan):
     """A new ModelProto with ``plan`` applied in QDQ layout."""
     from onnx import TensorProto, helper, numpy_helper
 
-    m = copy.deepcopy(model)
-    g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    nodes = list(g.node)
+    m, inits, nodes = _open(model)
     by_name = {n.name: n for n in nodes}
     producer = {o: n for n in nodes for o in n.output}
-    graph_inputs = {i.name for i in g.input}
+    graph_inputs = {i.name for i in m.graph.input}
     new_inits, new_nodes = [], []
 
     # 1. fold Relu/Clip into the quantization of their producer's output
@@ -147,10 +144,7 @@ def realize_dynamic(model, plan: QuantPlan):
     """A new ModelProto with each INT8 MatMul/Gemm quantized dynamically (activations at run time)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    m = copy.deepcopy(model)
-    g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    nodes = list(g.node)
+    m, inits, nodes = _open(model)
     node_of = {n.name: n for n in nodes}
     new_inits, out_nodes = [], []
     replaced: dict[str, list] = {}
@@ -197,10 +191,6 @@ def realize_dynamic(model, plan: QuantPlan):
         replaced[node.name] = seq
     for n in nodes:
         out_nodes.extend(replaced.get(n.name, [n]))
-    used = {i for n in out_nodes for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
     _finish(m, out_nodes, new_inits)
     return m
 
@@ -237,7 +227,14 @@ def _gather_int8(node, table: np.ndarray, p: str):
     return seq, inits
 
 
+def _open(model):
+    """A private copy of ``model``, its initializers by name, and its nodes."""
+    m = copy.deepcopy(model)
+    return m, {i.name: i for i in m.graph.initializer}, list(m.graph.node)
+
+
 def _finish(m, nodes, new_inits) -> None:
+    """Install ``nodes`` (topologically sorted) and the initializers they use."""
     g = m.graph
     used = {i for n in nodes for i in n.input}
     keep = [i for i in g.initializer if i.name in used]
