@@ -249,10 +249,21 @@ def _arrays(path: Path, inputs, pre: Preprocessing | None, labels_file, what) ->
     for spec, arr in zip(inputs, arrays):
         spec.check(arr.shape, what=f"{what} '{path}'")
         want = numpy_dtype(spec.dtype)
+        check_dtype(arr, spec, f"{what} '{path}'")
         if pre is not None and np.issubdtype(arr.dtype, np.integer) and np.issubdtype(want, np.floating):
             arr = pre.normalise(arr, channel_axis=1 if pre.layout == "nchw" else arr.ndim - 1)
         out.append(np.ascontiguousarray(arr.astype(want)))
     return DataSource(out, labels, f"arrays {path} ({len(out[0])} samples)")
+
+
+def check_dtype(arr: np.ndarray, spec: InputSpec, what: str) -> None:
+    """Refuse data whose dtype cannot mean what the input expects (casting would silently change it)."""
+    want = numpy_dtype(spec.dtype)
+    if np.issubdtype(want, np.integer) and not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
+        raise DataError(f"{what} is {arr.dtype} but input '{spec.name}' expects {spec.dtype} (e.g. token ids): "
+                        "give integer data, or change --input-dtype")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DataError(f"{what} has dtype {arr.dtype}, not numbers: input '{spec.name}' expects {spec.dtype}")
 
 
 # --- callables --------------------------------------------------------------------------------
@@ -276,7 +287,10 @@ def _callable(ref: str, inputs, what) -> DataSource:
             ys.append(labels)
     if not xs[0]:
         raise DataError(f"{what} '{ref}' yielded no batches")
-    arrays = [np.concatenate(x).astype(numpy_dtype(s.dtype)) for x, s in zip(xs, inputs)]
+    arrays = [np.concatenate(x) for x in xs]
+    for a, s in zip(arrays, inputs):
+        check_dtype(a, s, f"{what} '{ref}'")
+    arrays = [a.astype(numpy_dtype(s.dtype)) for a, s in zip(arrays, inputs)]
     labels = np.concatenate(ys).astype(np.int64) if ys else None
     return DataSource(arrays, labels, f"callable {ref} ({len(arrays[0])} samples)")
 

@@ -101,3 +101,12 @@ def test_missing_and_unsupported(tmp_path):
 def test_synthetic_is_marked():
     ds = synthetic_data(GREY, 8)
     assert ds.synthetic and len(ds) == 8 and ds.to_dict()["synthetic"] is True
+
+
+def test_dtype_that_cannot_mean_the_input_is_refused(tmp_path):
+    ids = [InputSpec.parse("batch,12", name="ids", dtype="int64")]
+    np.savez(tmp_path / "f.npz", x=np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32))
+    with pytest.raises(DataError, match="float32 but input 'ids' expects int64"):
+        load_data(str(tmp_path / "f.npz"), ids, what="calibration data")
+    np.savez(tmp_path / "i.npz", x=np.arange(48).reshape(4, 12).astype(np.int32))
+    assert load_data(str(tmp_path / "i.npz"), ids).inputs[0].dtype == np.int64

@@ -79,6 +79,12 @@ def static_plan(model, module, settings: QuantSettings, calib_feeds: list[dict[s
     n = samples if samples is not None else sum(int(next(iter(f.values())).shape[0]) for f in calib_feeds)
     structure = analyse(model, module, settings.exclude, mode="static")
     warnings = _check_structure(structure, warn)
+    unfolded = sum(1 for n in model.graph.node if n.op_type == "BatchNormalization")
+    if unfolded:
+        msg = (f"{unfolded} BatchNormalization node(s) were not folded into a convolution by the export: "
+               "they run in float between INT8 layers, which costs speed")
+        warnings.append(msg)
+        warn(msg)
     obs = observe(run, calib_feeds, structure.quantized, progress=progress,
                   need_histograms=settings.calibration != "minmax")
     missing = [t for t in structure.quantized if t not in obs]
