@@ -17,6 +17,7 @@ from compressor.targets import CATALOGUE, TargetSpec, planned_reason
 _REGISTRY: dict[str, str] = {
     "torch": "backends.torch_eager:TorchBackend",
     "onnxruntime": "backends.ort:OrtBackend",
+    "openvino": "backends.openvino:OpenVinoBackend",
 }
 _INSTANCES: dict[str, Backend] = {}
 

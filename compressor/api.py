@@ -14,7 +14,7 @@ def _overrides(
     calib=None, calib_labels=None, calib_samples=None, synthetic=None, max_accuracy_drop=None, min_agreement=None, min_cosine=None, task=None,
     force=None, threads=None, batch_size=None, duration=None, iterations=None, benchmark=None, compare_eager=None,
     output=None, overwrite=None, tar=None, calibration=None, percentile=None, exclude=None, sensitivity=None,
-    sensitivity_samples=None,
+    sensitivity_samples=None, quantizer=None,
 ) -> dict[str, Any]:
     """Map flag-style arguments to recipe fields (dotted keys). None means "not given"."""
     inputs = None
@@ -65,6 +65,7 @@ def _overrides(
         "quantization.exclude": [exclude] if isinstance(exclude, str) else (list(exclude) if exclude else None),
         "quantization.sensitivity": sensitivity,
         "quantization.sensitivity_samples": sensitivity_samples,
+        "quantization.quantizer": quantizer,
         "output.path": None if output is None else str(output),
         "output.overwrite": overwrite,
         "output.tar": tar,

@@ -132,6 +132,7 @@ def compress(
     calibration: Optional[str] = typer.Option(None, help="Activation calibration: minmax | percentile | mse | entropy (default percentile).", rich_help_panel=P_QUANT),
     percentile: Optional[float] = typer.Option(None, help="Percentile for --calibration percentile (default 99.999).", rich_help_panel=P_QUANT),
     exclude: Optional[List[str]] = typer.Option(None, help="Keep layers float: a name or glob (layer4.*), re:<regex>, or type:<Conv2d|Linear|…>; repeatable.", rich_help_panel=P_QUANT),
+    quantizer: Optional[str] = typer.Option(None, help="sdk (default: this SDK's plan) | nncf (OpenVINO INT8 only, for comparison).", rich_help_panel=P_QUANT),
     no_sensitivity: bool = typer.Option(False, "--no-sensitivity", help="Skip the per-layer sensitivity analysis of INT8 targets.", rich_help_panel=P_QUANT),
     threads: Optional[int] = typer.Option(None, help="Threads for every runtime (default: all usable CPUs).", rich_help_panel=P_BENCH),
     batch_size: Optional[int] = typer.Option(None, help="Batch size for the benchmark (default 1).", rich_help_panel=P_BENCH),
@@ -144,6 +145,9 @@ def compress(
     tar: Optional[bool] = typer.Option(None, "--tar", help="Also write BUNDLE.tar.gz.", rich_help_panel=P_OUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the manifest's metrics to this JSON file.", rich_help_panel=P_OUT),
     analyze_only: bool = typer.Option(False, "--analyze-only", hidden=True, help="Used by `compressor analyze`."),
+    bench_targets: Optional[str] = typer.Option(None, "--bench-targets", hidden=True, help="Used by `compressor bench --targets`."),
+    batch_sizes: Optional[str] = typer.Option(None, help="`compressor bench --targets` only: batch sizes to sweep, e.g. 1,8,32.", rich_help_panel=P_BENCH),
+    plot: Optional[Path] = typer.Option(None, help="`compressor bench --targets` only: write a PNG of latency against fidelity.", rich_help_panel=P_OUT),
 ) -> None:
     """Compress CHECKPOINT for a target: build, validate against FP32, benchmark, and write a bundle."""
     from compressor.api import _overrides
@@ -166,11 +170,19 @@ def compress(
         max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_cosine=min_cosine, task=task, force=force, threads=threads, batch_size=batch_size,
         duration=duration, iterations=iterations, benchmark=False if no_benchmark else None,
         compare_eager=False if no_eager_baseline else None, output=output, overwrite=overwrite, tar=tar,
-        calibration=calibration, percentile=percentile, exclude=exclude or None, sensitivity=False if no_sensitivity else None,
+        calibration=calibration, percentile=percentile, exclude=exclude or None, sensitivity=False if no_sensitivity else None, quantizer=quantizer,
     )
+    if bench_targets is not None:
+        overrides["output.path"] = None  # bench writes no bundle
     config = build_config(recipe, overrides)
     if analyze_only:
         return _print_analysis(config, json_path)
+    if bench_targets is not None:
+        return _run_multibench(config, bench_targets, batch_sizes, json_path, plot)
+    if batch_sizes or plot:
+        from compressor.errors import InputError
+
+        raise InputError("--batch-sizes and --plot belong to `compressor bench MODEL --targets …`")
     result = run(config)
     print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
     status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
@@ -178,6 +190,28 @@ def compress(
 
     console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
     _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
+
+
+def _run_multibench(config, targets: str, batch_sizes: Optional[str], json_path: Optional[Path], plot_path: Optional[Path]) -> None:
+    from compressor import multibench
+    from compressor.report import console, print_table
+
+    for p in (json_path, plot_path):
+        if p is not None and not p.parent.exists():
+            from compressor.errors import InputError
+
+            raise InputError(f"the folder of '{p}' does not exist: create it first")
+    result = multibench.bench_targets(config, targets, batch_sizes)
+    env = result["environment"]["cpu"]
+    print_table(multibench.table_rows(result), columns=multibench.TABLE_COLUMNS,
+                title=f"{result['model']['checkpoint']} on {env['model']} — {result['settings']['threads']} threads, "
+                      f"eval {result['eval']['samples']} samples{' (synthetic)' if result['eval']['synthetic'] else ''}")
+    if json_path:
+        multibench.write_json(json_path, result)
+        console().print(f"results: {json_path}")
+    if plot_path:
+        multibench.plot(result, plot_path)
+        console().print(f"plot: {plot_path}")
 
 
 def _print_analysis(config, json_path: Optional[Path]) -> None:
@@ -219,16 +253,41 @@ def analyze(ctx: typer.Context) -> None:
         raise InputError("analyze writes no bundle: drop --output (use --json PATH to save the table)")
     if not any(a in ("--target", "-t") or a.startswith("--target=") for a in args):
         args += ["--target", "ort-cpu-int8"]
-    command = typer.main.get_command(app).commands["compress"]
-    code = command.main(args + ["--analyze-only"], prog_name="compressor analyze", standalone_mode=False)
+    _forward("compress", args + ["--analyze-only"], "compressor analyze")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+@one_line_errors
+def bench(ctx: typer.Context) -> None:
+    """Benchmark. Two forms:
+
+    compressor bench MODEL --targets LIST|all [compress options] [--batch-sizes 1,8,32] [--json R.json] [--plot R.png]:
+    build every listed target from one checkpoint, validate each against FP32, benchmark each in a fresh process, one table.
+
+    compressor bench ARTIFACT_OR_BUNDLE [--target T] [--threads N] [--batch-size B] [--duration S] [--json R.json]:
+    benchmark something already built (see `compressor bench-artifact --help`).
+    """
+    args = list(ctx.args)
+    if any(a in ("--help", "-h") for a in args) and not any(a.startswith("--targets") for a in args):
+        typer.echo(ctx.get_help())
+        return
+    if any(a == "--targets" or a.startswith("--targets=") for a in args):
+        args = ["--bench-targets" + a[len("--targets"):] if a.startswith("--targets") else a for a in args]
+        return _forward("compress", args, "compressor bench")
+    return _forward("bench-artifact", args, "compressor bench")
+
+
+def _forward(command: str, args: list[str], prog: str) -> None:
+    """Run another command's parser on ``args`` (one option list serves several entry points)."""
+    code = typer.main.get_command(app).commands[command].main(args, prog_name=prog, standalone_mode=False)
     if isinstance(code, int) and code:
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command("bench-artifact", hidden=False)
 @one_line_errors
-def bench(
-    artifact: Path = typer.Argument(..., help="A bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2)."),
+def bench_artifact(
+    artifact: Path = typer.Argument(..., help="A bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2, .xml)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target to run it as (default: the bundle's, or from the file suffix)."),
     threads: Optional[int] = typer.Option(None, help="Threads (default: all usable CPUs)."),
     batch_size: int = typer.Option(1, help="Batch size (must fit the artifact's input shapes)."),

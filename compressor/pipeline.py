@@ -90,7 +90,8 @@ def quant_settings(config: RunConfig):
 
     q = config.quantization
     return QuantSettings(calibration=q.calibration, percentile=q.percentile, exclude=list(q.exclude), sensitivity=q.sensitivity,
-                         sensitivity_samples=q.sensitivity_samples, calib_samples=config.data.calib_samples or DEFAULT_CALIB_SAMPLES)
+                         sensitivity_samples=q.sensitivity_samples, calib_samples=config.data.calib_samples or DEFAULT_CALIB_SAMPLES,
+                         quantizer=q.quantizer)
 
 
 def load_calibration(config: RunConfig, handle: ModelHandle, pre, spec, ui) -> DataSource | None:
@@ -106,6 +107,36 @@ def load_calibration(config: RunConfig, handle: ModelHandle, pre, spec, ui) -> D
         raise InputError(f"target {spec.name} needs calibration data: pass --calib DATA (representative inputs, "
                          "100 or more recommended; image folder, .npy/.npz or package.module:function)")
     return None
+
+
+def load_model_and_eval(config: RunConfig, pre, ui: Progress) -> tuple[ModelHandle, DataSource]:
+    with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
+        m = config.model
+        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names)
+    with ui.stage("read eval data"):
+        eval_data = load_eval_data(config, handle, pre)
+    return handle, eval_data
+
+
+def reference_outputs(handle: ModelHandle, eval_data: DataSource, threads, ui: Progress) -> list[np.ndarray]:
+    """The FP32 PyTorch model's outputs on the eval data: what every artifact is compared with."""
+    reference = TorchModuleRunner(handle.module, handle.input_names, handle.output_names, threads=threads)
+    with ui.bar(f"FP32 reference outputs on {len(eval_data)} samples", total=len(eval_data)) as advance:
+        return run_all(reference, eval_data, handle.inputs, eval_batch_size(handle.inputs), advance)
+
+
+def validate_artifact(backend, artifact, target, handle, eval_data, ref_out, task, threads, ui) -> tuple[Fidelity, list[np.ndarray]]:
+    """Run the artifact on the eval data and compare with the reference outputs."""
+    runner = backend.load(artifact.path, target, threads=threads)
+    with ui.bar(f"validated {target.name} on {len(eval_data)} samples", total=len(eval_data)) as advance:
+        art_out = run_all(runner, eval_data, handle.inputs, eval_batch_size(handle.inputs), advance)
+    del runner
+    return compare(ref_out, art_out, eval_data.labels, eval_data.synthetic, task), art_out
+
+
+def artifact_size(artifact) -> int:
+    """Bytes of the model itself (e.g. .xml + .bin), not of side files such as the quantization plan."""
+    return sum(f.stat().st_size for f in artifact.files if f.suffix != ".json")
 
 
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
@@ -125,11 +156,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     pre = config.preprocessing.to_preprocessing() if config.preprocessing else None
     gate = Gate(config.gate.max_accuracy_drop, config.gate.min_agreement, config.gate.min_cosine)
 
-    with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
-        m = config.model
-        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names)
-    with ui.stage("read eval data"):
-        eval_data = load_eval_data(config, handle, pre)
+    handle, eval_data = load_model_and_eval(config, pre, ui)
     gate.check_possible(eval_data.labels is not None)
     calib = load_calibration(config, handle, pre, spec, ui)
     target = spec.with_run(handle.inputs, threads)
@@ -143,18 +170,13 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         (work / "artifact").mkdir()
         with ui.stage(f"built {target.name} artifact"):
             artifact = backend.build(handle, target, work / "artifact", ctx)
-        runner = backend.load(artifact.path, target, threads=threads)
-        reference = TorchModuleRunner(handle.module, handle.input_names, handle.output_names, threads=threads)
         batch = eval_batch_size(handle.inputs)
-        with ui.bar(f"validated on {len(eval_data)} samples", total=2 * len(eval_data)) as advance:
-            ref_out = run_all(reference, eval_data, handle.inputs, batch, advance)
-            art_out = run_all(runner, eval_data, handle.inputs, batch, advance)
-        fidelity = compare(ref_out, art_out, eval_data.labels, eval_data.synthetic, config.model.task)
+        ref_out = reference_outputs(handle, eval_data, threads, ui)
+        fidelity, art_out = validate_artifact(backend, artifact, target, handle, eval_data, ref_out, config.model.task, threads, ui)
         failures = gate.failures(fidelity)
         if failures and not config.gate.force:
             raise GateError(f"the {target.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
                             "relax the gate or pass --force to write it marked as failing")
-        del runner
 
         bench = eager = None
         eager_size = None
@@ -164,14 +186,14 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
                 bench = run_isolated(target.name, artifact.path, feeds, settings)
             if config.benchmark.compare_eager:
                 if target.name == REFERENCE_TARGET:
-                    eager, eager_size = bench, artifact.path.stat().st_size
+                    eager, eager_size = bench, artifact_size(artifact)
                 else:
                     ref_spec = get_target(REFERENCE_TARGET).with_run(handle.inputs, threads)
                     (work / "reference").mkdir()
                     with ui.stage("benchmarked torch eager FP32 (the baseline)"):
                         ref_art = backends.get_backend(ref_spec.backend).build(handle, ref_spec, work / "reference")
                         eager = run_isolated(REFERENCE_TARGET, ref_art.path, feeds, settings)
-                        eager_size = ref_art.path.stat().st_size
+                        eager_size = artifact_size(ref_art)
 
         for f in artifact.files:
             bundle.add_file(f, f.name)
@@ -232,7 +254,7 @@ def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity:
     if eager:
         metrics["torch_eager_latency_ms"] = eager["latency_ms"]
         metrics["speedup_vs_torch_eager"] = speedup
-    size = artifact.path.stat().st_size  # the model file itself; other files (plans, …) are listed separately
+    size = artifact_size(artifact)
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sdk": {"name": "compressor", "version": compressor.__version__},

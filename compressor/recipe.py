@@ -91,6 +91,7 @@ class QuantizationConfig(_Strict):
     exclude: list[str] = Field(default_factory=list)
     sensitivity: bool = True
     sensitivity_samples: int = Field(default=16, ge=1)
+    quantizer: Literal["sdk", "nncf"] = "sdk"
 
 
 class OutputConfig(_Strict):

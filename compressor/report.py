@@ -54,7 +54,7 @@ def print_table(rows: Sequence[dict], title: str | None = None, columns: Sequenc
 
     table = Table(title=title, show_lines=False)
     for c in columns:
-        table.add_column(c, justify="left" if c in ("target", "precision") else "right", no_wrap=c == "target")
+        table.add_column(c, justify="left" if c in ("target", "precision", "status") else "right", no_wrap=c == "target")
     for r in rows:
         table.add_row(*[str(r.get(c, "–")) for c in columns])
     console().print(table)
@@ -108,11 +108,13 @@ def quantization_section(q: dict, top: int = 10) -> list[str]:
         "",
         f"- Mode: {q['mode']}; weights {q['weight_dtype']} per channel (symmetric), activations {q['activation_dtype']} per tensor",
         f"- Calibration: {cal['method']}" + (f" (percentile {cal['percentile']})" if "percentile" in cal else "") + f", {cal['samples']} samples",
-        f"- INT8 layers: {q['layers_int8']} of {q['layers_total']}. In ONNX Runtime after optimisation, layers with weights (Conv/Gemm/MatMul) "
-        f"running INT8 kernels: **{k.get('weight_layers_int8', '?')} of {k.get('weight_layers_total', '?')}**; heavy ops INT8: "
-        f"{k.get('heavy_ops_int8', '?')} of {k.get('heavy_ops_total', '?')} {k.get('int8_kernels', '')}"
+        f"- Quantizer: {q.get('quantizer', 'sdk')}. INT8 layers planned: {q['layers_int8']} of {q['layers_total']}. "
+        f"Layers with weights running INT8 kernels in the runtime (read back after its optimisations): "
+        f"**{k.get('weight_layers_int8', '?')} of {k.get('weight_layers_total', '?')}**"
+        + (f"; heavy ops INT8: {k['heavy_ops_int8']} of {k['heavy_ops_total']} {k.get('int8_kernels', '')}" if "heavy_ops_total" in k else "")
         + (f" ({k['heavy_ops_float_without_weights']} float heavy ops multiply two activations, e.g. attention scores)"
-           if k.get("heavy_ops_float_without_weights") else ""),
+           if k.get("heavy_ops_float_without_weights") else "")
+        + (f" {k['compiled_layer_precisions']}" if "compiled_layer_precisions" in k else ""),
     ]
     if q["float_layers"]:
         lines.append("- Float layers: " + "; ".join(f"`{n}` ({why})" for n, why in q["float_layers"].items()))

@@ -30,6 +30,7 @@ class QuantSettings:
     exclude: list[str] = field(default_factory=list)
     sensitivity: bool = True
     sensitivity_samples: int = 16
+    quantizer: str = "sdk"  # sdk (this package's plan) | nncf (OpenVINO targets only)
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
