@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "setup done: $(VENV)/bin/compressor"
 
 # The main job on a bundled real example: EfficientNet-Lite0 (real ImageNet weights) -> ONNX Runtime FP32 and
-# INT8, validated on 20 labelled ImageNet images, benchmarked against torch eager, written as bundles and verified.
+# INT8, validated on 20 labelled ImageNet images, benchmarked against torch eager, written as bundles and verified;
+# then one table of every CPU target (ONNX Runtime, OpenVINO) with a JSON and a latency/fidelity plot.
 # (With only 20 images, INT8 calibrates on the same images it is evaluated on; the benchmarks say so too.)
 demo: setup
 	@mkdir -p $(OUT)
@@ -38,6 +39,12 @@ demo: setup
 		--calib "$$($(PY) -m compressor.zoo.paths imagenet-samples)" --calib-labels examples/imagenet20_labels.txt \
 		--output $(OUT)/efficientnet-lite0-ort-cpu-int8 --overwrite
 	$(VENV)/bin/compressor verify $(OUT)/efficientnet-lite0-ort-cpu-int8
+	$(VENV)/bin/compressor bench "$$($(PY) -m compressor.zoo.paths efficientnet-lite0-weights)" \
+		--targets torch-cpu-fp32,ort-cpu-fp32,ort-cpu-int8,openvino-cpu-fp32,openvino-cpu-bf16,openvino-cpu-int8 \
+		--recipe examples/efficientnet_lite0.yaml --no-sensitivity \
+		--eval "$$($(PY) -m compressor.zoo.paths imagenet-samples)" \
+		--calib "$$($(PY) -m compressor.zoo.paths imagenet-samples)" --calib-labels examples/imagenet20_labels.txt \
+		--json $(OUT)/efficientnet-lite0-bench.json --plot $(OUT)/efficientnet-lite0-bench.png
 
 test: setup
 	$(PY) -m pytest -q tests
@@ -49,6 +56,7 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/foundation.py
 	$(PY) benchmarks/int8.py
+	$(PY) benchmarks/openvino_suite.py
 
 # Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
 fashion-mnist-model: setup

@@ -11,6 +11,7 @@ float graph with ONNX Runtime), or NNCF's own post-training quantization with ``
 from __future__ import annotations
 
 import collections
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -208,12 +209,14 @@ class OpenVinoBackend(Backend):
         ignored = [l["node"] for l in structure.layers if l["precision"] != "int8"]
         ov_model = ov.convert_model(str(fp32_path))
         feeds = calibration_feeds(ctx.calib, model.inputs, n)
+        # OpenVINO names an ONNX node's weight op "<node>/WithoutBiases" and its bias add "<node>"
+        patterns = [f"^{re.escape(node)}(/.*)?$" for node in ignored]
         stage = ctx.progress.stage(f"NNCF quantized with {n} samples") if ctx.progress else None
         if stage:
             stage.__enter__()
         try:
-            q = nncf.quantize(ov_model, nncf.Dataset(feeds), subset_size=n,
-                              ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None)
+            q = nncf.quantize(ov_model, nncf.Dataset(feeds), subset_size=len(feeds),
+                              ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None)
         finally:
             if stage:
                 stage.__exit__(None, None, None)
