@@ -95,15 +95,22 @@ def imagenet20(pre: Preprocessing):
     return ds.inputs[0], ds.labels
 
 
-def resnet50_speed(tmp: Path, repeats: int, duration: float) -> dict:
+def torchvision_case(name: str, tmp: Path) -> tuple[Path, np.ndarray]:
+    """A torchvision model's state_dict (random weights, seed 0) and the 20 ImageNet images preprocessed for it,
+    also saved as ``tmp/imagenet20.npz`` (inputs only: random weights have no accuracy to report)."""
     import torch
     import torchvision
 
     torch.manual_seed(0)
-    ckpt = tmp / "resnet50.pth"
-    torch.save(torchvision.models.resnet50().state_dict(), ckpt)
+    ckpt = tmp / f"{name}.pth"
+    torch.save(torchvision.models.get_model(name).state_dict(), ckpt)
     x, _ = imagenet20(Preprocessing(resize=256, crop=224, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
     np.savez(tmp / "imagenet20.npz", x=x)
+    return ckpt, x
+
+
+def resnet50_speed(tmp: Path, repeats: int, duration: float) -> dict:
+    ckpt, x = torchvision_case("resnet50", tmp)
     common = dict(arch="torchvision:resnet50", input_shape="1,3,224,224", eval=tmp / "imagenet20.npz", benchmark=False)
     say("resnet50: building ort-cpu-fp32 and ort-cpu-int8 bundles")
     fp32 = compressor.compress(ckpt, target="ort-cpu-fp32", output=tmp / "r50-fp32", quiet=False, **common)

@@ -27,7 +27,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,7 +37,7 @@ from compressor.environment import describe_environment, default_threads  # noqa
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from int8 import EFFNET_OPTS, FASHION, FASHION_OPTS, imagenet20, say  # noqa: E402
+from int8 import EFFNET_OPTS, FASHION, FASHION_OPTS, say, torchvision_case  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -73,16 +72,7 @@ def benchmark_app(xml: Path, precision: str, threads: int, seconds: int) -> floa
 
 
 def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
-    import torch
-    import torchvision
-
-    from compressor.specs import Preprocessing
-
-    torch.manual_seed(0)
-    ckpt = tmp / "resnet50.pth"
-    torch.save(torchvision.models.resnet50().state_dict(), ckpt)
-    x, _ = imagenet20(Preprocessing(resize=256, crop=224, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
-    np.savez(tmp / "imagenet20.npz", x=x)
+    ckpt, x = torchvision_case("resnet50", tmp)
     common = dict(arch="torchvision:resnet50", input_shape="1,3,224,224", eval=tmp / "imagenet20.npz", benchmark=False, quiet=False)
     built = {}
     for t in ("openvino-cpu-fp32", "openvino-cpu-bf16", "openvino-cpu-int8"):
