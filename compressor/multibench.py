@@ -62,6 +62,9 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
 
     ui = Progress(quiet)
     names = parse_targets(targets)
+    if Path(config.model.checkpoint).is_dir() or str(config.model.checkpoint).endswith((".tar.gz", ".tgz")):
+        raise InputError("a bundle holds one built artifact: bench it without --targets (compressor bench BUNDLE), "
+                         "or give the checkpoint to build every target")
     settings = bench_settings(config)
     sizes = parse_batch_sizes(batch_sizes, settings.batch_size)
     if REFERENCE_TARGET not in names and config.benchmark.compare_eager:

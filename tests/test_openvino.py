@@ -122,3 +122,16 @@ def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
     rows = {x["target"]: x for x in r["rows"]}
     assert "error" in rows["ort-cpu-fp32"]["batches"]["1"] and "failed" in rows["ort-cpu-fp32"]["batches"]["1"]["error"]
     assert rows["openvino-cpu-fp32"]["batches"]["1"]["latency_ms"]["p50"] > 0
+
+
+def test_bf16_without_hardware_support_is_unusable_not_silently_f32(monkeypatch):
+    """On a CPU whose OpenVINO reports no BF16 capability the target is refused with the reason."""
+    import backends
+    from backends import openvino as ov_backend
+    from compressor.targets import get_target
+
+    monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda: ["FP32", "INT8"])  # what such a CPU reports
+    ok, why = backends.target_status(get_target("openvino-cpu-bf16"))
+    assert not ok and "no bf16 support" in why and "not emulated or silently replaced" in why
+    with pytest.raises(TargetError, match="cannot run on this machine"):
+        backends.require(get_target("openvino-cpu-bf16"))
