@@ -18,6 +18,7 @@ _REGISTRY: dict[str, str] = {
     "torch": "backends.torch_eager:TorchBackend",
     "onnxruntime": "backends.ort:OrtBackend",
     "openvino": "backends.openvino:OpenVinoBackend",
+    "executorch": "backends.executorch:ExecuTorchBackend",
 }
 _INSTANCES: dict[str, Backend] = {}
 

@@ -102,6 +102,9 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     package = "openvino"
 
+    def preload(self) -> None:
+        import openvino  # noqa: F401
+
     def available(self, target):
         from . import package_missing
 

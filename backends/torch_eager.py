@@ -24,6 +24,9 @@ class TorchBackend(Backend):
     name = "torch"
     package = "torch"
 
+    def preload(self) -> None:
+        import torch  # noqa: F401
+
     def available(self, target):
         return True, ""
 

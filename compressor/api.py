@@ -11,7 +11,7 @@ from .recipe import build_config
 def _overrides(
     checkpoint=None, arch=None, arch_kwargs=None, trust_checkpoint=None, input_shape=None, input_names=None,
     input_dtype=None, output_names=None, preprocessing=None, target=None, eval=None, eval_labels=None, eval_samples=None,
-    calib=None, calib_labels=None, calib_samples=None, synthetic=None, max_accuracy_drop=None, min_agreement=None, min_cosine=None, task=None,
+    calib=None, calib_labels=None, calib_samples=None, synthetic=None, max_accuracy_drop=None, min_agreement=None, min_cosine=None, task=None, max_size_mb=None, max_memory_mb=None,
     force=None, threads=None, batch_size=None, duration=None, iterations=None, benchmark=None, compare_eager=None,
     output=None, overwrite=None, tar=None, calibration=None, percentile=None, exclude=None, sensitivity=None,
     sensitivity_samples=None, quantizer=None,
@@ -52,6 +52,8 @@ def _overrides(
         "gate.max_accuracy_drop": max_accuracy_drop,
         "gate.min_agreement": min_agreement,
         "gate.min_cosine": min_cosine,
+        "gate.max_size_mb": max_size_mb,
+        "gate.max_memory_mb": max_memory_mb,
         "model.task": task,
         "gate.force": force,
         "benchmark.enabled": benchmark,

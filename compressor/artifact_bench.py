@@ -20,7 +20,7 @@ from .errors import InputError
 from .targets import get_target
 from .verification import manifest_inputs
 
-_BY_SUFFIX = {".onnx": "ort-cpu-fp32", ".pt2": "torch-cpu-fp32", ".xml": "openvino-cpu-fp32"}
+_BY_SUFFIX = {".onnx": "ort-cpu-fp32", ".pt2": "torch-cpu-fp32", ".xml": "openvino-cpu-fp32", ".pte": "executorch-xnnpack-fp32", ".ort": "ort-mobile-int8"}
 
 
 def bench_existing(path: str | Path, settings: BenchSettings, target: str | None = None) -> dict[str, Any]:

@@ -85,6 +85,11 @@ def load_eval_data(config: RunConfig, handle: ModelHandle, pre) -> DataSource:
     )
 
 
+def gate_of(config: RunConfig) -> Gate:
+    g = config.gate
+    return Gate(g.max_accuracy_drop, g.min_agreement, g.min_cosine, g.max_size_mb, g.max_memory_mb)
+
+
 def quant_settings(config: RunConfig):
     from .quantization.ptq import DEFAULT_CALIB_SAMPLES, QuantSettings
 
@@ -135,8 +140,8 @@ def validate_artifact(backend, artifact, target, handle, eval_data, ref_out, tas
 
 
 def artifact_size(artifact) -> int:
-    """Bytes of the model itself (e.g. .xml + .bin), not of side files such as the quantization plan."""
-    return sum(f.stat().st_size for f in artifact.files if f.suffix != ".json")
+    """Bytes of the model itself (model.xml + model.bin, model.pte, …), not of side files (plan, README)."""
+    return sum(f.stat().st_size for f in artifact.files if f.stem == artifact.path.stem)
 
 
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
@@ -154,7 +159,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     settings = bench_settings(config) if config.benchmark.enabled else None
     threads = settings.threads if settings else None
     pre = config.preprocessing.to_preprocessing() if config.preprocessing else None
-    gate = Gate(config.gate.max_accuracy_drop, config.gate.min_agreement, config.gate.min_cosine)
+    gate = gate_of(config)
 
     handle, eval_data = load_model_and_eval(config, pre, ui)
     gate.check_possible(eval_data.labels is not None)
@@ -173,7 +178,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         batch = eval_batch_size(handle.inputs)
         ref_out = reference_outputs(handle, eval_data, threads, ui)
         fidelity, art_out = validate_artifact(backend, artifact, target, handle, eval_data, ref_out, config.model.task, threads, ui)
-        failures = gate.failures(fidelity)
+        failures = gate.failures(fidelity) + [f for f in [gate.size_failure(artifact_size(artifact))] if f]
         if failures and not config.gate.force:
             raise GateError(f"the {target.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
                             "relax the gate or pass --force to write it marked as failing")
@@ -195,6 +200,14 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
                         eager = run_isolated(REFERENCE_TARGET, ref_art.path, feeds, settings)
                         eager_size = artifact_size(ref_art)
 
+        if gate.max_memory_mb is not None:
+            if bench is None:
+                raise InputError("--max-memory-mb needs the benchmark (it measures memory): drop --no-benchmark")
+            too_much = gate.memory_failure(bench.get("model_rss_mb"))
+            if too_much and not config.gate.force:
+                raise GateError(f"the {target.name} artifact is over its memory budget ({too_much}): no bundle written; "
+                                "raise the budget, quantize or prune, or pass --force")
+            failures += [too_much] if too_much else []
         for f in artifact.files:
             bundle.add_file(f, f.name)
         n_ref = min(config.output.reference_samples, len(eval_data))
@@ -268,7 +281,7 @@ def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity:
         "preprocessing": handle.preprocessing.to_dict() if handle.preprocessing else None,
         "source": {k: v for k, v in handle.source.items() if k != "path"},
         "data": {"eval": eval_data.to_dict(), "calibration": calib.to_dict() if calib else None, "eval_batch_size": batch},
-        "gate": {**Gate(config.gate.max_accuracy_drop, config.gate.min_agreement, config.gate.min_cosine).to_dict(), "passed": not failures,
+        "gate": {**gate_of(config).to_dict(), "passed": not failures,
                  "failures": failures, "forced": bool(failures) and config.gate.force},
         "metrics": metrics,
         "benchmark": {

@@ -71,6 +71,8 @@ class GateConfig(_Strict):
     max_accuracy_drop: Optional[float] = Field(default=None, ge=0)
     min_agreement: Optional[float] = Field(default=None, ge=0, le=1)
     min_cosine: Optional[float] = Field(default=None, ge=-1, le=1)
+    max_size_mb: Optional[float] = Field(default=None, gt=0)
+    max_memory_mb: Optional[float] = Field(default=None, gt=0)
     force: bool = False
 
 

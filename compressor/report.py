@@ -93,6 +93,15 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
         "Check this bundle on the device: `compressor verify <bundle>` (re-hashes every file and re-runs the reference inputs).",
         "",
     ]
+    d = m["artifact"]["build"].get("delegation")
+    if d:
+        lines += ["## Edge program", "",
+                  f"- Written by ExecuTorch {m['artifact']['build'].get('executorch_version')}; .pte "
+                  f"{fmt_size(m['artifact']['build'].get('pte_size_bytes'))}; model memory at load and while running "
+                  f"{_f(m['metrics'].get('model_rss_mb'), '.1f', ' MB')} (process peak {_f(m['metrics'].get('peak_rss_mb'), '.0f', ' MB')})",
+                  f"- Delegated to {d['delegate']} ({d['delegated_op_count']} ops): {d['delegated_ops']}",
+                  f"- On ExecuTorch's portable CPU operators ({d['portable_op_count']} ops): {d['portable_ops'] or 'none'}",
+                  "- How to run it on the device: README.md in this bundle.", ""]
     if m.get("quantization"):
         lines += quantization_section(m["quantization"])
     if m.get("warnings"):

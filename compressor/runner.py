@@ -85,6 +85,13 @@ class Backend(abc.ABC):
     def artifact_inputs(self, path: Path) -> "list[InputSpec]":
         """The input specs an artifact file declares (for benchmarking a bare file without a manifest)."""
 
+    def preload(self) -> None:
+        """Import the runtime's libraries, so a benchmark's memory baseline excludes them and counts the model."""
+
+    def check_compatible(self, manifest: dict) -> str | None:
+        """Why a bundle written elsewhere cannot be trusted to run here (e.g. another runtime version), or None."""
+        return None
+
 
 class TorchModuleRunner(Runner):
     """Runs an in-memory PyTorch module (eager, TorchScript or an exported program's module)."""

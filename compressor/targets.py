@@ -62,13 +62,14 @@ CATALOGUE: dict[str, TargetSpec] = {
         TargetSpec("ort-cpu-fp32", "onnxruntime", "cpu", "fp32", "onnx", "ONNX Runtime CPU execution provider, FP32"),
         TargetSpec("ort-cpu-int8", "onnxruntime", "cpu", "int8", "onnx", "ONNX Runtime CPU, static INT8 (QDQ, calibrated)"),
         TargetSpec("ort-cpu-int8-dynamic", "onnxruntime", "cpu", "int8-dynamic", "onnx", "ONNX Runtime CPU, dynamic INT8 (MatMul/Gemm weights)"),
+        TargetSpec("ort-mobile-int8", "onnxruntime", "edge", "int8", "ort", "ONNX Runtime Mobile .ort format, static INT8 (the SDK's plan)"),
         TargetSpec("openvino-cpu-fp32", "openvino", "cpu", "fp32", "openvino-ir", "OpenVINO CPU, f32 inference precision (set explicitly)"),
         TargetSpec("openvino-cpu-bf16", "openvino", "cpu", "bf16", "openvino-ir", "OpenVINO CPU, bf16 inference precision (needs AVX512-BF16/AMX)"),
         TargetSpec("openvino-cpu-int8", "openvino", "cpu", "int8", "openvino-ir", "OpenVINO CPU, INT8 (the SDK's plan, or --quantizer nncf)"),
         TargetSpec("tensorrt-gpu-fp16", "tensorrt", "gpu", "fp16", "engine", "TensorRT engine, FP16", implemented=False),
         TargetSpec("tensorrt-gpu-int8", "tensorrt", "gpu", "int8", "engine", "TensorRT engine, INT8", implemented=False),
-        TargetSpec("executorch-xnnpack-fp32", "executorch", "edge", "fp32", "pte", "ExecuTorch .pte, XNNPACK delegate, FP32", implemented=False),
-        TargetSpec("executorch-xnnpack-int8", "executorch", "edge", "int8", "pte", "ExecuTorch .pte, XNNPACK delegate, INT8", implemented=False),
+        TargetSpec("executorch-xnnpack-fp32", "executorch", "edge", "fp32", "pte", "ExecuTorch .pte for edge devices, XNNPACK delegate, FP32"),
+        TargetSpec("executorch-xnnpack-int8", "executorch", "edge", "int8", "pte", "ExecuTorch .pte for edge devices, XNNPACK delegate, INT8 (PT2E, the SDK's calibration)"),
     ]
 }
 

@@ -145,10 +145,24 @@ class Gate:
     max_accuracy_drop: float | None = None  # percentage points
     min_agreement: float | None = None  # 0..1
     min_cosine: float | None = None  # mean cosine similarity, -1..1
+    max_size_mb: float | None = None  # the model file(s)
+    max_memory_mb: float | None = None  # memory the model adds to its process at load and while running
 
     @property
     def active(self) -> bool:
         return any(v is not None for v in (self.max_accuracy_drop, self.min_agreement, self.min_cosine))
+
+    def size_failure(self, size_bytes: int) -> str | None:
+        mb = size_bytes / 2**20
+        if self.max_size_mb is not None and mb > self.max_size_mb:
+            return f"the model is {mb:.2f} MB, over --max-size-mb {self.max_size_mb:g} by {mb - self.max_size_mb:.2f} MB"
+        return None
+
+    def memory_failure(self, model_rss_mb: float | None) -> str | None:
+        if self.max_memory_mb is not None and model_rss_mb is not None and model_rss_mb > self.max_memory_mb:
+            return (f"running the model takes {model_rss_mb:.1f} MB, over --max-memory-mb {self.max_memory_mb:g} "
+                    f"by {model_rss_mb - self.max_memory_mb:.1f} MB")
+        return None
 
     def check_possible(self, has_labels: bool) -> None:
         if self.max_accuracy_drop is not None and not has_labels:

@@ -36,6 +36,9 @@ def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any
             backend = backends.require(spec)
         except TargetError as e:
             raise VerificationError(f"cannot re-run bundle '{path}' here: {e}")
+        problem = backend.check_compatible(manifest)
+        if problem:
+            raise VerificationError(f"bundle '{path}': {problem}")
         ref = manifest["reference"]
         specs = manifest_inputs(manifest)
         with np.load(bundle / ref["inputs"]) as z:

@@ -1,0 +1,99 @@
+"""Edge bundles: ExecuTorch XNNPACK (.pte) and ONNX Runtime Mobile (.ort), checked on this host."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import compressor
+from compressor.errors import ExportError, GateError, VerificationError
+
+from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, ROOT, read_manifest
+
+EDGE_OPTS = dict(arch=FASHION_ARCH, input_shape="1,1,28,28", preprocessing=FASHION_PRE,
+                 eval=FASHION / "test_subset.npz", calib=FASHION / "calib_subset.npz", duration=0.3, iterations=10)
+
+
+@pytest.fixture(scope="module")
+def et_int8(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edge") / "et-int8"
+    return compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-int8", output=out, **EDGE_OPTS)
+
+
+def test_executorch_int8_accuracy_delegation_size_memory(et_int8):
+    f = et_int8.fidelity
+    assert f["samples"] == 2000 and f["accuracy_drop_pp"] <= 0.3
+    m = read_manifest(et_int8.bundle)
+    b = m["artifact"]["build"]
+    assert b["executorch_version"] and b["pte_size_bytes"] == (et_int8.bundle / "model.pte").stat().st_size
+    d = b["delegation"]
+    assert d["delegate_calls"] >= 1 and d["delegated_ops"]["convolution"] == 5 and d["portable_ops"] == {}
+    assert m["quantization"]["calibration"]["method"] == "mse" and m["quantization"]["layers_int8"] == 6
+    assert 0 < m["metrics"]["model_rss_mb"] < 200 and m["metrics"]["peak_rss_mb"] > m["metrics"]["model_rss_mb"]
+    assert {"model.pte", "README.md", "reference/inputs.npz", "reference/outputs.npz"} <= set(m["files"])
+    readme = (et_int8.bundle / "README.md").read_text()
+    assert "load_method" in readme and "module.forward" in readme
+    assert "Delegated to XnnpackBackend" in (et_int8.bundle / "REPORT.md").read_text()
+
+
+def test_executorch_verify_passes_then_fails_on_a_changed_byte_or_version(et_int8, tmp_path):
+    from compressor.loading import sha256_file
+
+    assert compressor.verify(et_int8.bundle)["passed"]
+    copy = tmp_path / "c"
+    shutil.copytree(et_int8.bundle, copy)
+    data = bytearray((copy / "model.pte").read_bytes())
+    data[len(data) // 3] ^= 0x10
+    (copy / "model.pte").write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="model.pte changed"):
+        compressor.verify(copy)
+    other = tmp_path / "v"
+    shutil.copytree(et_int8.bundle, other)
+    m = read_manifest(other)
+    m["artifact"]["build"]["executorch_version"] = "0.0.1"
+    (other / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(VerificationError, match="written by ExecuTorch 0.0.1 but this machine has ExecuTorch"):
+        compressor.verify(other)
+
+
+def test_executorch_fp32_and_size_ratio(et_int8, tmp_path):
+    r = compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-fp32", output=tmp_path / "fp32", **EDGE_OPTS)
+    assert r.fidelity["top1_agreement"] == 1.0
+    assert (et_int8.bundle / "model.pte").stat().st_size <= 0.3 * (r.bundle / "model.pte").stat().st_size
+
+
+def test_budgets_fail_clearly(tmp_path):
+    with pytest.raises(GateError, match=r"over --max-size-mb 0.01 by 0.1\d MB.*no bundle written"):
+        compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-int8", output=tmp_path / "s",
+                            max_size_mb=0.01, **EDGE_OPTS)
+    with pytest.raises(GateError, match="over --max-memory-mb 0.001 by"):
+        compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-fp32", output=tmp_path / "m",
+                            max_memory_mb=0.001, **EDGE_OPTS)
+    assert not list(tmp_path.iterdir())
+
+
+def test_dynamic_shapes_ask_for_a_fixed_shape(tmp_path):
+    with pytest.raises(ExportError, match="fixed shapes.*--input-shape 1,1,28,28"):
+        compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-fp32", output=tmp_path / "d",
+                            **{**EDGE_OPTS, "input_shape": "batch,1,28,28"})
+
+
+def test_ort_mobile_int8(tmp_path):
+    r = compressor.compress(FASHION / "fashion_cnn.safetensors", target="ort-mobile-int8", output=tmp_path / "om", **EDGE_OPTS)
+    m = read_manifest(r.bundle)
+    assert m["artifact"]["path"] == "model.ort" and r.fidelity["accuracy_drop_pp"] <= 0.3
+    assert m["quantization"]["kernels"]["weight_layers_int8"] == 6
+    assert compressor.verify(r.bundle)["passed"]
+    b = compressor.bench(r.bundle / "model.ort", duration=0.2, iterations=5)
+    assert b["target"] == "ort-mobile-int8" and b["latency_ms"]["p50"] > 0
+
+
+def test_efficientnet_lite0_executorch_int8_fidelity(tmp_path):
+    from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples
+
+    images = imagenet_samples()
+    r = compressor.compress(efficientnet_lite0_weights(), recipe=ROOT / "examples" / "efficientnet_lite0.yaml",
+                            target="executorch-xnnpack-int8", eval=images, calib=images,
+                            calib_labels=ROOT / "examples" / "imagenet20_labels.txt", output=tmp_path / "e", benchmark=False)
+    assert r.fidelity["top1_agreement"] >= 0.95
