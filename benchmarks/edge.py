@@ -14,25 +14,16 @@ Writes results/edge.json and results/edge.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EFFNET_OPTS, FASHION, FASHION_OPTS, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
 from compressor.benchmark import BenchSettings, run_isolated  # noqa: E402
-from compressor.environment import describe_environment  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
-from int8 import EFFNET_OPTS, FASHION, FASHION_OPTS, say, torchvision_case  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def peer_pt2e(ckpt: Path, out: Path, calib) -> Path:
@@ -128,21 +119,9 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as t:
-        tmp = Path(t)
-        res = {"suite": "edge", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
-               "resnet18": resnet18(tmp, args.repeats, args.duration), "accuracy": accuracy(tmp), "environment": describe_environment()}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "edge.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    md = markdown(res)
-    (RESULTS / "edge.md").write_text(md)
-    print(md)
+def sections(tmp: Path, args) -> dict:
+    return {"resnet18": resnet18(tmp, args.repeats, args.duration), "accuracy": accuracy(tmp)}
 
 
 if __name__ == "__main__":
-    main()
+    run_suite("edge", __doc__.splitlines()[0], sections, markdown)

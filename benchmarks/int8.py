@@ -18,42 +18,25 @@ Writes results/int8.json and results/int8.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EFFNET_OPTS, FASHION, FASHION_OPTS, imagenet20, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
 from compressor.benchmark import BenchSettings, run_isolated  # noqa: E402
-from compressor.data import load_data  # noqa: E402
-from compressor.environment import describe_environment  # noqa: E402
 from compressor.specs import InputSpec, Preprocessing  # noqa: E402
 from compressor.zoo import lee  # noqa: E402
 from compressor.zoo.efficientnet_lite import PREPROCESSING  # noqa: E402
 from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
-LABELS = ROOT / "examples" / "imagenet20_labels.txt"
-FASHION = ROOT / "examples" / "fashion_mnist"
-FASHION_OPTS = dict(arch="compressor.zoo.fashion_cnn:fashion_cnn", input_shape="batch,1,28,28",
-                    preprocessing={"scale": 1 / 255, "mean": [0.2860], "std": [0.3530]},
-                    eval=FASHION / "test_subset.npz", calib=FASHION / "calib_subset.npz")
-EFFNET_OPTS = dict(recipe=ROOT / "examples" / "efficientnet_lite0.yaml", eval=None, eval_labels=LABELS, calib=None, calib_labels=LABELS)
 MINILM_OPTS = dict(arch="compressor.zoo.minilm:minilm_l6", input_shape=["batch,seq=1:256", "batch,seq=1:256"],
                    input_names=["input_ids", "attention_mask"], input_dtype="int64", task="embedding")
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def peer_quantize_static(fp32: Path, out: Path, calib: list[dict]) -> Path:
@@ -87,26 +70,6 @@ def fidelity(ref: np.ndarray, got: np.ndarray, labels: np.ndarray | None) -> dic
     f = compare([ref], [got], labels, synthetic=False)
     return {"top1_agreement": f.top1_agreement, "accuracy": f.accuracy, "reference_accuracy": f.reference_accuracy,
             "cosine_mean": f.cosine_mean}
-
-
-def imagenet20(pre: Preprocessing):
-    spec = [InputSpec.parse("1,3,224,224")]
-    ds = load_data(str(imagenet_samples()), spec, pre, labels_file=str(LABELS))
-    return ds.inputs[0], ds.labels
-
-
-def torchvision_case(name: str, tmp: Path) -> tuple[Path, np.ndarray]:
-    """A torchvision model's state_dict (random weights, seed 0) and the 20 ImageNet images preprocessed for it,
-    also saved as ``tmp/imagenet20.npz`` (inputs only: random weights have no accuracy to report)."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    ckpt = tmp / f"{name}.pth"
-    torch.save(torchvision.models.get_model(name).state_dict(), ckpt)
-    x, _ = imagenet20(Preprocessing(resize=256, crop=224, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
-    np.savez(tmp / "imagenet20.npz", x=x)
-    return ckpt, x
 
 
 def resnet50_speed(tmp: Path, repeats: int, duration: float) -> dict:
@@ -273,33 +236,13 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    args = ap.parse_args()
+def sections(tmp: Path, args) -> dict:
     from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION
 
     methods = list(CALIBRATION_METHODS)
-    with tempfile.TemporaryDirectory() as t:
-        tmp = Path(t)
-        res = {
-            "suite": "int8",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "repeats": args.repeats,
-            "default_calibration": DEFAULT_CALIBRATION,
-            "resnet50": resnet50_speed(tmp, args.repeats, args.duration),
-            "fashion": fashion(tmp, methods),
-            "efficientnet_lite0": effnet(tmp, methods),
-            "minilm": minilm(tmp),
-            "environment": describe_environment(),
-        }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "int8.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
-    md = markdown(res)
-    (RESULTS / "int8.md").write_text(md)
-    print(md)
+    return {"default_calibration": DEFAULT_CALIBRATION, "resnet50": resnet50_speed(tmp, args.repeats, args.duration),
+            "fashion": fashion(tmp, methods), "efficientnet_lite0": effnet(tmp, methods), "minilm": minilm(tmp)}
 
 
 if __name__ == "__main__":
-    main()
+    run_suite("int8", __doc__.splitlines()[0], sections, markdown)

@@ -17,29 +17,19 @@ Writes results/openvino.json and results/openvino.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import statistics
 import subprocess
 import sys
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EFFNET_OPTS, FASHION, FASHION_OPTS, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
 from compressor.benchmark import BenchSettings, run_isolated  # noqa: E402
-from compressor.environment import describe_environment, default_threads  # noqa: E402
+from compressor.environment import default_threads  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from int8 import EFFNET_OPTS, FASHION, FASHION_OPTS, say, torchvision_case  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def nncf_default(fp32_xml: Path, out: Path, calib: list[dict]) -> Path:
@@ -159,22 +149,9 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as t:
-        tmp = Path(t)
-        res = {"suite": "openvino", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
-               "resnet50": resnet50(tmp, args.repeats, args.duration), "accuracy": accuracy(tmp),
-               "environment": describe_environment()}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "openvino.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    md = markdown(res)
-    (RESULTS / "openvino.md").write_text(md)
-    print(md)
+def sections(tmp: Path, args) -> dict:
+    return {"resnet50": resnet50(tmp, args.repeats, args.duration), "accuracy": accuracy(tmp)}
 
 
 if __name__ == "__main__":
-    main()
+    run_suite("openvino", __doc__.splitlines()[0], sections, markdown)

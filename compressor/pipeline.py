@@ -7,7 +7,6 @@ This is the orchestration layer: it is the one place in ``compressor/`` that rea
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +26,7 @@ from .recipe import RunConfig
 from .report import bundle_report, row
 from .runner import BuildContext, TorchModuleRunner
 from .targets import REFERENCE_TARGET, get_target
-from .validate import Fidelity, Gate, compare, eval_batch_size, iter_feeds, run_all
+from .validate import Fidelity, Gate, compare, eval_batch_size, run_all
 
 #: verify tolerance: |artifact - recorded| <= ATOL + RTOL * max|recorded| per output, and cosine >= COSINE_MIN
 VERIFY_TOLERANCE = {"atol": 1e-5, "rtol_of_max": 1e-3, "cosine_min": 0.9999}

@@ -79,7 +79,7 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
         "",
         f"- Status: **{status}**",
         f"- Artifact: `{m['artifact']['path']}` ({fmt_size(m['artifact']['size_bytes'])}, {m['target']['artifact_format']}, {m['precision']})",
-        f"- Inputs: " + ", ".join(f"`{i['name']}` ({i['spec']}, {i['dtype']})" for i in m["inputs"]),
+        "- Inputs: " + ", ".join(f"`{i['name']}` ({i['spec']}, {i['dtype']})" for i in m["inputs"]),
         f"- Eval data: {m['data']['eval']['description']}" + (" — **synthetic: fidelity says nothing about accuracy**" if fid["synthetic"] else ""),
         f"- Measured on: {env['cpu']['model']} ({env['cpu']['usable_cpus']} CPUs, ISA: {', '.join(env['cpu']['isa']) or 'n/a'}), "
         f"{measured}",

@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 import compressor
@@ -38,8 +37,6 @@ def test_executorch_int8_accuracy_delegation_size_memory(et_int8):
 
 
 def test_executorch_verify_passes_then_fails_on_a_changed_byte_or_version(et_int8, tmp_path):
-    from compressor.loading import sha256_file
-
     assert compressor.verify(et_int8.bundle)["passed"]
     copy = tmp_path / "c"
     shutil.copytree(et_int8.bundle, copy)

@@ -2,13 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
 
 import compressor
 from compressor.errors import TargetError
 
-from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, ROOT, cli, read_manifest
+from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, cli, read_manifest
 
 FASHION_OPTS = dict(arch=FASHION_ARCH, input_shape="batch=1:64,1,28,28", preprocessing=FASHION_PRE,
                     eval=FASHION / "test_subset.npz", calib=FASHION / "calib_subset.npz")

@@ -15,7 +15,7 @@ import copy
 
 import numpy as np
 
-from .plan import LayerQuant, QuantPlan
+from .plan import QuantPlan
 
 QMAX_W = 127  # symmetric int8 weights in [-127, 127]: inside ONNX's accepted (-128, 127)
 
@@ -62,7 +62,7 @@ def _toposort(nodes, graph_inputs, inits):
 
 def realize_static(model, plan: QuantPlan):
     """A new ModelProto with ``plan`` applied in QDQ layout."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     m, inits, nodes = _open(model)
     by_name = {n.name: n for n in nodes}

@@ -1,0 +1,73 @@
+"""What the benchmark suites share: paths, the bundled examples' options, the 20 ImageNet images, the
+torchvision cases, and the suite runner (arguments, a scratch folder, results JSON + markdown)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from compressor.data import load_data  # noqa: E402
+from compressor.environment import describe_environment  # noqa: E402
+from compressor.specs import InputSpec, Preprocessing  # noqa: E402
+from compressor.zoo.paths import imagenet_samples  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LABELS = ROOT / "examples" / "imagenet20_labels.txt"
+FASHION = ROOT / "examples" / "fashion_mnist"
+FASHION_OPTS = dict(arch="compressor.zoo.fashion_cnn:fashion_cnn", input_shape="batch,1,28,28",
+                    preprocessing={"scale": 1 / 255, "mean": [0.2860], "std": [0.3530]},
+                    eval=FASHION / "test_subset.npz", calib=FASHION / "calib_subset.npz")
+EFFNET_OPTS = dict(recipe=ROOT / "examples" / "efficientnet_lite0.yaml", eval=None, eval_labels=LABELS, calib=None, calib_labels=LABELS)
+TORCHVISION_PRE = Preprocessing(resize=256, crop=224, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def imagenet20(pre: Preprocessing):
+    spec = [InputSpec.parse("1,3,224,224")]
+    ds = load_data(str(imagenet_samples()), spec, pre, labels_file=str(LABELS))
+    return ds.inputs[0], ds.labels
+
+
+def torchvision_case(name: str, tmp: Path) -> tuple[Path, np.ndarray]:
+    """A torchvision model's state_dict (random weights, seed 0) and the 20 ImageNet images preprocessed for it,
+    also saved as ``tmp/imagenet20.npz`` (inputs only: random weights have no accuracy to report)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    ckpt = tmp / f"{name}.pth"
+    torch.save(torchvision.models.get_model(name).state_dict(), ckpt)
+    x, _ = imagenet20(TORCHVISION_PRE)
+    np.savez(tmp / "imagenet20.npz", x=x)
+    return ckpt, x
+
+
+def run_suite(name: str, description: str, sections: Callable[[Path, argparse.Namespace], dict],
+              markdown: Callable[[dict], str]) -> None:
+    """Parse --repeats/--duration, run ``sections`` in a scratch folder, write results/<name>.json and .md."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as t:
+        res = {"suite": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
+               **sections(Path(t), args), "environment": describe_environment()}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    md = markdown(res)
+    (RESULTS / f"{name}.md").write_text(md)
+    print(md)
