@@ -97,6 +97,7 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
             rows.append({**row, "status": "failed", "reason": msg})
             ui.warn(f"{name} failed: {msg}")
     _speedups(rows, sizes)
+    _slower_than_float(rows, sizes, ui)
     return {
         "suite": "compressor bench",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -150,6 +151,23 @@ def _speedups(rows: list[dict], sizes: list[int]) -> None:
                 res["speedup_vs_torch_eager"] = base["latency_ms"]["p50"] / res["latency_ms"]["p50"]
 
 
+def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
+    """An INT8 artifact slower than the FP32 one on the same runtime is the field's commonest complaint: say so loudly."""
+    fp32 = {r["backend"]: r for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"}
+    for r in rows:
+        base = fp32.get(r["backend"])
+        if r.get("status") != "ok" or not r["precision"].startswith("int8") or base is None:
+            continue
+        for b in sizes:
+            mine, theirs = r["batches"].get(str(b), {}), base["batches"].get(str(b), {})
+            if "latency_ms" in mine and "latency_ms" in theirs and mine["latency_ms"]["p50"] > theirs["latency_ms"]["p50"]:
+                ratio = mine["latency_ms"]["p50"] / theirs["latency_ms"]["p50"]
+                msg = f"INT8 is SLOWER than {base['target']} at batch {b} ({ratio:.2f}× its latency): prefer the float target here"
+                mine["slower_than_float"] = ratio
+                r.setdefault("warnings", []).append(msg)
+                ui.warn(f"{r['target']}: {msg}")
+
+
 def table_rows(result: dict) -> list[dict]:
     from .report import fmt_size
 
@@ -169,7 +187,8 @@ def table_rows(result: dict) -> list[dict]:
             lat = res["latency_ms"]
             out.append({**base, "p50 ms": f"{lat['p50']:.2f}", "p90 ms": f"{lat['p90']:.2f}", "throughput/s": f"{res['throughput_per_s']:.1f}",
                         "speed-up vs torch": "–" if "speedup_vs_torch_eager" not in res else f"{res['speedup_vs_torch_eager']:.2f}×",
-                        "peak RSS": f"{res['peak_rss_mb']:.0f} MB", "status": "ok"})
+                        "peak RSS": f"{res['peak_rss_mb']:.0f} MB",
+                        "status": "ok" if "slower_than_float" not in res else f"SLOWER than fp32 ({res['slower_than_float']:.2f}×)"})
     return out
 
 

@@ -134,3 +134,18 @@ def test_bf16_without_hardware_support_is_unusable_not_silently_f32(monkeypatch)
     assert not ok and "no bf16 support" in why and "not emulated or silently replaced" in why
     with pytest.raises(TargetError, match="cannot run on this machine"):
         backends.require(get_target("openvino-cpu-bf16"))
+
+
+def test_int8_slower_than_its_float_sibling_is_flagged():
+    from compressor import multibench
+    from compressor.progress import Progress
+
+    def row(target, backend, precision, p50):
+        return {"target": target, "backend": backend, "precision": precision, "status": "ok",
+                "batches": {"1": {"latency_ms": {"p50": p50}}}}
+
+    rows = [row("executorch-xnnpack-fp32", "executorch", "fp32", 2.9), row("executorch-xnnpack-int8", "executorch", "int8", 3.3),
+            row("ort-cpu-fp32", "onnxruntime", "fp32", 3.0), row("ort-cpu-int8", "onnxruntime", "int8", 1.5)]
+    multibench._slower_than_float(rows, [1], Progress(quiet=True))
+    assert "SLOWER than executorch-xnnpack-fp32" in rows[1]["warnings"][0] and rows[1]["batches"]["1"]["slower_than_float"] > 1.1
+    assert "warnings" not in rows[3]
