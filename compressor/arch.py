@@ -79,7 +79,9 @@ def load_weights(model, state: dict, ref: str) -> None:
             parts.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatch(es) e.g. {'; '.join(mismatched[:3])} (checkpoint vs model)")
+        hint = (" If it was pruned, save it with the SDK (--save-pruned) so its pruned architecture travels with it"
+                if mismatched and not missing and not unexpected else "")
         raise CheckpointError(
-            f"the state_dict does not fit --arch {ref}: {'; '.join(parts)}. Check the architecture and its --arch-kwargs"
+            f"the state_dict does not fit --arch {ref}: {'; '.join(parts)}. Check the architecture and its --arch-kwargs.{hint}"
         )
     model.load_state_dict(state, strict=True)

@@ -92,8 +92,8 @@ def _write_json(path: Optional[Path], data) -> None:
     tmp.rename(path)
 
 
-P_MODEL, P_INPUT, P_PRE, P_DATA, P_GATE, P_QUANT, P_BENCH, P_OUT = (
-    "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Quantization (INT8 targets)", "Benchmark", "Output")
+P_MODEL, P_INPUT, P_PRE, P_DATA, P_GATE, P_QUANT, P_PRUNE, P_BENCH, P_OUT = (
+    "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Quantization (INT8 targets)", "Pruning", "Benchmark", "Output")
 
 
 @app.command()
@@ -136,6 +136,23 @@ def compress(
     exclude: Optional[List[str]] = typer.Option(None, help="Keep layers float: a name or glob (layer4.*), re:<regex>, or type:<Conv2d|Linear|…>; repeatable.", rich_help_panel=P_QUANT),
     quantizer: Optional[str] = typer.Option(None, help="sdk (default: this SDK's plan) | nncf (OpenVINO INT8 only, for comparison).", rich_help_panel=P_QUANT),
     no_sensitivity: bool = typer.Option(False, "--no-sensitivity", help="Skip the per-layer sensitivity analysis of INT8 targets.", rich_help_panel=P_QUANT),
+    prune_macs: Optional[float] = typer.Option(None, help="Prune channels until this fraction of MACs is gone (e.g. 0.5).", rich_help_panel=P_PRUNE),
+    prune_ratio: Optional[float] = typer.Option(None, help="Prune this fraction of channels instead.", rich_help_panel=P_PRUNE),
+    prune_heads: Optional[float] = typer.Option(None, help="Remove this fraction of attention heads (transformers).", rich_help_panel=P_PRUNE),
+    prune_importance: Optional[str] = typer.Option(None, help="l1 | l2 (default) | taylor (needs labelled --finetune data) | bn_scale.", rich_help_panel=P_PRUNE),
+    prune_global: Optional[bool] = typer.Option(None, "--prune-global", help="Rank channels across layers instead of per layer.", rich_help_panel=P_PRUNE),
+    prune_exclude: Optional[List[str]] = typer.Option(None, help="Keep layers whole: name/glob, re:<regex>, type:<Conv2d|Linear>; repeatable.", rich_help_panel=P_PRUNE),
+    round_to: Optional[int] = typer.Option(None, help="Round channel counts to this multiple (default: from the target's vector width).", rich_help_panel=P_PRUNE),
+    save_pruned: Optional[Path] = typer.Option(None, help="Also write the pruned model as a .safetensors that reloads with --arch + the file.", rich_help_panel=P_PRUNE),
+    prune_hook: Optional[str] = typer.Option(None, help="package.module:callable(model, step) run after each pruning step (your own training).", rich_help_panel=P_PRUNE),
+    finetune: Optional[str] = typer.Option(None, "--finetune", help="Fine-tune after pruning on this data (same forms as --eval).", rich_help_panel=P_PRUNE),
+    finetune_labels: Optional[Path] = typer.Option(None, help="Labels for --finetune.", rich_help_panel=P_PRUNE),
+    finetune_samples: Optional[int] = typer.Option(None, help="Use at most N fine-tuning samples.", rich_help_panel=P_PRUNE),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Fine-tuning epochs (default 1; early stop on a held-out tenth).", rich_help_panel=P_PRUNE),
+    finetune_lr: Optional[float] = typer.Option(None, help="Peak learning rate (one-cycle, AdamW; default 1e-3).", rich_help_panel=P_PRUNE),
+    finetune_batch_size: Optional[int] = typer.Option(None, help="Fine-tuning batch size (default 64).", rich_help_panel=P_PRUNE),
+    distill: Optional[bool] = typer.Option(None, "--distill", help="Distil from the unpruned model as well as the labels.", rich_help_panel=P_PRUNE),
+    finetune_loss: Optional[str] = typer.Option(None, help="package.module:callable(student_out, teacher_out, labels) -> loss.", rich_help_panel=P_PRUNE),
     threads: Optional[int] = typer.Option(None, help="Threads for every runtime (default: all usable CPUs).", rich_help_panel=P_BENCH),
     batch_size: Optional[int] = typer.Option(None, help="Batch size for the benchmark (default 1).", rich_help_panel=P_BENCH),
     duration: Optional[float] = typer.Option(None, help="Minimum timed seconds per benchmark (default 3).", rich_help_panel=P_BENCH),
@@ -173,6 +190,11 @@ def compress(
         duration=duration, iterations=iterations, benchmark=False if no_benchmark else None,
         compare_eager=False if no_eager_baseline else None, output=output, overwrite=overwrite, tar=tar,
         calibration=calibration, percentile=percentile, exclude=exclude or None, sensitivity=False if no_sensitivity else None, quantizer=quantizer,
+        prune_macs=prune_macs, prune_ratio=prune_ratio, prune_heads=prune_heads, prune_importance=prune_importance,
+        prune_global=prune_global, prune_exclude=prune_exclude or None, round_to=round_to, save_pruned=save_pruned,
+        prune_hook=prune_hook, finetune=finetune, finetune_labels=finetune_labels, finetune_samples=finetune_samples,
+        finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, finetune_batch_size=finetune_batch_size, distill=distill,
+        finetune_loss=finetune_loss,
     )
     if bench_targets is not None:
         overrides["output.path"] = None  # bench writes no bundle

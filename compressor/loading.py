@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from .arch import build_architecture, load_weights, parse_kwargs
 from .errors import CheckpointError, InputError, UntrustedCheckpointError
 from .model import ModelHandle
+from .pruning.persist import apply_record, read_record
 from .specs import InputSpec, Preprocessing
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -145,12 +146,18 @@ def load_model(
     fmt = detect_format(path)
     kind, obj = _load_module_or_state(path, fmt, trust_checkpoint)
     exported = None
+    pruned = read_record(path) if fmt == "safetensors" else None
     if kind == "state_dict":
+        if pruned is not None:  # a pruned checkpoint written by the SDK: its architecture travels with it
+            arch = arch or pruned["arch"]
+            kwargs = kwargs or pruned.get("arch_kwargs") or {}
         if not arch:
             raise CheckpointError(
                 f"'{path.name}' holds only weights (a state_dict): pass --arch torchvision:<name> or --arch package.module:callable"
             )
         module = build_architecture(arch, kwargs)
+        if pruned is not None:
+            apply_record(module, pruned, obj)
         load_weights(module, obj, arch)
     elif kind == "exported_program":
         exported = obj
@@ -179,6 +186,7 @@ def load_model(
             "kind": kind,
             "arch": arch,
             "arch_kwargs": kwargs,
+            **({"pruned": pruned["pruning"]} if pruned else {}),
         },
         exported_program=exported,
     )

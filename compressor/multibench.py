@@ -18,8 +18,9 @@ from .benchmark import run_isolated
 from .data import DataSource
 from .environment import describe_environment
 from .errors import CompressorError, InputError, TargetError
-from .pipeline import (artifact_size, bench_settings, benchmark_feeds, load_calibration, load_model_and_eval, quant_settings,
-                       reference_outputs, validate_artifact)
+from .pipeline import (apply_pruning, artifact_size, bench_settings, benchmark_feeds, load_calibration, load_model_and_eval,
+                       quant_settings, reference_outputs, validate_artifact)
+from .pruning.prune import vector_width
 from .progress import Progress
 from .recipe import RunConfig
 from .runner import BuildContext
@@ -77,6 +78,8 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
     if config.data.calib or config.data.synthetic:
         calib = load_calibration(config, handle, pre, get_target("ort-cpu-int8"), ui)
     ref_out = reference_outputs(handle, eval_data, settings.threads, ui)
+    variants = [(handle, None)]
+    pruned_cache: dict[int, tuple] = {}
     rows = []
     for name in names:
         spec = CATALOGUE[name]
@@ -90,12 +93,24 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
             rows.append({**row, "status": "unusable", "reason": "static INT8 needs calibration data: pass --calib DATA"})
             ui.note(f"[yellow]–[/] {name}: not run (needs --calib)")
             continue
-        try:
-            rows.append({**row, **_run_target(spec, handle, eval_data, calib, ref_out, config, settings, sizes, ui)})
-        except Exception as e:  # noqa: BLE001 - one target's failure is its row, the others go on
-            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            rows.append({**row, "status": "failed", "reason": msg})
-            ui.warn(f"{name} failed: {msg}")
+        variants = [(handle, None)]
+        if config.pruning is not None:
+            round_to = config.pruning.round_to or vector_width(spec.name)
+            if round_to not in pruned_cache:  # prune (and fine-tune) once per channel multiple
+                pruned_cache[round_to] = apply_pruning(config, handle, spec, pre, ui)
+            variants.append(pruned_cache[round_to])
+        for model, pruning in variants:
+            label = name if pruning is None else f"{name} (pruned)"
+            this = {**row, "target": label, "pruned": pruning is not None}
+            try:
+                result = _run_target(spec, model, eval_data, calib, ref_out, config, settings, sizes, ui)
+                if pruning is not None:
+                    result["pruning"] = {k: v for k, v in pruning.items() if k != "layers_changed"}
+                rows.append({**this, **result})
+            except Exception as e:  # noqa: BLE001 - one target's failure is its row, the others go on
+                msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                rows.append({**this, "status": "failed", "reason": msg})
+                ui.warn(f"{label} failed: {msg}")
     _speedups(rows, sizes)
     _slower_than_float(rows, sizes, ui)
     return {
@@ -142,7 +157,7 @@ def _run_target(spec, handle, eval_data: DataSource, calib, ref_out, config, set
 
 
 def _speedups(rows: list[dict], sizes: list[int]) -> None:
-    ref = next((r for r in rows if r["target"] == REFERENCE_TARGET and r.get("status") == "ok"), None)
+    ref = next((r for r in rows if r["target"] == REFERENCE_TARGET and r.get("status") == "ok" and not r.get("pruned")), None)
     for r in rows:
         for b in sizes:
             res = (r.get("batches") or {}).get(str(b))
@@ -153,9 +168,9 @@ def _speedups(rows: list[dict], sizes: list[int]) -> None:
 
 def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
     """An INT8 artifact slower than the FP32 one on the same runtime is the field's commonest complaint: say so loudly."""
-    fp32 = {r["backend"]: r for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"}
+    fp32 = {(r["backend"], bool(r.get("pruned"))): r for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"}
     for r in rows:
-        base = fp32.get(r["backend"])
+        base = fp32.get((r["backend"], bool(r.get("pruned"))))
         if r.get("status") != "ok" or not r["precision"].startswith("int8") or base is None:
             continue
         for b in sizes:

@@ -143,6 +143,70 @@ def artifact_size(artifact) -> int:
     return sum(f.stat().st_size for f in artifact.files if f.stem == artifact.path.stem)
 
 
+def apply_pruning(config: RunConfig, handle: ModelHandle, spec, pre, ui: Progress) -> tuple[ModelHandle, dict | None]:
+    """Prune (and fine-tune) a copy of ``handle`` as the recipe asks; the original stays the FP32 reference."""
+    p = config.pruning
+    if p is None:
+        if config.finetune.data:
+            raise InputError("--finetune without pruning: fine-tuning here recovers accuracy after pruning; add --prune-macs or --prune-ratio")
+        return handle, None
+    import importlib
+
+    from .pruning.finetune import FinetuneSettings, finetune
+    from .pruning.prune import PruneSettings, prune, vector_width
+
+    settings = PruneSettings(ratio=p.ratio, macs=p.macs, head_ratio=p.heads or 0.0, importance=p.importance,
+                             global_pruning=p.global_pruning, round_to=p.round_to, exclude=list(p.exclude),
+                             keep_first_and_last=p.keep_first_and_last)
+    f = config.finetune
+    ft_settings = FinetuneSettings(epochs=f.epochs, lr=f.lr, batch_size=f.batch_size, distill=f.distill, temperature=f.temperature,
+                                   alpha=f.alpha, patience=f.patience, amp=f.amp, loss=f.loss)
+    train = None
+    if f.data:
+        with ui.stage("read fine-tuning data"):
+            train = load_data(f.data, handle.inputs, pre, f.labels, f.samples, what="fine-tuning data")
+    if p.save and handle.kind != "state_dict":
+        raise InputError("--save-pruned writes a state_dict + architecture record, so the source must be a state_dict with --arch "
+                         f"(this one is a {handle.kind})")
+    hook = None
+    if p.hook:
+        mod, _, name = p.hook.partition(":")
+        try:
+            hook = getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError) as e:
+            raise InputError(f"cannot load the pruning hook '{p.hook}': {e}")
+
+    def grad_batches(model):
+        import torch
+        import torch.nn.functional as F
+
+        if train is None or train.labels is None:
+            raise InputError("--prune-importance taylor needs labelled data for its gradients: pass --finetune DATA with labels")
+        idx = slice(0, min(len(train), 64))
+        out = model(*[torch.from_numpy(a[idx]) for a in train.inputs])
+        F.cross_entropy(out[0] if isinstance(out, (tuple, list)) else out, torch.from_numpy(train.labels[idx])).backward()
+
+    round_to = settings.round_to or vector_width(spec.name)
+    example = handle.example_inputs(batch=1)
+    with ui.stage(f"pruned ({settings.importance} importance, channels rounded to {round_to})"):
+        pruned, report = prune(handle.module, example, settings, round_to, grad_batches, hook, ui.warn)
+    ui.note(f"  MACs {report['macs_before'] / 1e9:.3f} → {report['macs_after'] / 1e9:.3f} G ({report['macs_removed']:.1%} removed), "
+            f"parameters {report['params_before'] / 1e6:.2f} → {report['params_after'] / 1e6:.2f} M")
+    if train is not None:
+        report["finetune"] = finetune(pruned, handle.module, train, ft_settings, config.model.task, ui)
+    else:
+        report["finetune"] = None
+    if p.save:
+        from .pruning.persist import save_pruned
+
+        summary = {k: v for k, v in report.items() if k not in ("layers_changed", "finetune")}
+        save_pruned(pruned, Path(p.save), handle.source["arch"], handle.source.get("arch_kwargs") or {}, summary)
+        report["saved_to"] = str(p.save)
+        ui.note(f"  pruned checkpoint: {p.save} (reload with --arch {handle.source['arch']} {p.save})")
+    return ModelHandle(module=pruned, inputs=handle.inputs, output_names=list(handle.output_names), preprocessing=handle.preprocessing,
+                       source={**handle.source, "pruned_in_this_run": True}), report
+
+
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     import backends
 
@@ -163,6 +227,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     handle, eval_data = load_model_and_eval(config, pre, ui)
     gate.check_possible(eval_data.labels is not None)
     calib = load_calibration(config, handle, pre, spec, ui)
+    model, pruning = apply_pruning(config, handle, spec, pre, ui)
     target = spec.with_run(handle.inputs, threads)
     if spec.precision not in ("int8", "int8-dynamic") and config.quantization.model_fields_set:
         ui.warn(f"quantization settings ({', '.join(sorted(config.quantization.model_fields_set))}) are ignored: "
@@ -173,7 +238,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         work = Path(tmp)
         (work / "artifact").mkdir()
         with ui.stage(f"built {target.name} artifact"):
-            artifact = backend.build(handle, target, work / "artifact", ctx)
+            artifact = backend.build(model, target, work / "artifact", ctx)
         batch = eval_batch_size(handle.inputs)
         ref_out = reference_outputs(handle, eval_data, threads, ui)
         fidelity, art_out = validate_artifact(backend, artifact, target, handle, eval_data, ref_out, config.model.task, threads, ui)
@@ -189,13 +254,13 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
             with ui.stage(f"benchmarked {target.name} ({settings.threads} threads, batch {settings.batch_size})"):
                 bench = run_isolated(target.name, artifact.path, feeds, settings)
             if config.benchmark.compare_eager:
-                if target.name == REFERENCE_TARGET:
+                if target.name == REFERENCE_TARGET and pruning is None:
                     eager, eager_size = bench, artifact_size(artifact)
                 else:
                     ref_spec = get_target(REFERENCE_TARGET).with_run(handle.inputs, threads)
                     (work / "reference").mkdir()
                     with ui.stage("benchmarked torch eager FP32 (the baseline)"):
-                        ref_art = backends.get_backend(ref_spec.backend).build(handle, ref_spec, work / "reference")
+                        ref_art = backends.get_backend(ref_spec.backend).build(handle, ref_spec, work / "reference")  # unpruned
                         eager = run_isolated(REFERENCE_TARGET, ref_art.path, feeds, settings)
                         eager_size = artifact_size(ref_art)
 
@@ -222,6 +287,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
             speedup = eager["latency_ms"]["p50"] / bench["latency_ms"]["p50"]
         manifest = build_manifest(config, handle, target, artifact, eval_data, calib, fidelity, failures, bench, eager, speedup,
                                   settings, art_out, n_ref, batch, ctx.warnings)
+        manifest["pruning"] = pruning
         rows = []
         if eager is not None and target.name != REFERENCE_TARGET:
             ref_fid = {"accuracy": fidelity.reference_accuracy, "top1_agreement": 1.0 if fidelity.top1_agreement is not None else None,

@@ -96,6 +96,34 @@ class QuantizationConfig(_Strict):
     quantizer: Literal["sdk", "nncf"] = "sdk"
 
 
+class PruningConfig(_Strict):
+    ratio: Optional[float] = None
+    macs: Optional[float] = None
+    heads: Optional[float] = None
+    importance: Literal["l1", "l2", "taylor", "bn_scale"] = "l2"
+    global_pruning: bool = False
+    round_to: Optional[int] = Field(default=None, ge=1)
+    exclude: list[str] = Field(default_factory=list)
+    keep_first_and_last: bool = True
+    save: Optional[str] = None
+    hook: Optional[str] = None
+
+
+class FinetuneConfig(_Strict):
+    data: Optional[str] = None
+    labels: Optional[str] = None
+    samples: Optional[int] = Field(default=None, ge=1)
+    epochs: int = Field(default=1, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    distill: bool = False
+    temperature: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    patience: int = Field(default=2, ge=1)
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    loss: Optional[str] = None
+
+
 class OutputConfig(_Strict):
     path: str
     overwrite: bool = False
@@ -111,6 +139,8 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
+    pruning: Optional[PruningConfig] = None
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     output: Optional[OutputConfig] = None  # required by compress (checked there), not by analyze
 

@@ -93,6 +93,18 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
         "Check this bundle on the device: `compressor verify <bundle>` (re-hashes every file and re-runs the reference inputs).",
         "",
     ]
+    pr = m.get("pruning")
+    if pr:
+        ft = pr.get("finetune")
+        lines += ["## Pruning", "",
+                  f"- {pr['importance']} importance, channels rounded to {pr['round_to']}; kept whole: {', '.join(pr['kept_whole']) or 'none'}",
+                  f"- MACs {pr['macs_before'] / 1e9:.3f} → {pr['macs_after'] / 1e9:.3f} G ({pr['macs_removed']:.1%} removed); "
+                  f"parameters {pr['params_before'] / 1e6:.2f} → {pr['params_after'] / 1e6:.2f} M ({pr['params_removed']:.1%} removed); "
+                  f"{len(pr['layers_changed'])} layers changed width (all listed in manifest.json)",
+                  ("- Fine-tuned: " + f"{len(ft['history']) - 1} epoch(s) on {ft['samples']} samples, {ft['loss_used']}; "
+                   f"validation {ft['validation_metric']}: {ft['history'][0]['val_metric']:.4f} before → best {ft['best_val_metric']:.4f}")
+                  if ft else "- Not fine-tuned.",
+                  "- Fidelity above is against the unpruned FP32 model: what was lost by pruning shows there.", ""]
     d = m["artifact"]["build"].get("delegation")
     if d:
         lines += ["## Edge program", "",

@@ -6,7 +6,8 @@ Run once: ``.venv/bin/python examples/fashion_mnist/train.py``. Writes, next to 
 - ``fashion_cnn.safetensors``: the trained state_dict (load with ``--arch compressor.zoo.fashion_cnn:fashion_cnn``)
 - ``test_subset.npz``: a fixed, seeded 2,000-image subset of the official test split (``x`` uint8 N,1,28,28; ``y``)
 - ``calib_subset.npz``: 512 training images (seeded), for INT8 calibration, disjoint from the test split
-  (``--subsets-only`` rewrites just this file, without training)
+- ``finetune_subset.npz``: 6,000 other training images, for recovery fine-tuning after pruning
+  (``--subsets-only`` rewrites just these two files, without training)
 - ``training.json``: how it was trained and what it reached
 """
 
@@ -51,10 +52,14 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float(correct) / len(x)
 
 
-def write_calib_subset(size: int = 512, seed: int = 4321) -> None:
+def write_calib_subset(size: int = 512, seed: int = 4321, finetune_size: int = 6000) -> None:
+    """calib_subset.npz (512) and finetune_subset.npz (6,000): disjoint, seeded draws from the training split."""
     xtr, ytr = read_idx("train")
-    pick = np.sort(np.random.default_rng(seed).choice(len(xtr), size=size, replace=False))
-    np.savez_compressed(HERE / "calib_subset.npz", x=xtr[pick], y=ytr[pick])
+    calib = np.sort(np.random.default_rng(seed).choice(len(xtr), size=size, replace=False))
+    np.savez_compressed(HERE / "calib_subset.npz", x=xtr[calib], y=ytr[calib])
+    rest = np.setdiff1d(np.arange(len(xtr)), calib)
+    pick = np.sort(np.random.default_rng(seed + 1).choice(rest, size=finetune_size, replace=False))
+    np.savez_compressed(HERE / "finetune_subset.npz", x=xtr[pick], y=ytr[pick])
 
 
 def main() -> None:

@@ -1,0 +1,161 @@
+"""Recovery fine-tuning after pruning: a small, honest training loop.
+
+Loss: cross-entropy on labels for classifiers (optionally mixed with knowledge distillation from the
+unpruned model), or distillation alone (MSE to the teacher's outputs; 1 − cosine for embeddings) when
+there are no labels; or the user's ``package.module:callable(student_out, teacher_out, labels)``.
+A tenth of the data is held out: the best epoch by the validation metric is kept, and training stops
+early after ``patience`` epochs without improvement. bf16 autocast is used on CPUs with native bf16.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data import DataSource
+from ..errors import InputError
+
+
+@dataclass
+class FinetuneSettings:
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 64
+    distill: bool = False  # mix KD from the unpruned model into a labelled loss
+    temperature: float = 2.0
+    alpha: float = 0.5  # weight of the label loss when distilling
+    patience: int = 2
+    val_fraction: float = 0.1
+    amp: str = "auto"  # auto | bf16 | off
+    loss: str | None = None  # package.module:callable
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise InputError(f"--finetune-epochs must be at least 1, got {self.epochs}")
+        if self.lr <= 0:
+            raise InputError(f"--finetune-lr must be positive, got {self.lr}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise InputError(f"--finetune-amp must be auto, bf16 or off, got {self.amp}")
+
+
+def _bf16_native() -> bool:
+    from ..environment import cpu_info
+
+    isa = set(cpu_info()["isa"])
+    return bool(isa & {"avx512_bf16", "amx_bf16"})
+
+
+def _custom_loss(ref: str) -> Callable:
+    mod, _, name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"cannot load the fine-tuning loss '{ref}': {e}")
+    return fn
+
+
+def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, progress=None) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    if data is None or len(data) == 0:
+        raise InputError("fine-tuning needs training data: pass --finetune DATA (labelled for classifiers, any inputs to distil)")
+    classifier = task == "classification" or (task == "auto" and data.labels is not None)
+    if classifier and data.labels is None and not settings.loss:
+        classifier = False  # no labels: distil from the unpruned model
+    custom = _custom_loss(settings.loss) if settings.loss else None
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+    n = len(data)
+    order = rng.permutation(n)
+    n_val = max(1, int(n * settings.val_fraction)) if n >= 20 else 0
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    amp = settings.amp == "bf16" or (settings.amp == "auto" and _bf16_native())
+    opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, -(-len(train_idx) // settings.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch)
+    teacher = teacher.eval()
+
+    def batch(idx):
+        xs = [torch.from_numpy(np.ascontiguousarray(a[idx])) for a in data.inputs]
+        y = torch.from_numpy(data.labels[idx]) if data.labels is not None else None
+        return xs, y
+
+    def first(out):
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    def loss_of(s_out, t_out, y):
+        if custom is not None:
+            return custom(s_out, t_out, y)
+        if classifier:
+            ce = F.cross_entropy(s_out, y)
+            if not settings.distill:
+                return ce
+            t = settings.temperature
+            kd = F.kl_div(F.log_softmax(s_out / t, 1), F.softmax(t_out / t, 1), reduction="batchmean") * t * t
+            return settings.alpha * ce + (1 - settings.alpha) * kd
+        if task == "embedding":
+            return (1 - F.cosine_similarity(s_out.flatten(1), t_out.flatten(1))).mean()
+        return F.mse_loss(s_out, t_out)
+
+    def validate() -> float:
+        student.eval()
+        if n_val == 0:
+            return float("nan")
+        with torch.no_grad():
+            xs, y = batch(val_idx)
+            s, t = first(student(*xs)).float(), first(teacher(*xs)).float()
+        if classifier and y is not None:
+            return float((s.argmax(1) == y).float().mean())
+        return float(F.cosine_similarity(s.flatten(1), t.flatten(1)).mean())
+
+    history = [{"epoch": 0, "val_metric": validate()}]
+    best, best_state, bad, t0 = history[0]["val_metric"], copy.deepcopy(student.state_dict()), 0, time.time()
+    for epoch in range(1, settings.epochs + 1):
+        student.train()
+        perm = rng.permutation(train_idx)
+        total, count = 0.0, 0
+        bar = progress.bar(f"fine-tuned epoch {epoch}/{settings.epochs}", total=steps_per_epoch) if progress else None
+        advance = bar.__enter__() if bar else (lambda k: None)
+        try:
+            for i in range(steps_per_epoch):
+                idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
+                if len(idx) == 0:
+                    continue
+                xs, y = batch(idx)
+                with torch.no_grad():
+                    t_out = first(teacher(*xs)).float()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                    s_out = first(student(*xs))
+                loss = loss_of(s_out.float(), t_out, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss) * len(idx)
+                count += len(idx)
+                advance(1)
+        finally:
+            if bar:
+                bar.__exit__(None, None, None)
+        metric = validate()
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_metric": metric})
+        if not np.isnan(metric) and metric > best:
+            best, best_state, bad = metric, copy.deepcopy(student.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= settings.patience:
+                break
+    student.load_state_dict(best_state)
+    student.eval()
+    return {**asdict(settings), "samples": int(len(train_idx)), "validation_samples": int(n_val),
+            "loss_used": settings.loss or ("cross-entropy" + (" + distillation" if settings.distill else "") if classifier
+                                           else "distillation (1 - cosine)" if task == "embedding" else "distillation (MSE)"),
+            "validation_metric": "accuracy" if classifier else "cosine with the unpruned model",
+            "bf16_autocast": amp, "history": history, "best_val_metric": best, "seconds": round(time.time() - t0, 1)}

@@ -1,0 +1,189 @@
+"""Structured pruning on Torch-Pruning's dependency graph, with the targets users think in.
+
+- ``ratio``: remove this fraction of prunable channels (per layer, or globally by importance);
+- ``macs``: remove this fraction of the model's MACs, reached by iterative small steps, each step
+  re-measuring MACs, stopping at the first step that reaches the target.
+
+Channel counts are rounded to a multiple that suits the target's vector width (``round_to``). The
+first layer and the classifier stay whole by default (they set the input and output size and cost
+little), and anything matching ``exclude`` (name/glob, ``re:``, ``type:``) too. Attention modules with
+``query``/``key``/``value`` projections lose whole heads (``head_ratio``), and their head count
+attribute is updated; MLP widths are pruned as channels.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import InputError
+from ..quantization.structure import Exclusions
+
+IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
+HEAD_ATTRS = ("heads", "num_heads", "num_attention_heads")
+
+
+@dataclass
+class PruneSettings:
+    ratio: float | None = None  # fraction of channels to remove
+    macs: float | None = None  # fraction of MACs to remove
+    head_ratio: float = 0.0  # fraction of attention heads to remove
+    importance: str = "l2"
+    global_pruning: bool = False
+    round_to: int | None = None  # None: from the target
+    exclude: list[str] = field(default_factory=list)
+    keep_first_and_last: bool = True
+    max_steps: int = 40
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.macs is None and not self.head_ratio:
+            raise InputError("pruning needs a target: --prune-ratio R, --prune-macs R or --prune-heads R (each in (0, 1))")
+        if self.ratio is not None and self.macs is not None:
+            raise InputError("give either --prune-ratio or --prune-macs, not both")
+        for name, v in (("--prune-ratio", self.ratio), ("--prune-macs", self.macs), ("--prune-heads", self.head_ratio or None)):
+            if v is not None and not 0.0 < v < 1.0:
+                raise InputError(f"{name} must be between 0 and 1 (exclusive), got {v}: e.g. 0.5 removes half")
+        if self.importance not in IMPORTANCES:
+            raise InputError(f"unknown importance '{self.importance}': use one of {', '.join(IMPORTANCES)}")
+        if self.round_to is not None and self.round_to < 1:
+            raise InputError(f"--round-to must be a positive channel multiple, got {self.round_to}")
+
+
+def vector_width(target_name: str) -> int:
+    """Channel multiple that keeps the target's SIMD kernels full (x86 AVX2/AVX-512 f32: 8/16; int8 kernels: 16)."""
+    if "int8" in target_name:
+        return 16
+    if target_name.startswith(("executorch", "ort-mobile")):
+        return 8
+    return 8
+
+
+def count(model, example: tuple) -> tuple[int, int]:
+    import torch_pruning as tp
+
+    macs, params = tp.utils.count_ops_and_params(model, example)
+    return int(macs), int(params)
+
+
+def layer_widths(model) -> dict[str, dict[str, int]]:
+    from torch import nn
+
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            out[name] = {"in": m.in_channels, "out": m.out_channels}
+        elif isinstance(m, nn.Linear):
+            out[name] = {"in": m.in_features, "out": m.out_features}
+        for attr in HEAD_ATTRS:
+            if isinstance(getattr(m, attr, None), int) and hasattr(m, "query"):
+                out.setdefault(name, {})["heads"] = getattr(m, attr)
+    return out
+
+
+def _importance(name: str):
+    import torch_pruning as tp
+
+    return {"l1": lambda: tp.importance.MagnitudeImportance(p=1), "l2": lambda: tp.importance.MagnitudeImportance(p=2),
+            "taylor": lambda: tp.importance.TaylorImportance(), "bn_scale": lambda: tp.importance.BNScaleImportance()}[name]()
+
+
+def _ignored(model, settings: PruneSettings) -> tuple[list, list[str], list[str]]:
+    from torch import nn
+
+    excl = Exclusions(settings.exclude)
+    weighted = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    if not weighted:
+        raise InputError("the model has no Conv or Linear layers to prune")
+    ignored, names = [], []
+    if settings.keep_first_and_last:
+        for n, m in (weighted[0], weighted[-1]):
+            ignored.append(m)
+            names.append(n)
+    for n, m in weighted:
+        kind = type(m).__name__
+        if excl.match(n, "Conv" if "Conv" in kind else "Gemm", kind) and m not in ignored:
+            ignored.append(m)
+            names.append(n)
+    # an embedding sets the width of everything after it (residual streams): keep it whole
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Embedding):
+            ignored.append(m)
+            names.append(n)
+    return ignored, names, excl.unmatched()
+
+
+def _attention(model) -> tuple[dict, list]:
+    """{qkv Linear: heads} for attention modules, and (module, attr, head_dim) to update after pruning."""
+    from torch import nn
+
+    heads, fix = {}, []
+    for _, m in model.named_modules():
+        attr = next((a for a in HEAD_ATTRS if isinstance(getattr(m, a, None), int)), None)
+        projections = [getattr(m, p, None) for p in ("query", "key", "value")]
+        if attr and all(isinstance(p, nn.Linear) for p in projections):
+            n = getattr(m, attr)
+            for p in projections:
+                heads[p] = n
+            fix.append((m, attr, projections[0].out_features // n))
+    return heads, fix
+
+
+def prune(module, example: tuple, settings: PruneSettings, round_to: int, grad_batches: Callable[[Any], None] | None = None,
+          hook: Callable[[Any, int], None] | None = None, warn: Callable[[str], None] = lambda m: None) -> tuple[Any, dict]:
+    """A pruned deep copy of ``module`` and a report (MACs/params before and after, per-layer widths, settings)."""
+    import torch
+    import torch_pruning as tp
+
+    model = copy.deepcopy(module).eval()
+    base_macs, base_params = count(model, example)
+    before = layer_widths(model)
+    ignored, ignored_names, unmatched = _ignored(model, settings)
+    for p in unmatched:
+        warn(f"pruning exclusion '{p}' matches no Conv/Linear layer")
+    heads, fix = _attention(model)
+    steps = 1 if settings.macs is None else settings.max_steps
+    ratio = settings.ratio if settings.ratio is not None else (min(0.95, settings.macs * 1.6) if settings.macs else 0.0)
+    try:
+        pruner = tp.pruner.MetaPruner(
+            model, example, importance=_importance(settings.importance), global_pruning=settings.global_pruning,
+            pruning_ratio=ratio, iterative_steps=steps, ignored_layers=ignored, round_to=round_to,
+            num_heads=heads, prune_num_heads=bool(heads) and settings.head_ratio > 0, prune_head_dims=False,
+            head_pruning_ratio=settings.head_ratio,
+        )
+    except Exception as e:  # noqa: BLE001 - Torch-Pruning's tracer raises many types
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise InputError(f"Torch-Pruning could not trace the model ({first}): exclude the module it names with --prune-exclude, "
+                         "or prune a traceable part")
+    reached_step, macs = 0, base_macs
+    for step in range(steps):
+        if settings.importance == "taylor":
+            if grad_batches is None:
+                raise InputError("--prune-importance taylor needs data with a loss: pass --finetune DATA (labelled)")
+            model.zero_grad()
+            grad_batches(model)
+        pruner.step()
+        for m, attr, head_dim in fix:
+            setattr(m, attr, m.query.out_features // head_dim)
+        macs, _ = count(model, example)
+        reached_step = step + 1
+        if hook is not None:
+            hook(model, reached_step)
+        if settings.macs is not None and macs <= base_macs * (1.0 - settings.macs):
+            break
+    macs, params = count(model, example)
+    if settings.macs is not None and macs > base_macs * (1.0 - settings.macs) + 1:
+        got = 1.0 - macs / base_macs
+        raise InputError(f"--prune-macs {settings.macs:g} is not reachable without removing whole layers: the best reached "
+                         f"is {got:.3f} of the MACs removed; ask for at most that, or let fewer layers stay whole (--prune-exclude)")
+    with torch.no_grad():
+        model(*example)  # the pruned model still runs
+    after = layer_widths(model)
+    changed = {n: {"before": before[n], "after": after[n]} for n in after if after[n] != before.get(n)}
+    return model, {
+        "target": {"ratio": settings.ratio, "macs": settings.macs, "heads": settings.head_ratio or None},
+        "importance": settings.importance, "global": settings.global_pruning, "round_to": round_to, "steps": reached_step,
+        "kept_whole": ignored_names, "macs_before": base_macs, "macs_after": macs, "params_before": base_params, "params_after": params,
+        "macs_removed": 1.0 - macs / base_macs, "params_removed": 1.0 - params / base_params, "layers_changed": changed,
+        "tool": f"torch-pruning {tp.__version__ if hasattr(tp, '__version__') else ''}".strip(),
+    }
