@@ -138,7 +138,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 count += len(idx)
                 advance(1)
         finally:

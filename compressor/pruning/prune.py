@@ -96,8 +96,10 @@ def _ignored(model, settings: PruneSettings) -> tuple[list, list[str], list[str]
     if not weighted:
         raise InputError("the model has no Conv or Linear layers to prune")
     ignored, names = [], []
+    embeddings = any(isinstance(m, nn.Embedding) for m in model.modules())
     if settings.keep_first_and_last:
-        for n, m in (weighted[0], weighted[-1]):
+        # a network that starts with an embedding keeps that whole instead of its first linear (an attention projection)
+        for n, m in ([weighted[-1]] if embeddings else [weighted[0], weighted[-1]]):
             ignored.append(m)
             names.append(n)
     for n, m in weighted:

@@ -58,6 +58,19 @@ def _batches(texts: list[str], size: int = 32):
         yield {k: v[i : i + size] for k, v in enc.items()}
 
 
+def background_sentences_text() -> list[str]:
+    """Sentences of lee_background.cor: 300 other news documents of the same corpus (training text, not the eval text)."""
+    out = []
+    for doc in (data_dir() / "lee_background.cor").read_text(encoding="latin-1").splitlines():
+        out += [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", doc.strip()) if len(s.split()) >= 3]
+    return out
+
+
+def background_sentences():
+    """Training text for distillation: every sentence of lee_background.cor, tokenized."""
+    return _batches(background_sentences_text())
+
+
 def sentences():
     """Every sentence of lee.cor, tokenized (padded to the longest sentence)."""
     return _batches(sentences_text())
