@@ -97,7 +97,7 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
         if config.pruning is not None:
             round_to = config.pruning.round_to or vector_width(spec.name)
             if round_to not in pruned_cache:  # prune (and fine-tune) once per channel multiple
-                pruned_cache[round_to] = apply_pruning(config, handle, spec, pre, ui)
+                pruned_cache[round_to] = apply_pruning(config, handle, spec, pre, ui, eval_data)
             variants.append(pruned_cache[round_to])
         for model, pruning in variants:
             label = name if pruning is None else f"{name} (pruned)"

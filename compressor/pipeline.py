@@ -143,7 +143,8 @@ def artifact_size(artifact) -> int:
     return sum(f.stat().st_size for f in artifact.files if f.stem == artifact.path.stem)
 
 
-def apply_pruning(config: RunConfig, handle: ModelHandle, spec, pre, ui: Progress) -> tuple[ModelHandle, dict | None]:
+def apply_pruning(config: RunConfig, handle: ModelHandle, spec, pre, ui: Progress,
+                  sample: DataSource | None = None) -> tuple[ModelHandle, dict | None]:
     """Prune (and fine-tune) a copy of ``handle`` as the recipe asks; the original stays the FP32 reference."""
     p = config.pruning
     if p is None:
@@ -187,7 +188,10 @@ def apply_pruning(config: RunConfig, handle: ModelHandle, spec, pre, ui: Progres
         F.cross_entropy(out[0] if isinstance(out, (tuple, list)) else out, torch.from_numpy(train.labels[idx])).backward()
 
     round_to = settings.round_to or vector_width(spec.name)
-    example = handle.example_inputs(batch=1)
+    import torch
+
+    # MACs are counted on a real sample when there is one (a transformer's cost depends on its sequence length)
+    example = tuple(torch.from_numpy(a[:1]) for a in sample.inputs) if sample is not None else handle.example_inputs(batch=1)
     with ui.stage(f"pruned ({settings.importance} importance, channels rounded to {round_to})"):
         pruned, report = prune(handle.module, example, settings, round_to, grad_batches, hook, ui.warn)
     ui.note(f"  MACs {report['macs_before'] / 1e9:.3f} → {report['macs_after'] / 1e9:.3f} G ({report['macs_removed']:.1%} removed), "
@@ -227,7 +231,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     handle, eval_data = load_model_and_eval(config, pre, ui)
     gate.check_possible(eval_data.labels is not None)
     calib = load_calibration(config, handle, pre, spec, ui)
-    model, pruning = apply_pruning(config, handle, spec, pre, ui)
+    model, pruning = apply_pruning(config, handle, spec, pre, ui, eval_data)
     target = spec.with_run(handle.inputs, threads)
     if spec.precision not in ("int8", "int8-dynamic") and config.quantization.model_fields_set:
         ui.warn(f"quantization settings ({', '.join(sorted(config.quantization.model_fields_set))}) are ignored: "
