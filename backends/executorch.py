@@ -109,7 +109,6 @@ class ExecuTorchRunner(Runner):
         meta = self.method.metadata
         self.input_names = [f"input_{i}" for i in range(meta.num_inputs())]
         self.output_names = [f"output_{i}" for i in range(meta.num_outputs())]
-        self._order: list[str] | None = None
         self._torch = torch
 
     def set_input_names(self, names: list[str]) -> None:
@@ -313,8 +312,8 @@ class ExecuTorchBackend(Backend):
         specs = []
         for i in range(meta.num_inputs()):
             info = meta.input_tensor_meta(i)
-            dtype = str(info.dtype()).split(".")[-1].lower().replace("float", "float32").replace("float3232", "float32")
-            specs.append(InputSpec.parse(",".join(str(d) for d in info.sizes()), name=f"input_{i}", dtype="float32" if "float" in dtype else dtype))
+            dtype = "float32" if "float" in str(info.dtype()).lower() else "int64"
+            specs.append(InputSpec.parse(",".join(str(d) for d in info.sizes()), name=f"input_{i}", dtype=dtype))
         return specs
 
     def check_compatible(self, manifest: dict) -> str | None:
