@@ -59,6 +59,10 @@ manifest's `reference.tolerance`.
 """
 
 
+# ExecuTorch ScalarType codes (the same numbering as c10::ScalarType)
+SCALAR_TYPES = {0: "uint8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 11: "bool", 15: "bfloat16"}
+
+
 def executorch_version() -> str:
     try:
         return importlib.metadata.version("executorch")
@@ -312,7 +316,7 @@ class ExecuTorchBackend(Backend):
         specs = []
         for i in range(meta.num_inputs()):
             info = meta.input_tensor_meta(i)
-            dtype = "float32" if "float" in str(info.dtype()).lower() else "int64"
+            dtype = SCALAR_TYPES.get(int(info.dtype()), "float32")
             specs.append(InputSpec.parse(",".join(str(d) for d in info.sizes()), name=f"input_{i}", dtype=dtype))
         return specs
 
