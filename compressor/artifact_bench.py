@@ -40,6 +40,7 @@ def bench_existing(path: str | Path, settings: BenchSettings, target: str | None
             with np.load(bundle / manifest["reference"]["inputs"]) as z:
                 data = DataSource([z[s.name] for s in specs], None, "bundle reference inputs")
             feeds_from = "bundle reference inputs (real data)"
+            precision = spec.precision
         else:
             name = target or _BY_SUFFIX.get(path.suffix)
             if name is None:
@@ -49,6 +50,7 @@ def bench_existing(path: str | Path, settings: BenchSettings, target: str | None
             specs = backends.require(spec).artifact_inputs(path)
             data = synthetic_data(specs, samples=settings.batch_size)
             feeds_from = "random inputs (latency only)"
+            precision = "unknown (bare file: run it from its bundle to know)" if target is None else spec.precision
         backends.require(spec)
         from .pipeline import benchmark_feeds
 
@@ -57,6 +59,6 @@ def bench_existing(path: str | Path, settings: BenchSettings, target: str | None
         size = artifact.stat().st_size
     from .environment import describe_environment
 
-    result.update({"artifact": str(path), "precision": spec.precision, "size_bytes": size,
+    result.update({"artifact": str(path), "precision": precision, "size_bytes": size,
                    "feeds": feeds_from, "settings": settings.to_dict(), "environment": describe_environment()})
     return result
