@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import ExportError, InputError
+from compressor.errors import ExportError, InputError, first_line
 from compressor.runner import Artifact, Backend, BuildContext, Runner
 from compressor.specs import InputSpec
 
@@ -189,7 +189,7 @@ class ExecuTorchBackend(Backend):
                 return torch.export.export(module if module is not None else model.module, model.example_inputs(for_export=True),
                                            dynamic_shapes=dims)
         except Exception as e:  # noqa: BLE001 - torch.export raises many types
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             hint = (" — ExecuTorch needs static shapes or a bounded shape profile: give fixed sizes or a narrow range "
                     "(e.g. batch=1:8) in --input-shape") if dims else ""
             raise ExportError(f"torch.export failed for ExecuTorch: {first}{hint}")
@@ -219,7 +219,7 @@ class ExecuTorchBackend(Backend):
                 report = delegation_report(edge)
                 program = edge.to_executorch()
         except Exception as e:  # noqa: BLE001
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ExportError(f"lowering to ExecuTorch/XNNPACK failed: {first}")
         path = workdir / "model.pte"
         path.write_bytes(program.buffer)

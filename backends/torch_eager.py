@@ -13,7 +13,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from compressor.errors import ExportError
+from compressor.errors import ExportError, first_line
 from compressor.runner import Artifact, Backend, Runner, TorchModuleRunner
 
 
@@ -47,7 +47,7 @@ class TorchBackend(Backend):
                     warnings.simplefilter("ignore")
                     ep = torch.export.export(model.module, model.example_inputs(for_export=True), dynamic_shapes=dims, strict=False)
             except Exception as e:  # noqa: BLE001 - torch.export raises many types
-                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 raise ExportError(f"torch.export failed for the torch-cpu-fp32 artifact: {first}")
         io_names = json.dumps({"inputs": model.input_names, "outputs": model.output_names})
         torch.export.save(ep, str(path), extra_files={IO_NAMES: io_names})

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from compressor.errors import first_line
+
 
 def _rss_mb() -> float:
     import psutil
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> int:
             }
         )
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        result = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"}
+        result = {"error": f"{type(e).__name__}: {first_line(e, empty='')}"}
     print(json.dumps(result))
     return 0
 

@@ -37,7 +37,7 @@ def main(
 
 def _fail(exc: BaseException) -> None:
     """One line on stderr, a non-zero exit; the traceback only with --debug."""
-    from compressor.errors import CompressorError
+    from compressor.errors import CompressorError, first_line
 
     if _state["debug"]:
         import traceback
@@ -46,7 +46,7 @@ def _fail(exc: BaseException) -> None:
     if isinstance(exc, CompressorError):
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    first = first_line(exc, empty="")
     typer.echo(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", err=True)
     raise typer.Exit(1)
 

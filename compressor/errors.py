@@ -7,6 +7,14 @@ traceback (``--debug`` shows one) and exits with the class's ``exit_code``.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300, empty: str | None = None) -> str:
+    """The first line of an exception's message (libraries write pages), or its type name when it has none."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__ if empty is None else empty
+    return text.splitlines()[0][:limit]
+
+
 class CompressorError(Exception):
     """Base class: a problem the user can fix, reported in one line."""
 

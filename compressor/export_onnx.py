@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError
+from .errors import ExportError, first_line
 from .model import ModelHandle
 
 OPSET = 18
@@ -108,7 +108,7 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = OPSET, slim: bool 
                     optimize=True,
                 )
             except Exception as e:  # noqa: BLE001 - fall back to the TorchScript exporter below
-                errors.append(f"dynamo exporter: {str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}")
+                errors.append(f"dynamo exporter: {first_line(e)}")
         if program is None:
             exporter = "torchscript"
             dynamic_axes = {s.name: {i: d.name for i, d in enumerate(s.dims) if d.dynamic} for s in handle.inputs if s.dynamic}
@@ -127,7 +127,7 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = OPSET, slim: bool 
                 )
                 model = onnx.load_from_string(buf.getvalue())
             except Exception as e:  # noqa: BLE001
-                errors.append(f"torchscript exporter: {str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}")
+                errors.append(f"torchscript exporter: {first_line(e)}")
                 raise ExportError(f"ONNX export failed ({'; '.join(errors)}): simplify the unsupported operation or pick another target")
         else:
             model = program.model_proto
@@ -149,7 +149,7 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = OPSET, slim: bool 
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as e:  # noqa: BLE001 - onnx raises ValidationError and InferenceError
-        raise ExportError(f"the exported ONNX model fails onnx.checker: {str(e).splitlines()[0][:300]}")
+        raise ExportError(f"the exported ONNX model fails onnx.checker: {first_line(e)}")
     onnx.save_model(model, str(path))
     return {
         "exporter": f"torch.onnx ({exporter})" + (" + onnxslim" if slim else ""),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .arch import build_architecture, load_weights, parse_kwargs
-from .errors import CheckpointError, InputError, UntrustedCheckpointError
+from .errors import CheckpointError, InputError, UntrustedCheckpointError, first_line
 from .model import ModelHandle
 from .pruning.persist import apply_record, read_record
 from .specs import InputSpec, Preprocessing
@@ -68,7 +68,7 @@ def _unwrap_state_dict(obj: Any) -> dict | None:
 
 
 def _corrupt(path: Path, e: Exception) -> CheckpointError:
-    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    first = first_line(e, 200)
     return CheckpointError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({first}); re-save or re-download it")
 
 

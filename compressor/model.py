@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .specs import InputSpec, Preprocessing
 
 _NP_TO_TORCH = {
@@ -60,7 +60,7 @@ class ModelHandle:
             with torch.inference_mode():
                 outputs = flatten_outputs(self.module(*example))
         except Exception as e:  # noqa: BLE001 - any failure here means the spec does not fit
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             shapes = ", ".join(f"{s.name}{tuple(t.shape)}" for s, t in zip(self.inputs, example))
             raise InputError(f"the model rejects input {shapes}: {first[:300]}. Check --input-shape and --input-dtype")
         if not self.output_names:

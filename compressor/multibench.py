@@ -17,7 +17,7 @@ from typing import Any
 from .benchmark import run_isolated
 from .data import DataSource
 from .environment import describe_environment
-from .errors import CompressorError, InputError, TargetError
+from .errors import CompressorError, InputError, TargetError, first_line
 from .pipeline import (apply_pruning, artifact_size, bench_settings, benchmark_feeds, load_calibration, load_model_and_eval,
                        quant_settings, reference_outputs, validate_artifact)
 from .pruning.prune import vector_width
@@ -108,7 +108,7 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
                     result["pruning"] = {k: v for k, v in pruning.items() if k != "layers_changed"}
                 rows.append({**this, **result})
             except Exception as e:  # noqa: BLE001 - one target's failure is its row, the others go on
-                msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                msg = first_line(e)
                 rows.append({**this, "status": "failed", "reason": msg})
                 ui.warn(f"{label} failed: {msg}")
     _speedups(rows, sizes)

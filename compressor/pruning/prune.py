@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..quantization.structure import Exclusions
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
@@ -154,7 +154,7 @@ def prune(module, example: tuple, settings: PruneSettings, round_to: int, grad_b
             head_pruning_ratio=settings.head_ratio,
         )
     except Exception as e:  # noqa: BLE001 - Torch-Pruning's tracer raises many types
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputError(f"Torch-Pruning could not trace the model ({first}): exclude the module it names with --prune-exclude, "
                          "or prune a traceable part")
     reached_step, macs = 0, base_macs
