@@ -75,7 +75,8 @@ def _is_classifier(out: np.ndarray) -> bool:
     return out.ndim == 2 and out.shape[1] > 1
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample's flattened values (1 where both are all zero)."""
     a = a.reshape(a.shape[0], -1).astype(np.float64)
     b = b.reshape(b.shape[0], -1).astype(np.float64)
     num = (a * b).sum(1)
@@ -102,7 +103,7 @@ def compare(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], la
     for i, (r, c) in enumerate(zip(reference, candidate)):
         if r.shape != c.shape:
             raise GateError(f"output {i} has shape {c.shape} in the artifact but {r.shape} in the reference")
-        cos = _cosine(r, c)
+        cos = cosine_per_sample(r, c)
         cos_all.append(cos)
         per_output.append(
             {

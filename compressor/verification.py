@@ -13,7 +13,7 @@ from .data import DataSource
 from .errors import TargetError, VerificationError
 from .specs import InputSpec
 from .targets import get_target
-from .validate import run_all
+from .validate import cosine_per_sample, run_all
 
 
 def manifest_inputs(manifest: dict) -> list[InputSpec]:
@@ -54,9 +54,7 @@ def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any
                 raise VerificationError(f"bundle '{path}': output '{o['name']}' now has shape {g.shape}, recorded {e.shape}")
             err = float(np.abs(e.astype(np.float64) - g.astype(np.float64)).max()) if e.size else 0.0
             limit = tol["atol"] + tol["rtol_of_max"] * float(np.abs(e).max() if e.size else 0.0)
-            a, b = e.reshape(len(e), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
-            den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-            cos = float(np.min(np.where(den == 0, 1.0, (a * b).sum(1) / np.where(den == 0, 1.0, den))))
+            cos = float(cosine_per_sample(e, g).min())
             checks.append({"output": o["name"], "max_abs_error": err, "limit": limit, "cosine_min": cos})
             if err > limit or cos < tol["cosine_min"]:
                 raise VerificationError(

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..validate import compare
 from .plan import QuantPlan
 
 # run(model_proto, feeds_list, extra_tensor_names) -> list (per feed) of {name: array}; the graph's outputs under "__outputs__"
@@ -38,19 +39,9 @@ def single_layer_plan(plan: QuantPlan, name: str) -> QuantPlan:
     return p
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(a.shape[0], -1).astype(np.float64)
-    b = b.reshape(b.shape[0], -1).astype(np.float64)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(den == 0, 1.0, (a * b).sum(1) / np.where(den == 0, 1.0, den))
-
-
 def _fidelity(ref: list[np.ndarray], got: list[np.ndarray], task: str) -> dict:
-    cos = _cosine(np.concatenate(ref), np.concatenate(got))
-    r, g = np.concatenate(ref), np.concatenate(got)
-    classifier = task == "classification" or (task == "auto" and r.ndim == 2 and r.shape[1] > 1)
-    agree = float((r.argmax(1) == g.argmax(1)).mean()) if classifier else None
-    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "top1_agreement": agree}
+    f = compare([np.concatenate(ref)], [np.concatenate(got)], None, synthetic=False, task=task)
+    return {"cosine_mean": f.cosine_mean, "cosine_min": f.cosine_min, "top1_agreement": f.top1_agreement}
 
 
 def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
