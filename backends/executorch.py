@@ -279,13 +279,8 @@ class ExecuTorchBackend(Backend):
         feeds = calibration_feeds(ctx.calib, model.inputs, n)
         batches = [tuple(torch.from_numpy(f[name]) for name in model.input_names) for f in feeds]
         steps = len(batches) * (1 if settings.calibration == "minmax" else 2)
-        bar = ctx.progress.bar(f"calibrated {n} samples ({settings.calibration})", total=steps) if ctx.progress else None
-        advance = bar.__enter__() if bar else None
-        try:
+        with ctx.progress.bar(f"calibrated {n} samples ({settings.calibration})", total=steps) as advance:
             calibrate(prepared, batches, settings.calibration, advance)
-        finally:
-            if bar:
-                bar.__exit__(None, None, None)
         with _quiet():
             converted = convert_pt2e(prepared)
         summary = {

@@ -214,15 +214,9 @@ class OpenVinoBackend(Backend):
         feeds = calibration_feeds(ctx.calib, model.inputs, n)
         # OpenVINO names an ONNX node's weight op "<node>/WithoutBiases" and its bias add "<node>"
         patterns = [f"^{re.escape(node)}(/.*)?$" for node in ignored]
-        stage = ctx.progress.stage(f"NNCF quantized with {n} samples") if ctx.progress else None
-        if stage:
-            stage.__enter__()
-        try:
+        with ctx.progress.stage(f"NNCF quantized with {n} samples"):
             q = nncf.quantize(ov_model, nncf.Dataset(feeds), subset_size=len(feeds),
                               ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None)
-        finally:
-            if stage:
-                stage.__exit__(None, None, None)
         layers = [{"name": l["name"], "precision": l["precision"], "reason": l["reason"]} for l in structure.layers]
         return q, {"mode": "static", "quantizer": f"nncf {nncf.__version__} (default preset, OpenVINO backend)",
                    "calibration": {"method": "nncf default", "samples": n}, "layers_total": len(layers),

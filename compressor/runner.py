@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .progress import Progress
+
 if TYPE_CHECKING:  # pragma: no cover
     from .data import DataSource
     from .specs import InputSpec
@@ -40,13 +42,12 @@ class BuildContext:
     eval: "DataSource | None" = None  # held-out data, for analyses such as per-layer sensitivity
     quant: Any = None  # compressor.quantization.ptq.QuantSettings for quantized targets
     task: str = "auto"  # what the model's first output is (see compressor.validate.TASKS)
-    progress: Any = None  # compressor.progress.Progress
+    progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        if self.progress is not None:
-            self.progress.warn(message)
+        self.progress.warn(message)
 
 
 class Runner(abc.ABC):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data import DataSource
 from ..errors import InputError
+from ..progress import Progress
 
 
 @dataclass
@@ -64,6 +65,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
     import torch
     import torch.nn.functional as F
 
+    progress = progress or Progress(quiet=True)
     if data is None or len(data) == 0:
         raise InputError("fine-tuning needs training data: pass --finetune DATA (labelled for classifiers, any inputs to distil)")
     classifier = task == "classification" or (task == "auto" and data.labels is not None)
@@ -121,9 +123,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
         student.train()
         perm = rng.permutation(train_idx)
         total, count = 0.0, 0
-        bar = progress.bar(f"fine-tuned epoch {epoch}/{settings.epochs}", total=steps_per_epoch) if progress else None
-        advance = bar.__enter__() if bar else (lambda k: None)
-        try:
+        with progress.bar(f"fine-tuned epoch {epoch}/{settings.epochs}", total=steps_per_epoch) as advance:
             for i in range(steps_per_epoch):
                 idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
                 if len(idx) == 0:
@@ -141,9 +141,6 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
                 advance(1)
-        finally:
-            if bar:
-                bar.__exit__(None, None, None)
         metric = validate()
         history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_metric": metric})
         if not np.isnan(metric) and metric > best:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..data import DataSource
 from ..errors import InputError
+from ..progress import Progress
 from ..validate import iter_feeds
 from .plan import QuantPlan
 from .ptq import QuantSettings, check_calibration, dynamic_plan, static_plan
@@ -35,6 +36,7 @@ def quantize(handle, fp32_model, mode: str, settings: QuantSettings, calib: Data
 
     Sensitivity runs on ``analysis`` data (the eval data in a compress run) or else the calibration data.
     """
+    progress = progress or Progress(quiet=True)
     if mode == "static":
         if calib is None:
             raise InputError("static INT8 needs calibration data: pass --calib DATA (representative inputs, 100+ samples), "
@@ -48,7 +50,7 @@ def quantize(handle, fp32_model, mode: str, settings: QuantSettings, calib: Data
 
         label = f"calibrated {n} samples ({settings.calibration})"
         steps = len(feeds) * (1 if settings.calibration == "minmax" else 2)
-        with progress.bar(label, total=steps) if progress else _null() as advance:
+        with progress.bar(label, total=steps) as advance:
             plan = static_plan(fp32_model, handle.module, settings, feeds, tensors, progress=advance, warn=warn, samples=n)
         if calib.synthetic:
             plan.warnings.append("calibrated on synthetic (random) data: scales may not fit real inputs")
@@ -62,14 +64,6 @@ def quantize(handle, fp32_model, mode: str, settings: QuantSettings, calib: Data
     sensitivity = None
     if settings.sensitivity and sens_feeds:
         total = len(plan.int8_layers) + 1
-        with progress.bar(f"per-layer sensitivity ({len(plan.int8_layers)} layers)", total=total) if progress else _null() as advance:
+        with progress.bar(f"per-layer sensitivity ({len(plan.int8_layers)} layers)", total=total) as advance:
             sensitivity = analyse_sensitivity(fp32_model, plan, sens_feeds, realizer(mode), run, progress=advance, task=task)
     return qmodel, plan, sensitivity
-
-
-class _null:
-    def __enter__(self):
-        return lambda n: None
-
-    def __exit__(self, *exc):
-        return False
