@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from compressor.errors import TargetError
-from compressor.runner import Backend
-from compressor.targets import CATALOGUE, TargetSpec, planned_reason
+from compressor.core.errors import TargetError
+from compressor.core.backend import Backend
+from compressor.core.targets import CATALOGUE, TargetSpec, planned_reason
 
 _REGISTRY: dict[str, str] = {
     "torch": "backends.torch_eager:TorchBackend",

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import ExportError, InputError, first_line
-from compressor.runner import Artifact, Backend, BuildContext, Runner
-from compressor.specs import InputSpec
+from compressor.core.errors import ExportError, InputError, first_line
+from compressor.core.backend import Artifact, Backend, BuildContext, Runner
+from compressor.core.specs import InputSpec
 
 README = """# {name}: ExecuTorch program
 
@@ -166,7 +166,7 @@ class ExecuTorchBackend(Backend):
         from executorch.runtime import Runtime  # noqa: F401
 
     def available(self, target):
-        from . import package_missing
+        from backends import package_missing
 
         missing = package_missing("executorch")
         if missing:

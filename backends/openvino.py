@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from compressor.export_onnx import export_onnx
-from compressor.runner import Artifact, Backend, BuildContext, Runner
-from compressor.specs import InputSpec
+from compressor.io.export_onnx import export_onnx
+from compressor.core.backend import Artifact, Backend, BuildContext, Runner
+from compressor.core.specs import InputSpec
 
 RT_KEY = ["compressor", "target_precision"]
 HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
@@ -41,7 +41,7 @@ class OpenVinoRunner(Runner):
         model = core.read_model(str(path))
         built_for = _rt(model)
         if built_for and built_for != precision:
-            from compressor.errors import TargetError
+            from compressor.core.errors import TargetError
 
             raise TargetError(f"IR '{path.name}' was built for precision {built_for} but is being run as {precision}: "
                               f"run it with the openvino-cpu-{built_for} target")
@@ -106,7 +106,7 @@ class OpenVinoBackend(Backend):
         import openvino  # noqa: F401
 
     def available(self, target):
-        from . import package_missing
+        from backends import package_missing
 
         missing = package_missing("openvino")
         if missing:
@@ -166,7 +166,7 @@ class OpenVinoBackend(Backend):
         from compressor.quantization.onnx_flow import quantize
         from compressor.quantization.ptq import QuantSettings
 
-        from .ort import run_model
+        from backends.ort import run_model
 
         threads = target.runtime.get("threads")
         qmodel, plan, sensitivity = quantize(model, fp32, "static", ctx.quant or QuantSettings(), ctx.calib,
@@ -189,12 +189,12 @@ class OpenVinoBackend(Backend):
         import onnx
         import openvino as ov
 
-        from compressor.errors import InputError
+        from compressor.core.errors import InputError
         from compressor.quantization.onnx_flow import calibration_feeds
         from compressor.quantization.ptq import QuantSettings, check_calibration
         from compressor.quantization.structure import analyse
 
-        from . import package_missing
+        from backends import package_missing
 
         missing = package_missing("nncf")
         if missing:

@@ -11,9 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compressor.export_onnx import export_onnx
-from compressor.runner import Artifact, Backend, BuildContext, Runner
-from compressor.specs import InputSpec
+from compressor.io.export_onnx import export_onnx
+from compressor.core.backend import Artifact, Backend, BuildContext, Runner
+from compressor.core.specs import InputSpec
 
 PLAN_FILE = "quantization_plan.json"
 INT8_KERNELS = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
@@ -152,7 +152,7 @@ def to_ort_format(onnx_path: Path) -> Path:
             logging.disable(logging.NOTSET)
         made = sorted(Path(tmp).glob("*.ort"))
         if not made:
-            from compressor.errors import ExportError
+            from compressor.core.errors import ExportError
 
             raise ExportError("ONNX Runtime could not convert the INT8 model to the .ort format")
         out = onnx_path.with_suffix(".ort")
@@ -168,7 +168,7 @@ class OrtBackend(Backend):
         import onnxruntime  # noqa: F401
 
     def available(self, target):
-        from . import package_missing
+        from backends import package_missing
 
         missing = package_missing("onnxruntime")
         if missing:

@@ -13,8 +13,8 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from compressor.errors import ExportError, first_line
-from compressor.runner import Artifact, Backend, Runner, TorchModuleRunner
+from compressor.core.errors import ExportError, first_line
+from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
 
 
 IO_NAMES = "compressor_io.json"  # input/output names of the model, stored inside the .pt2
@@ -70,7 +70,7 @@ class TorchBackend(Backend):
         return TorchModuleRunner(ep.module(), names, outs, threads=threads)
 
     def artifact_inputs(self, path):
-        from compressor.loading import inputs_from_exported
+        from compressor.io.loading import inputs_from_exported
 
         ep, names, _ = self._read(path)
         return [replace(s, name=n) for s, n in zip(inputs_from_exported(ep), names)]

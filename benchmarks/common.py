@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from compressor.data import load_data  # noqa: E402
-from compressor.environment import describe_environment  # noqa: E402
-from compressor.specs import InputSpec, Preprocessing  # noqa: E402
+from compressor.data.sources import load_data  # noqa: E402
+from compressor.core.environment import describe_environment  # noqa: E402
+from compressor.core.specs import InputSpec, Preprocessing  # noqa: E402
 from compressor.zoo.paths import imagenet_samples  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.benchmark import BenchSettings, run_isolated  # noqa: E402
+from compressor.evaluation.benchmark import BenchSettings, run_isolated  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
 

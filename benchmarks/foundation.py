@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import compressor  # noqa: E402
-from compressor.environment import describe_environment  # noqa: E402
+from compressor.core.environment import describe_environment  # noqa: E402
 from compressor.zoo.efficientnet_lite import PREPROCESSING  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
@@ -40,8 +40,8 @@ def resnet18_case(tmp: Path) -> dict:
     torch.manual_seed(0)
     ckpt = tmp / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), ckpt)
-    from compressor.data import load_data
-    from compressor.specs import InputSpec, Preprocessing
+    from compressor.data.sources import load_data
+    from compressor.core.specs import InputSpec, Preprocessing
 
     # real images (the 20 ImageNet samples, torchvision preprocessing) saved as .npz eval data
     spec = [InputSpec.parse("1,3,224,224")]

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, imagenet20, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.benchmark import BenchSettings, run_isolated  # noqa: E402
-from compressor.specs import InputSpec, Preprocessing  # noqa: E402
+from compressor.evaluation.benchmark import BenchSettings, run_isolated  # noqa: E402
+from compressor.core.specs import InputSpec, Preprocessing  # noqa: E402
 from compressor.zoo import lee  # noqa: E402
 from compressor.zoo.efficientnet_lite import PREPROCESSING  # noqa: E402
 from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
@@ -65,7 +65,7 @@ def ort_outputs(path: Path, data_inputs: dict[str, np.ndarray], batch: int = 1) 
 
 
 def fidelity(ref: np.ndarray, got: np.ndarray, labels: np.ndarray | None) -> dict:
-    from compressor.validate import compare
+    from compressor.evaluation.validate import compare
 
     f = compare([ref], [got], labels, synthetic=False)
     return {"top1_agreement": f.top1_agreement, "accuracy": f.accuracy, "reference_accuracy": f.reference_accuracy,
@@ -161,7 +161,7 @@ def minilm(tmp: Path) -> dict:
         b = b / np.linalg.norm(b, axis=1, keepdims=True)
         return (a * b).sum(1)
 
-    from compressor.loading import load_model
+    from compressor.io.loading import load_model
 
     specs = [InputSpec.parse("batch,seq=1:256", name="input_ids", dtype="int64"),
              InputSpec.parse("batch,seq=1:256", name="attention_mask", dtype="int64")]

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import FASHION, FASHION_OPTS, ROOT, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor import multibench  # noqa: E402
-from compressor.api import _overrides  # noqa: E402
-from compressor.recipe import build_config  # noqa: E402
+from compressor.app import bench as multibench  # noqa: E402
+from compressor.app.api import _overrides  # noqa: E402
+from compressor.app.recipe import build_config  # noqa: E402
 from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
 
 
@@ -62,8 +62,8 @@ def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
 def reload_check(tmp: Path, path: Path, x: np.ndarray) -> dict:
     import torch
 
-    from compressor.loading import load_model
-    from compressor.specs import InputSpec
+    from compressor.io.loading import load_model
+    from compressor.core.specs import InputSpec
 
     np.save(tmp / "x.npy", x)
     h = load_model(path, [InputSpec.parse("batch,3,224,224")], "torchvision:resnet50")

@@ -12,14 +12,14 @@ Function names never match a submodule's name (importing a submodule would shado
 Heavy modules (torch, runtimes) are imported only when a function runs.
 """
 
-__version__ = "0.1.0"
+from compressor.core.version import __version__
 
 __all__ = ["compress", "verify", "bench", "list_targets", "__version__"]
 
 
 def __getattr__(name):
     if name in ("compress", "verify", "bench", "list_targets"):
-        from . import api
+        from compressor.app import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'compressor' has no attribute '{name}'")

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from compressor.benchmark import BenchSettings, summarize, time_loop
-from compressor.errors import InputError
+from compressor.evaluation.benchmark import BenchSettings, summarize, time_loop
+from compressor.core.errors import InputError
 
 
 def test_warmup_and_timing_rules():
@@ -31,10 +31,10 @@ def test_bad_settings(kw):
 
 def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt):
     from backends import get_backend
-    from compressor.benchmark import run_isolated
-    from compressor.loading import load_model
-    from compressor.specs import InputSpec
-    from compressor.targets import get_target
+    from compressor.evaluation.benchmark import run_isolated
+    from compressor.io.loading import load_model
+    from compressor.core.specs import InputSpec
+    from compressor.core.targets import get_target
 
     from .conftest import FASHION_ARCH
 

@@ -24,7 +24,7 @@ def one_line_error(res, *needles):
 
 def test_help_is_light():
     """`compressor --help` must answer fast: importing the CLI pulls in no ML runtime or numpy."""
-    code = ("import sys, compressor.cli; heavy = [m for m in ('torch', 'numpy', 'onnx', 'onnxruntime', 'pydantic') if m in sys.modules];"
+    code = ("import sys, compressor.app.cli; heavy = [m for m in ('torch', 'numpy', 'onnx', 'onnxruntime', 'pydantic') if m in sys.modules];"
             " print(heavy)")
     import subprocess
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import compressor
-from compressor.errors import ExportError, GateError, VerificationError
+from compressor.core.errors import ExportError, GateError, VerificationError
 
 from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, ROOT, read_manifest
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import compressor
-from compressor.errors import DataError, InputError
+from compressor.core.errors import DataError, InputError
 from compressor.quantization.calibrate import BINS, Observation, choose_range, quant_params
-from compressor.quantization.qdq_onnx import quantize_weight
+from compressor.quantization.qdq import quantize_weight
 
 from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, ROOT, read_manifest
 

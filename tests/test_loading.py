@@ -5,9 +5,9 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from compressor.errors import CheckpointError, InputError, UntrustedCheckpointError
-from compressor.loading import load_model
-from compressor.specs import InputSpec
+from compressor.core.errors import CheckpointError, InputError, UntrustedCheckpointError
+from compressor.io.loading import load_model
+from compressor.core.specs import InputSpec
 
 from .conftest import FASHION_ARCH
 

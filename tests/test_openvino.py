@@ -5,7 +5,7 @@ import json
 import pytest
 
 import compressor
-from compressor.errors import TargetError
+from compressor.core.errors import TargetError
 
 from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, cli, read_manifest
 
@@ -45,7 +45,7 @@ def test_int8_accuracy_and_kernels(ov_bundles):
 
 def test_ir_run_with_another_precision_is_refused(ov_bundles):
     from backends import get_backend
-    from compressor.targets import get_target
+    from compressor.core.targets import get_target
 
     xml = ov_bundles["openvino-cpu-bf16"].bundle / "model.xml"
     with pytest.raises(TargetError, match="built for precision bf16 but is being run as fp32"):
@@ -72,7 +72,7 @@ def test_bench_all_targets_table_json_and_plot(tmp_path):
     assert res.returncode == 0, res.stderr
     r = json.loads((tmp_path / "r.json").read_text())
     rows = {x["target"]: x for x in r["rows"]}
-    from compressor.targets import CATALOGUE
+    from compressor.core.targets import CATALOGUE
 
     assert set(rows) == set(CATALOGUE)  # a row for every known target
     for name in ("torch-cpu-fp32", "ort-cpu-fp32", "ort-cpu-int8", "openvino-cpu-fp32", "openvino-cpu-int8"):
@@ -101,12 +101,11 @@ def test_bench_bad_input(args, match, tmp_path):
 
 def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
     """A crashed benchmark worker is reported in its row; the other targets still run."""
-    from compressor import multibench
-    from compressor.recipe import build_config
-    from compressor.api import _overrides
+    from compressor.app import bench as multibench
+    from compressor.app.recipe import build_config
+    from compressor.app.api import _overrides
 
-    import compressor.benchmark as bm
-
+    import compressor.evaluation.benchmark as bm
     real = bm.run_isolated
 
     def crashing(target, *a, **k):
@@ -127,7 +126,7 @@ def test_bf16_without_hardware_support_is_unusable_not_silently_f32(monkeypatch)
     """On a CPU whose OpenVINO reports no BF16 capability the target is refused with the reason."""
     import backends
     from backends import openvino as ov_backend
-    from compressor.targets import get_target
+    from compressor.core.targets import get_target
 
     monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda: ["FP32", "INT8"])  # what such a CPU reports
     ok, why = backends.target_status(get_target("openvino-cpu-bf16"))
@@ -137,8 +136,8 @@ def test_bf16_without_hardware_support_is_unusable_not_silently_f32(monkeypatch)
 
 
 def test_int8_slower_than_its_float_sibling_is_flagged():
-    from compressor import multibench
-    from compressor.progress import Progress
+    from compressor.app import bench as multibench
+    from compressor.core.progress import Progress
 
     def row(target, backend, precision, p50):
         return {"target": target, "backend": backend, "precision": precision, "status": "ok",

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import compressor
-from compressor.errors import GateError, InputError, VerificationError
+from compressor.core.errors import GateError, InputError, VerificationError
 
 from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, FAST_BENCH, read_manifest
 
@@ -87,7 +87,7 @@ def test_verify_catches_drifted_outputs(fashion_bundle, tmp_path):
     """Outputs that no longer match (recorded values edited and the manifest re-signed) fail verification."""
     import shutil
 
-    from compressor.loading import sha256_file
+    from compressor.io.loading import sha256_file
 
     copy = tmp_path / "drift"
     shutil.copytree(fashion_bundle.bundle, copy)

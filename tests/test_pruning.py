@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import compressor
-from compressor.errors import CheckpointError, InputError
+from compressor.core.errors import CheckpointError, InputError
 from compressor.pruning.prune import PruneSettings, prune
 
 from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, ROOT, cli, read_manifest
@@ -29,7 +29,7 @@ def test_bad_pruning_settings(kw, match):
 def test_resnet18_half_macs_rounded_and_reloads_identically(tmp_path):
     import torchvision
 
-    from compressor.pruning.persist import save_pruned
+    from compressor.io.pruned import save_pruned
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval()
@@ -53,8 +53,8 @@ def test_resnet18_half_macs_rounded_and_reloads_identically(tmp_path):
     # the same weights saved as a plain state_dict do not fit the unpruned architecture: say so, and how to fix it
     torch.save(pruned.state_dict(), tmp_path / "plain.pth")
     with pytest.raises(CheckpointError, match="shape mismatch.*--save-pruned"):
-        from compressor.loading import load_model
-        from compressor.specs import InputSpec
+        from compressor.io.loading import load_model
+        from compressor.core.specs import InputSpec
 
         load_model(tmp_path / "plain.pth", [InputSpec.parse("1,3,224,224")], "torchvision:resnet18")
 

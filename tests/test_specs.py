@@ -1,9 +1,9 @@
 import pytest
 
-from compressor.errors import DataError, InputError
-from compressor.specs import InputSpec, Preprocessing
-from compressor.targets import CATALOGUE, get_target
-from compressor.errors import TargetError
+from compressor.core.errors import DataError, InputError
+from compressor.core.specs import InputSpec, Preprocessing
+from compressor.core.targets import CATALOGUE, get_target
+from compressor.core.errors import TargetError
 
 
 def test_static_shape():

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data import DataSource
-from ..errors import InputError
-from ..progress import Progress
+from compressor.data.sources import DataSource
+from compressor.core.errors import InputError
+from compressor.core.progress import Progress
 
 
 @dataclass
@@ -46,7 +46,7 @@ class FinetuneSettings:
 
 
 def _bf16_native() -> bool:
-    from ..environment import cpu_info
+    from compressor.core.environment import cpu_info
 
     isa = set(cpu_info()["isa"])
     return bool(isa & {"avx512_bf16", "amx_bf16"})

@@ -17,8 +17,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import InputError, first_line
-from ..quantization.structure import Exclusions
+from compressor.core.errors import InputError, first_line
+from compressor.quantization.structure import Exclusions
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
 HEAD_ATTRS = ("heads", "num_heads", "num_attention_heads")

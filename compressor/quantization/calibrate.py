@@ -20,8 +20,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..errors import InputError
-from .plan import CALIBRATION_METHODS, DEFAULT_PERCENTILE, TensorQuant
+from compressor.core.errors import InputError
+from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_PERCENTILE, TensorQuant
 
 BINS = 2048
 RunFn = Callable[[dict[str, np.ndarray], list[str]], dict[str, np.ndarray]]

@@ -8,14 +8,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data import DataSource
-from ..errors import InputError
-from ..progress import Progress
-from ..validate import iter_feeds
-from .plan import QuantPlan
-from .ptq import QuantSettings, check_calibration, dynamic_plan, static_plan
-from .qdq_onnx import realize_dynamic, realize_static
-from .sensitivity import RunModel, analyse_sensitivity
+from compressor.data.sources import DataSource
+from compressor.core.errors import InputError
+from compressor.core.progress import Progress
+from compressor.evaluation.validate import iter_feeds
+from compressor.quantization.plan import QuantPlan
+from compressor.quantization.ptq import QuantSettings, check_calibration, dynamic_plan, static_plan
+from compressor.quantization.qdq import realize_dynamic, realize_static
+from compressor.quantization.sensitivity import RunModel, analyse_sensitivity
 
 
 def realizer(mode: str) -> Callable:

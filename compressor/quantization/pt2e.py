@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from .calibrate import BINS, Observation, choose_range
-from .structure import Exclusions
+from compressor.quantization.calibrate import BINS, Observation, choose_range
+from compressor.quantization.structure import Exclusions
 
 MODULE_OPS = {"Conv1d": "Conv", "Conv2d": "Conv", "Conv3d": "Conv", "Linear": "Gemm"}
 

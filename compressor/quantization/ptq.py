@@ -12,11 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError, InputError
-from .calibrate import RunFn, choose_range, observe, quant_params
-from .plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE, LayerQuant, QuantPlan, WeightQuant
-from .qdq_onnx import quantize_weight, weight_axis
-from .structure import UNSUPPORTED_WEIGHTED, analyse
+from compressor.core.errors import DataError, InputError
+from compressor.quantization.calibrate import RunFn, choose_range, observe, quant_params
+from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE, LayerQuant, QuantPlan, WeightQuant
+from compressor.quantization.qdq import quantize_weight, weight_axis
+from compressor.quantization.structure import UNSUPPORTED_WEIGHTED, analyse
 
 MIN_CALIB_SAMPLES = 10
 DEFAULT_CALIB_SAMPLES = 128

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..validate import compare
-from .plan import QuantPlan
+from compressor.evaluation.validate import compare
+from compressor.quantization.plan import QuantPlan
 
 # run(model_proto, feeds_list, extra_tensor_names) -> list (per feed) of {name: array}; the graph's outputs under "__outputs__"
 RunModel = Callable[[object, Sequence[dict], Sequence[str]], list[dict]]

@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
-from ..export_onnx import read_node_modules
+from compressor.core.errors import InputError
+from compressor.io.export_onnx import read_node_modules
 
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
 JOINING = {"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"}

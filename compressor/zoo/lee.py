@@ -40,7 +40,7 @@ def human_similarity() -> np.ndarray:
 
 
 def encode(texts: list[str], max_length: int = 256) -> dict[str, np.ndarray]:
-    from .minilm import tokenizer
+    from compressor.zoo.minilm import tokenizer
 
     enc = tokenizer(max_length).encode_batch(texts)
     longest = max(len(e.ids) for e in enc)

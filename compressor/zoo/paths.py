@@ -22,7 +22,7 @@ def imagenet_samples() -> Path:
 
 
 def efficientnet_lite0_weights() -> Path:
-    from .efficientnet_lite import pretrained_weights_path
+    from compressor.zoo.efficientnet_lite import pretrained_weights_path
 
     return pretrained_weights_path()
 

@@ -14,19 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from .benchmark import BenchSettings, run_isolated
-from .bundle import REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
-from .data import DataSource, load_data, synthetic_data
-from .environment import describe_environment
-from .errors import GateError, InputError
-from .loading import load_model
-from .model import ModelHandle
-from .progress import Progress
-from .recipe import RunConfig
-from .report import bundle_report, row
-from .runner import BuildContext, TorchModuleRunner
-from .targets import REFERENCE_TARGET, get_target
-from .validate import Fidelity, Gate, compare, eval_batch_size, run_all
+from compressor.evaluation.benchmark import BenchSettings, run_isolated
+from compressor.bundle.writer import REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
+from compressor.data.sources import DataSource, load_data, synthetic_data
+from compressor.core.environment import describe_environment
+from compressor.core.errors import GateError, InputError
+from compressor.io.loading import load_model
+from compressor.core.model import ModelHandle
+from compressor.core.progress import Progress
+from compressor.app.recipe import RunConfig
+from compressor.bundle.report import bundle_report, row
+from compressor.core.backend import BuildContext, TorchModuleRunner
+from compressor.core.targets import REFERENCE_TARGET, get_target
+from compressor.evaluation.validate import Fidelity, Gate, compare, eval_batch_size, run_all
 
 #: verify tolerance: |artifact - recorded| <= ATOL + RTOL * max|recorded| per output, and cosine >= COSINE_MIN
 VERIFY_TOLERANCE = {"atol": 1e-5, "rtol_of_max": 1e-3, "cosine_min": 0.9999}
@@ -90,7 +90,7 @@ def gate_of(config: RunConfig) -> Gate:
 
 
 def quant_settings(config: RunConfig):
-    from .quantization.ptq import DEFAULT_CALIB_SAMPLES, QuantSettings
+    from compressor.quantization.ptq import DEFAULT_CALIB_SAMPLES, QuantSettings
 
     q = config.quantization
     return QuantSettings(calibration=q.calibration, percentile=q.percentile, exclude=list(q.exclude), sensitivity=q.sensitivity,
@@ -153,8 +153,8 @@ def apply_pruning(config: RunConfig, handle: ModelHandle, spec, pre, ui: Progres
         return handle, None
     import importlib
 
-    from .pruning.finetune import FinetuneSettings, finetune
-    from .pruning.prune import PruneSettings, prune, vector_width
+    from compressor.pruning.finetune import FinetuneSettings, finetune
+    from compressor.pruning.prune import PruneSettings, prune, vector_width
 
     settings = PruneSettings(ratio=p.ratio, macs=p.macs, head_ratio=p.heads or 0.0, importance=p.importance,
                              global_pruning=p.global_pruning, round_to=p.round_to, exclude=list(p.exclude),
@@ -201,7 +201,7 @@ def apply_pruning(config: RunConfig, handle: ModelHandle, spec, pre, ui: Progres
     else:
         report["finetune"] = None
     if p.save:
-        from .pruning.persist import save_pruned
+        from compressor.io.pruned import save_pruned
 
         summary = {k: v for k, v in report.items() if k not in ("layers_changed", "finetune")}
         save_pruned(pruned, Path(p.save), handle.source["arch"], handle.source.get("arch_kwargs") or {}, summary)
@@ -319,7 +319,6 @@ def _output_specs(handle: ModelHandle, outputs: list[np.ndarray]) -> list[dict]:
 def build_manifest(config, handle, target, artifact, eval_data, calib, fidelity: Fidelity, failures, bench, eager, speedup,
                    settings, outputs, n_ref, batch, warnings) -> dict[str, Any]:
     import compressor
-
     build = dict(artifact.details)
     quantization = build.pop("quantization", None)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import TargetError
-from .specs import InputSpec
+from compressor.core.errors import TargetError
+from compressor.core.specs import InputSpec
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Benchmark worker: ``python -m compressor.bench_worker REQUEST.json``; prints one JSON line.
+"""Benchmark worker: ``python -m compressor.evaluation.bench_worker REQUEST.json``; prints one JSON line.
 
 Runs in its own process (see :mod:`compressor.benchmark`), so its memory peak is the artifact's.
 """
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from compressor.errors import first_line
+from compressor.core.errors import first_line
 
 
 def _rss_mb() -> float:
@@ -39,8 +39,8 @@ def main(argv: list[str]) -> int:
         import numpy as np
 
         from backends import get_backend
-        from compressor.benchmark import BenchSettings, summarize, time_loop
-        from compressor.targets import get_target
+        from compressor.evaluation.benchmark import BenchSettings, summarize, time_loop
+        from compressor.core.targets import get_target
 
         settings = BenchSettings(**request["settings"])
         spec = get_target(request["target"])

@@ -14,17 +14,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .benchmark import run_isolated
-from .data import DataSource
-from .environment import describe_environment
-from .errors import CompressorError, InputError, TargetError, first_line
-from .pipeline import (apply_pruning, artifact_size, bench_settings, benchmark_feeds, load_calibration, load_model_and_eval,
+from compressor.evaluation.benchmark import run_isolated
+from compressor.data.sources import DataSource
+from compressor.core.environment import describe_environment
+from compressor.core.errors import CompressorError, InputError, TargetError, first_line
+from compressor.app.compress import (apply_pruning, artifact_size, bench_settings, benchmark_feeds, load_calibration, load_model_and_eval,
                        quant_settings, reference_outputs, validate_artifact)
-from .pruning.prune import vector_width
-from .progress import Progress
-from .recipe import RunConfig
-from .runner import BuildContext
-from .targets import CATALOGUE, REFERENCE_TARGET, get_target
+from compressor.pruning.prune import vector_width
+from compressor.core.progress import Progress
+from compressor.app.recipe import RunConfig
+from compressor.core.backend import BuildContext
+from compressor.core.targets import CATALOGUE, REFERENCE_TARGET, get_target
 
 METHOD = ("Each target is built from the same model, validated against the FP32 PyTorch outputs on the same eval data, and "
           "benchmarked in a fresh process (one runtime's threads and memory never touch the next) with the same thread count, "
@@ -184,7 +184,7 @@ def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
 
 
 def table_rows(result: dict) -> list[dict]:
-    from .report import fmt_size
+    from compressor.bundle.report import fmt_size
 
     out = []
     for r in result["rows"]:

@@ -21,7 +21,7 @@ _state = {"debug": False}
 
 def _version(value: bool) -> None:
     if value:
-        from compressor import __version__
+        from compressor.core.version import __version__
 
         typer.echo(f"compressor {__version__}")
         raise typer.Exit()
@@ -37,7 +37,7 @@ def main(
 
 def _fail(exc: BaseException) -> None:
     """One line on stderr, a non-zero exit; the traceback only with --debug."""
-    from compressor.errors import CompressorError, first_line
+    from compressor.core.errors import CompressorError, first_line
 
     if _state["debug"]:
         import traceback
@@ -72,7 +72,7 @@ def _floats(text: Optional[str], flag: str) -> Optional[list[float]]:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        from compressor.errors import InputError
+        from compressor.core.errors import InputError
 
         raise InputError(f"{flag} takes numbers separated by commas, like 0.485,0.456,0.406; got '{text}'")
 
@@ -169,11 +169,11 @@ def compress(
     plot: Optional[Path] = typer.Option(None, help="`compressor bench --targets` only: write a PNG of latency against fidelity.", rich_help_panel=P_OUT),
 ) -> None:
     """Compress CHECKPOINT for a target: build, validate against FP32, benchmark, and write a bundle."""
-    from compressor.api import _overrides
-    from compressor.arch import parse_kwargs
-    from compressor.pipeline import compress as run
-    from compressor.recipe import build_config
-    from compressor.report import print_table
+    from compressor.app.api import _overrides
+    from compressor.io.arch import parse_kwargs
+    from compressor.app.compress import compress as run
+    from compressor.app.recipe import build_config
+    from compressor.bundle.report import print_table
 
     pre = {k: v for k, v in {
         "resize": _size(resize, "--resize"), "crop": _size(crop, "--crop"), "interpolation": interpolation,
@@ -204,25 +204,25 @@ def compress(
     if bench_targets is not None:
         return _run_multibench(config, bench_targets, batch_sizes, json_path, plot)
     if batch_sizes or plot:
-        from compressor.errors import InputError
+        from compressor.core.errors import InputError
 
         raise InputError("--batch-sizes and --plot belong to `compressor bench MODEL --targets …`")
     result = run(config)
     print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
     status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
-    from compressor.report import console
+    from compressor.bundle.report import console
 
     console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
     _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
 
 
 def _run_multibench(config, targets: str, batch_sizes: Optional[str], json_path: Optional[Path], plot_path: Optional[Path]) -> None:
-    from compressor import multibench
-    from compressor.report import console, print_table
+    from compressor.app import bench as multibench
+    from compressor.bundle.report import console, print_table
 
     for p in (json_path, plot_path):
         if p is not None and not p.parent.exists():
-            from compressor.errors import InputError
+            from compressor.core.errors import InputError
 
             raise InputError(f"the folder of '{p}' does not exist: create it first")
     result = multibench.bench_targets(config, targets, batch_sizes)
@@ -241,8 +241,8 @@ def _run_multibench(config, targets: str, batch_sizes: Optional[str], json_path:
 def _print_analysis(config, json_path: Optional[Path]) -> None:
     from rich.table import Table
 
-    from compressor.pipeline import analyze as run_analysis
-    from compressor.report import console
+    from compressor.app.compress import analyze as run_analysis
+    from compressor.bundle.report import console
 
     result = run_analysis(config)
     q = result["quantization"]
@@ -272,7 +272,7 @@ def analyze(ctx: typer.Context) -> None:
     """
     args = list(ctx.args)
     if any(a in ("--output", "-o") for a in args):
-        from compressor.errors import InputError
+        from compressor.core.errors import InputError
 
         raise InputError("analyze writes no bundle: drop --output (use --json PATH to save the table)")
     if not any(a in ("--target", "-t") or a.startswith("--target=") for a in args):
@@ -320,8 +320,8 @@ def bench_artifact(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write every figure, the settings and the environment to this JSON file."),
 ) -> None:
     """Benchmark an existing bundle or artifact in a fresh process."""
-    from compressor.api import bench as run
-    from compressor.report import print_table, row
+    from compressor.app.api import bench as run
+    from compressor.bundle.report import print_table, row
 
     result = run(artifact, target=target, threads=threads, batch_size=batch_size, duration=duration, iterations=iterations)
     print_table([row(result["target"], result["precision"], result["size_bytes"], None, result, None)],
@@ -340,7 +340,7 @@ def verify(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the verification result to this JSON file."),
 ) -> None:
     """Re-check every file's sha256 and re-run the reference inputs through the artifact."""
-    from compressor.api import verify as run
+    from compressor.app.api import verify as run
 
     result = run(bundle, threads=threads)
     worst = max((o["max_abs_error"] for o in result["outputs"]), default=0.0)
@@ -355,8 +355,8 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     """List every known target, whether it is usable on this machine, and if not, why."""
     from rich.table import Table
 
-    from compressor.api import list_targets as run
-    from compressor.report import console
+    from compressor.app.api import list_targets as run
+    from compressor.bundle.report import console
 
     rows = run()
     table = Table(title="targets")

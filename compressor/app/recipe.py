@@ -15,9 +15,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import RecipeError
-from .quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
-from .specs import INTERPOLATIONS, InputSpec, Preprocessing
+from compressor.core.errors import RecipeError
+from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
+from compressor.core.specs import INTERPOLATIONS, InputSpec, Preprocessing
 
 
 class _Strict(BaseModel):

@@ -16,9 +16,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .model import numpy_dtype
-from .specs import InputSpec, Preprocessing
+from compressor.core.errors import DataError
+from compressor.core.model import numpy_dtype
+from compressor.core.specs import InputSpec, Preprocessing
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 _INPUT_KEYS = ("x", "inputs", "input", "data", "images", "arr_0")

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, VerificationError
-from .loading import sha256_file
+from compressor.core.errors import InputError, VerificationError
+from compressor.io.loading import sha256_file
 
 SCHEMA_VERSION = "1.0"
 MANIFEST = "manifest.json"

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from .errors import CheckpointError, InputError
+from compressor.core.errors import CheckpointError, InputError
 
 
 def parse_kwargs(text: str | dict | None) -> dict[str, Any]:

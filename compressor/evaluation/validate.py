@@ -11,10 +11,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .data import DataSource
-from .errors import GateError
-from .runner import Runner
-from .specs import InputSpec
+from compressor.data.sources import DataSource
+from compressor.core.errors import GateError
+from compressor.core.backend import Runner
+from compressor.core.specs import InputSpec
 
 
 @dataclass

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import check_files, open_bundle, read_manifest
-from .data import DataSource
-from .errors import TargetError, VerificationError
-from .specs import InputSpec
-from .targets import get_target
-from .validate import cosine_per_sample, run_all
+from compressor.bundle.writer import check_files, open_bundle, read_manifest
+from compressor.data.sources import DataSource
+from compressor.core.errors import TargetError, VerificationError
+from compressor.core.specs import InputSpec
+from compressor.core.targets import get_target
+from compressor.evaluation.validate import cosine_per_sample, run_all
 
 
 def manifest_inputs(manifest: dict) -> list[InputSpec]:

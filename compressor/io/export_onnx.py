@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, first_line
-from .model import ModelHandle
+from compressor.core.errors import ExportError, first_line
+from compressor.core.model import ModelHandle
 
 OPSET = 18
 NODE_MODULES_KEY = "compressor.node_modules"  # model metadata: node name -> [PyTorch module path, module class]

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .progress import Progress
+from compressor.core.progress import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import DataSource
-    from .specs import InputSpec
-    from .model import ModelHandle
-    from .targets import TargetSpec
+    from compressor.data.sources import DataSource
+    from compressor.core.specs import InputSpec
+    from compressor.core.model import ModelHandle
+    from compressor.core.targets import TargetSpec
 
 
 @dataclass

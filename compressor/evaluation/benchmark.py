@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import CompressorError, InputError
+from compressor.core.errors import CompressorError, InputError
 
 
 @dataclass
@@ -46,7 +46,7 @@ class BenchSettings:
             raise InputError("warm-up must be at least 10 iterations and 0.2 s (--warmup)")
 
     def resolved(self) -> "BenchSettings":
-        from .environment import default_threads
+        from compressor.core.environment import default_threads
 
         return BenchSettings(**{**asdict(self), "threads": self.threads or default_threads()})
 
@@ -104,7 +104,7 @@ def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray],
         env["PYTHONPATH"] = os.pathsep.join(p for p in [root, env.get("PYTHONPATH", "")] if p)
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "compressor.bench_worker", str(req_path)],
+                [sys.executable, "-m", "compressor.evaluation.bench_worker", str(req_path)],
                 capture_output=True, text=True, env=env, timeout=settings.timeout_s,
             )
         except subprocess.TimeoutExpired:

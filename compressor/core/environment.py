@@ -73,7 +73,7 @@ def gpu_info() -> list[str]:
 
 def describe_environment() -> dict:
     try:
-        from compressor import __version__ as sdk_version
+        from compressor.core.version import __version__ as sdk_version
     except ImportError:  # pragma: no cover
         sdk_version = "unknown"
     return {

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from .errors import DataError, InputError
+from compressor.core.errors import DataError, InputError
 
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
 DEFAULT_DYNAMIC_RANGE = (1, 64)

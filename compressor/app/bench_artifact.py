@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .benchmark import BenchSettings, run_isolated
-from .bundle import open_bundle, read_manifest
-from .data import DataSource, synthetic_data
-from .errors import InputError
-from .targets import get_target
-from .verification import manifest_inputs
+from compressor.evaluation.benchmark import BenchSettings, run_isolated
+from compressor.bundle.writer import open_bundle, read_manifest
+from compressor.data.sources import DataSource, synthetic_data
+from compressor.core.errors import InputError
+from compressor.core.targets import get_target
+from compressor.bundle.verify import manifest_inputs
 
 _BY_SUFFIX = {".onnx": "ort-cpu-fp32", ".pt2": "torch-cpu-fp32", ".xml": "openvino-cpu-fp32", ".pte": "executorch-xnnpack-fp32", ".ort": "ort-mobile-int8"}
 
@@ -52,12 +52,12 @@ def bench_existing(path: str | Path, settings: BenchSettings, target: str | None
             feeds_from = "random inputs (latency only)"
             precision = "unknown (bare file: run it from its bundle to know)" if target is None else spec.precision
         backends.require(spec)
-        from .pipeline import benchmark_feeds
+        from compressor.app.compress import benchmark_feeds
 
         feeds = benchmark_feeds(data, specs, settings.batch_size)
         result = run_isolated(spec.name, artifact, feeds, settings)
         size = artifact.stat().st_size
-    from .environment import describe_environment
+    from compressor.core.environment import describe_environment
 
     result.update({"artifact": str(path), "precision": precision, "size_bytes": size,
                    "feeds": feeds_from, "settings": settings.to_dict(), "environment": describe_environment()})

@@ -15,7 +15,7 @@ import copy
 
 import numpy as np
 
-from .plan import QuantPlan
+from compressor.quantization.plan import QuantPlan
 
 QMAX_W = 127  # symmetric int8 weights in [-127, 127]: inside ONNX's accepted (-128, 127)
 

@@ -19,11 +19,11 @@ import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from .arch import build_architecture, load_weights, parse_kwargs
-from .errors import CheckpointError, InputError, UntrustedCheckpointError, first_line
-from .model import ModelHandle
-from .pruning.persist import apply_record, read_record
-from .specs import InputSpec, Preprocessing
+from compressor.io.arch import build_architecture, load_weights, parse_kwargs
+from compressor.core.errors import CheckpointError, InputError, UntrustedCheckpointError, first_line
+from compressor.core.model import ModelHandle
+from compressor.io.pruned import apply_record, read_record
+from compressor.core.specs import InputSpec, Preprocessing
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .recipe import build_config
+from compressor.app.recipe import build_config
 
 
 def _overrides(
@@ -26,13 +26,13 @@ def _overrides(
         names = list(input_names) if input_names else (["input"] if len(shapes) == 1 else [f"input_{i}" for i in range(len(shapes))])
         dtypes = [input_dtype] if isinstance(input_dtype, str) or input_dtype is None else list(input_dtype)
         if len(names) != len(shapes):
-            from .errors import InputError
+            from compressor.core.errors import InputError
 
             raise InputError(f"{len(shapes)} input shapes but {len(names)} input names: give one name per --input-shape")
         if len(dtypes) == 1:
             dtypes = dtypes * len(shapes)
         if len(dtypes) != len(shapes):
-            from .errors import InputError
+            from compressor.core.errors import InputError
 
             raise InputError(f"{len(shapes)} input shapes but {len(dtypes)} dtypes: give one --input-dtype, or one per input")
         inputs = [{"name": n, "shape": s, **({"dtype": d} if d else {})} for n, s, d in zip(names, shapes, dtypes)]
@@ -102,7 +102,7 @@ def compress(checkpoint: str | Path | None = None, *, recipe: str | Path | None 
     ``output``, ``max_accuracy_drop``, …) or a ``recipe`` file; options override recipe fields.
     ``preprocessing`` takes a dict of the recipe's preprocessing fields.
     """
-    from .pipeline import compress as run
+    from compressor.app.compress import compress as run
 
     config = build_config(recipe, _overrides(checkpoint=checkpoint, **options))
     return run(config, quiet=quiet)
@@ -110,7 +110,7 @@ def compress(checkpoint: str | Path | None = None, *, recipe: str | Path | None 
 
 def verify(bundle: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Re-check every file's sha256 and re-run the reference inputs; raises VerificationError on failure."""
-    from .verification import verify_bundle
+    from compressor.bundle.verify import verify_bundle
 
     return verify_bundle(bundle, threads=threads)
 
@@ -118,8 +118,8 @@ def verify(bundle: str | Path, threads: int | None = None) -> dict[str, Any]:
 def bench(artifact_or_bundle: str | Path, *, target: str | None = None, threads: int | None = None, batch_size: int = 1,
           duration: float = 3.0, iterations: int = 50) -> dict[str, Any]:
     """Benchmark an existing bundle or artifact file in a fresh process."""
-    from .artifact_bench import bench_existing
-    from .benchmark import BenchSettings
+    from compressor.app.bench_artifact import bench_existing
+    from compressor.evaluation.benchmark import BenchSettings
 
     return bench_existing(artifact_or_bundle, BenchSettings(threads=threads, batch_size=batch_size, duration_s=duration,
                                                             min_iters=iterations), target=target)

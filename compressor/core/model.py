@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, first_line
-from .specs import InputSpec, Preprocessing
+from compressor.core.errors import InputError, first_line
+from compressor.core.specs import InputSpec, Preprocessing
 
 _NP_TO_TORCH = {
     "float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "int64": "int64",
@@ -53,7 +53,7 @@ class ModelHandle:
         """Run one example batch; name the outputs; raise a clear error if the model rejects the input."""
         import torch
 
-        from .runner import flatten_outputs
+        from compressor.core.backend import flatten_outputs
 
         example = self.example_inputs(batch=1)
         try:

@@ -42,7 +42,7 @@ def record(model, fresh) -> dict[str, dict[str, Any]]:
 def save_pruned(model, path: Path, arch: str, arch_kwargs: dict, summary: dict) -> Path:
     from safetensors.torch import save_file
 
-    from ..arch import build_architecture
+    from compressor.io.arch import build_architecture
 
     fresh = build_architecture(arch, arch_kwargs)
     meta = {"arch": arch, "arch_kwargs": arch_kwargs, "modules": record(model, fresh), "pruning": summary}
