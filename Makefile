@@ -7,7 +7,7 @@ PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP  := $(VENV)/.setup-stamp
 OUT    ?= build
 
-.PHONY: setup demo test test-fast bench clean fashion-mnist-model fashion-mnist-data
+.PHONY: setup lint demo test test-fast bench clean fashion-mnist-model fashion-mnist-data
 
 FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
@@ -49,7 +49,12 @@ demo: setup
 		--calib "$$($(PY) -m compressor.zoo.paths imagenet-samples)" --calib-labels examples/imagenet20_labels.txt \
 		--json $(OUT)/efficientnet-lite0-bench.json --plot $(OUT)/efficientnet-lite0-bench.png
 
-test: setup fashion-mnist-data
+# Style and layering are kept by tools, then the tests.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint fashion-mnist-data
 	$(PY) -m pytest -q tests
 
 test-fast: setup fashion-mnist-data

@@ -1,11 +1,11 @@
 """ExecuTorch with the XNNPACK delegate: ``.pte`` programs for edge devices, run here through
 ExecuTorch's Python runtime for validation and benchmarking.
 
-FP32: ``torch.export`` → ``to_edge_transform_and_lower(XnnpackPartitioner)`` → ``.pte``. INT8: the PT2E
-flow with ExecuTorch's ``XNNPACKQuantizer`` (int8 weights per channel, symmetric; int8 activations per
-tensor), its activation observers replaced by the SDK's calibration (same data, method and
-exclusions as every target), then lowered the same way. The build reports which operators went to
-XNNPACK and which stayed on ExecuTorch's portable CPU operators.
+The IR is a ``torch.export`` program: float, or the SDK's plan realised by PT2E with ExecuTorch's
+``XNNPACKQuantizer`` (int8 weights per channel, symmetric; int8 activations per tensor, with the plan's
+ranges: see compressor/quantization/pt2e.py). ``to_edge_transform_and_lower(XnnpackPartitioner)`` lowers
+it to a ``.pte``; the build reports which operators went to XNNPACK and which stayed on ExecuTorch's
+portable CPU operators.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.errors import ExportError, InputError, first_line
-from compressor.core.backend import Artifact, Backend, BuildContext, Runner
+from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.errors import ExportError, first_line
+from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
+from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 
 README = """# {name}: ExecuTorch program
 
@@ -68,6 +70,10 @@ def executorch_version() -> str:
         return importlib.metadata.version("executorch")
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _mb(v: float | None, spec: str = ".1f") -> str:
+    return "–" if v is None else f"{v:{spec}} MB"
 
 
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # executorch/torchao import-time deprecation chatter
@@ -160,67 +166,51 @@ def delegation_report(edge) -> dict[str, Any]:
 class ExecuTorchBackend(Backend):
     name = "executorch"
     package = "executorch"
+    TARGETS = (
+        TargetSpec("executorch-xnnpack-fp32", name, Device.EDGE, Precision.FP32, IRFormat.TORCH, "pte",
+                   "ExecuTorch .pte for edge devices, XNNPACK delegate, FP32", opens=(".pte",)),
+        TargetSpec("executorch-xnnpack-int8", name, Device.EDGE, Precision.INT8, IRFormat.TORCH, "pte",
+                   "ExecuTorch .pte for edge devices, XNNPACK delegate, INT8 (PT2E, the SDK's plan)", pt2e_quantizer="xnnpack"),
+    )
 
     def preload(self) -> None:
         import torch  # noqa: F401 - ExecuTorch's Python runtime exchanges torch tensors
         from executorch.runtime import Runtime  # noqa: F401
 
     def available(self, target):
-        from backends import package_missing
-
         missing = package_missing("executorch")
         if missing:
             return False, missing
-        if target.precision == "int8":
+        if target.precision.quantized:
             missing = package_missing("torchao")
             if missing:
                 return False, f"INT8 uses PT2E from torchao: {missing}"
         return True, ""
 
-    def _export(self, model, module=None):
-        import torch
-
-        dims = None
-        if any(s.dynamic for s in model.inputs):
-            dims = tuple({i: torch.export.Dim(d.name, min=d.min, max=d.max) for i, d in enumerate(s.dims) if d.dynamic} or None
-                         for s in model.inputs)
-        try:
-            with _quiet():
-                return torch.export.export(module if module is not None else model.module, model.example_inputs(for_export=True),
-                                           dynamic_shapes=dims)
-        except Exception as e:  # noqa: BLE001 - torch.export raises many types
-            first = first_line(e)
-            hint = (" — ExecuTorch needs static shapes or a bounded shape profile: give fixed sizes or a narrow range "
-                    "(e.g. batch=1:8) in --input-shape") if dims else ""
-            raise ExportError(f"torch.export failed for ExecuTorch: {first}{hint}")
-
-    def build(self, model, target, workdir, ctx: BuildContext | None = None) -> Artifact:
-        import torch
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-
-        ctx = ctx or BuildContext()
-        workdir = Path(workdir)
+    def check_model(self, model, target) -> None:
         dynamic = [f"{s.name}: {s.shape_str}" for s in model.inputs if s.dynamic]
         if dynamic:
             # measured with ExecuTorch 1.5.1: a batch=1:64 profile came out bounded at 15 (larger inputs fail to load)
             raise ExportError(f"ExecuTorch/XNNPACK programs here are built for fixed shapes, and these inputs are dynamic "
                               f"({'; '.join(dynamic)}): give the shape the device will use, e.g. --input-shape "
                               f"{','.join(str(v) for v in model.inputs[0].shape(batch=1))}")
-        quantization = None
-        if target.precision == "int8":
-            module, quantization = self._quantize(model, ctx)
-            ep = self._export(model, module)
-        else:
-            ep = model.exported_program if model.exported_program is not None else self._export(model)
+
+    def compile(self, model, ir, target, workdir, ctx) -> Artifact:
+        import torch
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        self.check_model(model, target)
+        if ir.program is None:
+            raise ExportError(f"{target.name} compiles a torch.export program, and this IR has none")
+        workdir = Path(workdir)
         try:
             with _quiet():
-                edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+                edge = to_edge_transform_and_lower(ir.program, partitioner=[XnnpackPartitioner()])
                 report = delegation_report(edge)
                 program = edge.to_executorch()
         except Exception as e:  # noqa: BLE001
-            first = first_line(e)
-            raise ExportError(f"lowering to ExecuTorch/XNNPACK failed: {first}")
+            raise ExportError(f"lowering to ExecuTorch/XNNPACK failed: {first_line(e)}") from e
         path = workdir / "model.pte"
         path.write_bytes(program.buffer)
         if report["portable_ops"]:
@@ -236,64 +226,34 @@ class ExecuTorchBackend(Backend):
         details = {"exporter": "torch.export + executorch.exir.to_edge_transform_and_lower(XnnpackPartitioner)",
                    "executorch_version": executorch_version(), "torch": torch.__version__, "delegation": report,
                    "pte_size_bytes": path.stat().st_size}
-        if quantization is not None:
-            details["quantization"] = quantization
-        return Artifact(target.name, path, [path, readme, names_file], details)
+        return Artifact(target.name, path, [path], [path, readme, names_file], details)
 
-    def _quantize(self, model, ctx: BuildContext):
-        """PT2E with the XNNPACK quantizer and the SDK's calibration; returns the converted module and a plan summary."""
-        import torch
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import QuantizationConfig
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import QuantizationSpec
+    def kernel_report(self, artifact, ir, target, ctx):
+        """INT8 layers are the plan's INT8 layers whose quantized convolution or linear XNNPACK took: a quantized op
+        left on the portable kernels runs as reference code, not as an INT8 kernel."""
+        if ir.plan is None:
+            return None
+        d = artifact.details["delegation"]
+        weight_layers = [l for l in ir.plan.layers if l.op_type in ("Conv", "Gemm", "MatMul")]
+        int8 = [l.name for l in weight_layers if l.precision == "int8"]
+        heavy_portable = sum(v for k, v in d["portable_ops"].items() if k.startswith(("convolution", "linear", "addmm", "mm")))
+        return {"weight_layers_total": len(weight_layers), "weight_layers_int8": max(0, len(int8) - heavy_portable),
+                "delegated_ops": d["delegated_op_count"], "portable_ops": d["portable_op_count"],
+                "summary": f"{d['delegated_op_count']} ops delegated to XNNPACK, {d['portable_op_count']} on portable kernels",
+                "method": "ExecuTorch delegation report: quantized layers lowered to XNNPACK"}
 
-        from compressor.quantization.onnx_flow import calibration_feeds
-        from compressor.quantization.pt2e import calibrate, excluded_modules, fold_clamps, observer_class
-        from compressor.quantization.ptq import QuantSettings, check_calibration
-
-        settings = ctx.quant or QuantSettings()
-        if ctx.calib is None:
-            raise InputError("executorch-xnnpack-int8 needs calibration data: pass --calib DATA (100 or more samples recommended)")
-        n = min(len(ctx.calib), settings.calib_samples)
-        check_calibration(n)
-        layers, excluded, unmatched = excluded_modules(model.module, settings.exclude)
-        for p in unmatched:
-            ctx.warn(f"exclusion '{p}' matches no quantizable layer")
-        if not layers:
-            raise InputError("the model has no quantizable layers (Conv or Linear modules): use executorch-xnnpack-fp32")
-        if all(l["precision"] != "int8" for l in layers):
-            raise InputError("every quantizable layer is excluded, so nothing would be INT8: loosen --exclude or use the fp32 target")
-        base = get_symmetric_quantization_config(is_per_channel=True)
-        act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine, is_dynamic=False,
-                               observer_or_fake_quant_ctr=observer_class().with_args(method=settings.calibration,
-                                                                                     percentile=settings.percentile))
-        config = QuantizationConfig(input_activation=act, output_activation=act, weight=base.weight, bias=None, is_qat=False)
-        quantizer = XNNPACKQuantizer().set_global(config)
-        for name in excluded:
-            quantizer.set_module_name(name, None)
-        with _quiet():
-            captured = self._export(model).module()
-            prepared = prepare_pt2e(captured, quantizer)
-        folded = fold_clamps(prepared)
-        feeds = calibration_feeds(ctx.calib, model.inputs, n)
-        batches = [tuple(torch.from_numpy(f[name]) for name in model.input_names) for f in feeds]
-        steps = len(batches) * (1 if settings.calibration == "minmax" else 2)
-        with ctx.progress.bar(f"calibrated {n} samples ({settings.calibration})", total=steps) as advance:
-            calibrate(prepared, batches, settings.calibration, advance)
-        with _quiet():
-            converted = convert_pt2e(prepared)
-        summary = {
-            "mode": "static", "quantizer": "PT2E XNNPACKQuantizer with the SDK's calibration observers",
-            "activation_dtype": "int8 (asymmetric, per tensor: what XNNPACK runs)", "weight_dtype": "int8",
-            "weight_granularity": "per_channel", "calibration": {"method": settings.calibration, "samples": n,
-                                                                 **({"percentile": settings.percentile} if settings.calibration == "percentile" else {})},
-            "layers_total": len(layers), "layers_int8": sum(l["precision"] == "int8" for l in layers),
-            "float_layers": {l["name"]: l["reason"] for l in layers if l["precision"] != "int8"},
-            "exclusions": list(settings.exclude), "warnings": [f"exclusion '{p}' matches no quantizable layer" for p in unmatched],
-            "clamps_folded_into_quantization": folded,
-        }
-        return converted, summary
+    def report_sections(self, manifest) -> list[str]:
+        build = manifest["artifact"]["build"]
+        d = build.get("delegation")
+        if not d:
+            return []
+        m = manifest["metrics"]
+        return ["## Edge program", "",
+                f"- Written by ExecuTorch {build.get('executorch_version')}; .pte {_mb(build.get('pte_size_bytes', 0) / 2**20)}; model memory "
+                f"at load and while running {_mb(m.get('model_rss_mb'))} (process peak {_mb(m.get('peak_rss_mb'), '.0f')})",
+                f"- Delegated to {d['delegate']} ({d['delegated_op_count']} ops): {d['delegated_ops']}",
+                f"- On ExecuTorch's portable CPU operators ({d['portable_op_count']} ops): {d['portable_ops'] or 'none'}",
+                "- How to run it on the device: README.md in this bundle.", ""]
 
     def load(self, path, target, threads=None) -> Runner:
         runner = ExecuTorchRunner(Path(path), threads)

@@ -1,45 +1,34 @@
-"""ONNX Runtime on the CPU (``CPUExecutionProvider``): FP32, static INT8 (QDQ) and dynamic INT8."""
+"""ONNX Runtime on the CPU (``CPUExecutionProvider``): FP32, static INT8 (QDQ) and dynamic INT8, and ONNX
+Runtime Mobile's ``.ort`` format. The IR it receives is already the artifact (float, QDQ or dynamic ONNX);
+after loading, ORT's optimised graph is read back to count which layers really run INT8 kernels."""
 
 from __future__ import annotations
 
 import collections
-import copy
-import json
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from compressor.io.export_onnx import export_onnx
-from compressor.core.backend import Artifact, Backend, BuildContext, Runner
+from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.errors import ExportError
+from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
+from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
+from compressor.quantization.onnx_exec import ort_session_options
 
-PLAN_FILE = "quantization_plan.json"
 INT8_KERNELS = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
                 "MatMulIntegerToFloat", "QAttention", "DynamicQuantizeLSTM"}
 FLOAT_HEAVY = {"Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
-
-
-def session_options(threads: int | None, level: str = "all"):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[level]
-    if threads:
-        so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    return so
 
 
 class OrtRunner(Runner):
     def __init__(self, path: Path, threads: int | None):
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), ort_session_options(threads), providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.threads = threads
@@ -58,51 +47,13 @@ class OrtRunner(Runner):
         }
 
 
-_SESSIONS: list[tuple[Any, tuple, Any, int]] = []  # (model, names, session, graph outputs): the last few, reused
-
-
-def _session_with_outputs(model, names: tuple, threads: int | None):
-    import onnx
-    import onnxruntime as ort
-
-    for m, n, sess, n_out in _SESSIONS:
-        if m is model and n == names:
-            return sess, n_out
-    n_out = len(model.graph.output)
-    m = model
-    extra = [n for n in names if n not in {o.name for o in model.graph.output} | {i.name for i in model.graph.input}]
-    if extra:
-        m = copy.deepcopy(model)
-        for n in dict.fromkeys(extra):
-            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
-    sess = ort.InferenceSession(m.SerializeToString(), session_options(threads, "basic"), providers=["CPUExecutionProvider"])
-    _SESSIONS.append((model, names, sess, n_out))  # holding the model keeps its id from being reused
-    del _SESSIONS[:-2]
-    return sess, n_out
-
-
-def run_model(model, feeds_list: Sequence[dict], names: Sequence[str], threads: int | None = None) -> list[dict]:
-    """Run a ModelProto on each feed, also returning the named intermediate tensors (for calibration and
-    sensitivity). The graph's own outputs come back under ``"__outputs__"``."""
-    sess, n_out = _session_with_outputs(model, tuple(names), threads)
-    inputs = {i.name for i in sess.get_inputs()}
-    out_names = [o.name for o in sess.get_outputs()]
-    results = []
-    for feeds in feeds_list:
-        values = dict(zip(out_names, sess.run(None, feeds)))
-        d = {n: (feeds[n] if n in inputs else values[n]) for n in names}
-        d["__outputs__"] = [values[o] for o in out_names[:n_out]]
-        results.append(d)
-    return results
-
-
 def inspect_kernels(path: Path, plan) -> dict[str, Any]:
     """Which heavy ops ONNX Runtime actually runs as INT8 after its optimisations (what the manifest claims)."""
     import onnx
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        so = session_options(1)
+        so = ort_session_options(1)
         so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         opt = onnx.load(so.optimized_model_filepath)
@@ -163,59 +114,46 @@ def to_ort_format(onnx_path: Path) -> Path:
 class OrtBackend(Backend):
     name = "onnxruntime"
     package = "onnxruntime"
+    TARGETS = (
+        TargetSpec("ort-cpu-fp32", name, Device.CPU, Precision.FP32, IRFormat.ONNX, "onnx", "ONNX Runtime CPU execution provider, FP32",
+                   opens=(".onnx",)),
+        TargetSpec("ort-cpu-int8", name, Device.CPU, Precision.INT8, IRFormat.ONNX, "onnx", "ONNX Runtime CPU, static INT8 (QDQ, calibrated)"),
+        TargetSpec("ort-cpu-int8-dynamic", name, Device.CPU, Precision.INT8_DYNAMIC, IRFormat.ONNX, "onnx",
+                   "ONNX Runtime CPU, dynamic INT8 (MatMul/Gemm weights)"),
+        TargetSpec("ort-mobile-int8", name, Device.EDGE, Precision.INT8, IRFormat.ONNX, "ort",
+                   "ONNX Runtime Mobile .ort format, static INT8 (the SDK's plan)", opens=(".ort",)),
+    )
 
     def preload(self) -> None:
         import onnxruntime  # noqa: F401
 
     def available(self, target):
-        from backends import package_missing
-
         missing = package_missing("onnxruntime")
         if missing:
             return False, missing
-        if target.precision not in ("fp32", "int8", "int8-dynamic"):
-            return False, f"precision {target.precision} is not supported by ONNX Runtime's CPU provider here"
         return True, ""
 
-    def build(self, model, target, workdir, ctx: BuildContext | None = None) -> Artifact:
-        ctx = ctx or BuildContext()
-        workdir = Path(workdir)
-        path = workdir / "model.onnx"
-        if target.precision == "fp32":
-            return Artifact(target.name, path, [path], export_onnx(model, path))
-        import onnx
-
-        from compressor.quantization.onnx_flow import quantize
-        from compressor.quantization.ptq import QuantSettings
-
-        with tempfile.TemporaryDirectory() as tmp:
-            details = export_onnx(model, Path(tmp) / "fp32.onnx")
-            fp32 = onnx.load(str(Path(tmp) / "fp32.onnx"))
-        mode = "static" if target.precision == "int8" else "dynamic"
-        threads = target.runtime.get("threads")
-        qmodel, plan, sensitivity = quantize(
-            model, fp32, mode, ctx.quant or QuantSettings(), ctx.calib, lambda m, f, n: run_model(m, f, n, threads),
-            progress=ctx.progress, warn=ctx.warn, analysis=ctx.eval, task=ctx.task,
-        )
-        onnx.save_model(qmodel, str(path))
-        kernels = inspect_kernels(path, plan)
-        if kernels["planned_int8_layers_running_float"]:
-            float_now = set(kernels["planned_int8_layers_running_float"])
-            for layer in plan.layers:  # never claim INT8 for a layer the runtime runs in float
-                if layer.name in float_now:
-                    layer.precision, layer.reason = "float", "ONNX Runtime did not fuse it into an INT8 kernel"
-            ctx.warn(f"{len(float_now)} planned INT8 layer(s) run in float on ONNX Runtime: {', '.join(sorted(float_now)[:5])}")
-        plan_path = workdir / PLAN_FILE
-        plan_path.write_text(json.dumps(plan.to_dict(), separators=(",", ":")) + "\n")
-        details["quantization"] = {**plan.summary(), "kernels": kernels, "plan_file": PLAN_FILE,
-                                   **({"sensitivity": sensitivity} if sensitivity else {})}
+    def compile(self, model, ir, target, workdir, ctx) -> Artifact:
+        if ir.path is None:
+            raise ExportError(f"{target.name} compiles an ONNX file, and this IR has none (made by {ir.export.get('quantization_realiser')})")
+        path = Path(workdir) / "model.onnx"
+        shutil.copyfile(ir.path, path)
         if target.artifact_format == "ort":
             ort_path = to_ort_format(path)
             path.unlink()
-            details["ort_format"] = {"converter": "onnxruntime.tools.convert_onnx_models_to_ort", "optimization_style": "Fixed",
-                                     "note": "kernel counts above are of the INT8 ONNX model the .ort file was converted from"}
-            return Artifact(target.name, ort_path, [ort_path, plan_path], details)
-        return Artifact(target.name, path, [path, plan_path], details)
+            details = {"ort_format": {"converter": "onnxruntime.tools.convert_onnx_models_to_ort", "optimization_style": "Fixed",
+                                      "note": "kernel counts are of the INT8 ONNX model the .ort file was converted from"}}
+            return Artifact(target.name, ort_path, [ort_path], [ort_path], details)
+        return Artifact(target.name, path, [path], [path], {})
+
+    def kernel_report(self, artifact, ir, target, ctx):
+        if ir.plan is None or ir.path is None:
+            return None
+        report = inspect_kernels(ir.path, ir.plan)
+        report["summary"] = (f"heavy ops INT8: {report['heavy_ops_int8']} of {report['heavy_ops_total']} {report['int8_kernels']}"
+                             + (f" ({report['heavy_ops_float_without_weights']} float heavy ops multiply two activations, e.g. attention scores)"
+                                if report["heavy_ops_float_without_weights"] else ""))
+        return report
 
     def load(self, path, target, threads=None) -> Runner:
         return OrtRunner(Path(path), threads)

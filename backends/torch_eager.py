@@ -6,16 +6,13 @@ and runs the same ATen kernels as eager mode (no compilation), so its latency is
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from compressor.core.errors import ExportError, first_line
 from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
-
+from compressor.core.errors import ExportError
+from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 
 IO_NAMES = "compressor_io.json"  # input/output names of the model, stored inside the .pt2
 
@@ -23,6 +20,10 @@ IO_NAMES = "compressor_io.json"  # input/output names of the model, stored insid
 class TorchBackend(Backend):
     name = "torch"
     package = "torch"
+    TARGETS = (
+        TargetSpec("torch-cpu-fp32", name, Device.CPU, Precision.FP32, IRFormat.TORCH, "pt2",
+                   "PyTorch eager, the FP32 reference (torch.export program)", opens=(".pt2",), reference=True),
+    )
 
     def preload(self) -> None:
         import torch  # noqa: F401
@@ -30,28 +31,15 @@ class TorchBackend(Backend):
     def available(self, target):
         return True, ""
 
-    def build(self, model, target, workdir, ctx=None) -> Artifact:
+    def compile(self, model, ir, target, workdir, ctx) -> Artifact:
         import torch
 
+        if ir.program is None:
+            raise ExportError(f"{target.name} saves a torch.export program, and this IR has none")
         path = Path(workdir) / "model.pt2"
-        ep = model.exported_program
-        if ep is None:
-            dims = None
-            if any(s.dynamic for s in model.inputs):
-                dims = tuple(
-                    {i: torch.export.Dim(d.name, min=d.min, max=d.max) for i, d in enumerate(s.dims) if d.dynamic} or None
-                    for s in model.inputs
-                )
-            try:
-                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                    warnings.simplefilter("ignore")
-                    ep = torch.export.export(model.module, model.example_inputs(for_export=True), dynamic_shapes=dims, strict=False)
-            except Exception as e:  # noqa: BLE001 - torch.export raises many types
-                first = first_line(e)
-                raise ExportError(f"torch.export failed for the torch-cpu-fp32 artifact: {first}")
         io_names = json.dumps({"inputs": model.input_names, "outputs": model.output_names})
-        torch.export.save(ep, str(path), extra_files={IO_NAMES: io_names})
-        return Artifact(target.name, path, [path], {"exporter": "torch.export", "torch": torch.__version__})
+        torch.export.save(ir.program, str(path), extra_files={IO_NAMES: io_names})
+        return Artifact(target.name, path, [path], [path], {"torch": torch.__version__})
 
     @staticmethod
     def _read(path):

@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from compressor.data.sources import load_data  # noqa: E402
 from compressor.core.environment import describe_environment  # noqa: E402
 from compressor.core.specs import InputSpec, Preprocessing  # noqa: E402
+from compressor.data.sources import load_data  # noqa: E402
 from compressor.zoo.paths import imagenet_samples  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,7 +64,7 @@ def run_suite(name: str, description: str, sections: Callable[[Path, argparse.Na
     ap.add_argument("--duration", type=float, default=5.0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as t:
-        res = {"suite": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
+        res = {"suite": name, "date": datetime.now(UTC).isoformat(timespec="seconds"), "repeats": args.repeats,
                **sections(Path(t), args), "environment": describe_environment()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.evaluation.benchmark import BenchSettings, run_isolated  # noqa: E402
+from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def resnet18(tmp: Path, repeats: int, duration: float) -> dict:
     peer = peer_pt2e(ckpt, tmp / "peer.pte", x)
     files = {"ours executorch-xnnpack-int8": ours.bundle / "model.pte", "peer PT2E XNNPACK (docs)": peer,
              "ours executorch-xnnpack-fp32": fp32.bundle / "model.pte"}
-    settings = BenchSettings(batch_size=1, duration_s=duration, min_iters=100)
+    settings = BenchmarkSettings(batch_size=1, duration=duration, iterations=100)
     passes, memory = [], []
     for i in range(repeats):
         say(f"resnet18: timing pass {i + 1}/{repeats}")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,8 @@ def resnet18_case(tmp: Path) -> dict:
     torch.manual_seed(0)
     ckpt = tmp / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), ckpt)
-    from compressor.data.sources import load_data
     from compressor.core.specs import InputSpec, Preprocessing
+    from compressor.data.sources import load_data
 
     # real images (the 20 ImageNet samples, torchvision preprocessing) saved as .npz eval data
     spec = [InputSpec.parse("1,3,224,224")]
@@ -96,7 +96,7 @@ def main() -> None:
                          "top1_agreement": runs[0]["top1_agreement"], "accuracy": runs[0]["accuracy"]})
     result = {
         "suite": "foundation",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "method": f"compressor.compress per pass; ORT and torch eager each benchmarked in a fresh process within the same pass; "
                   f"batch 1, all usable CPUs as threads, >= {args.duration} s and >= 100 timed iterations after >= 10 iterations / 0.2 s warm-up; "
                   f"{args.repeats} passes, medians",

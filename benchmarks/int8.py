@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, imagenet20, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.evaluation.benchmark import BenchSettings, run_isolated  # noqa: E402
 from compressor.core.specs import InputSpec, Preprocessing  # noqa: E402
+from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated  # noqa: E402
 from compressor.zoo import lee  # noqa: E402
 from compressor.zoo.efficientnet_lite import PREPROCESSING  # noqa: E402
 from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
@@ -65,7 +65,7 @@ def ort_outputs(path: Path, data_inputs: dict[str, np.ndarray], batch: int = 1) 
 
 
 def fidelity(ref: np.ndarray, got: np.ndarray, labels: np.ndarray | None) -> dict:
-    from compressor.evaluation.validate import compare
+    from compressor.core.fidelity import compare
 
     f = compare([ref], [got], labels, synthetic=False)
     return {"top1_agreement": f.top1_agreement, "accuracy": f.accuracy, "reference_accuracy": f.reference_accuracy,
@@ -82,7 +82,7 @@ def resnet50_speed(tmp: Path, repeats: int, duration: float) -> dict:
     say("resnet50: quantize_static (the peer) on the same FP32 graph and calibration images")
     peer = peer_quantize_static(fp32.bundle / "model.onnx", tmp / "r50-peer.onnx", [{"input": x[i:i + 1]} for i in range(len(x))])
     feeds = {"input": x[:1]}
-    settings = BenchSettings(batch_size=1, duration_s=duration, min_iters=100)
+    settings = BenchmarkSettings(batch_size=1, duration=duration, iterations=100)
     files = {"ours_int8": ours.bundle / "model.onnx", "peer_quantize_static": peer, "ours_fp32": fp32.bundle / "model.onnx"}
     passes = []
     for i in range(repeats):

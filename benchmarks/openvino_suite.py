@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.evaluation.benchmark import BenchSettings, run_isolated  # noqa: E402
 from compressor.core.environment import default_threads  # noqa: E402
+from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
              "openvino-cpu-bf16": ("openvino-cpu-bf16", built["openvino-cpu-bf16"].bundle / "model.xml"),
              "openvino-cpu-int8 (ours)": ("openvino-cpu-int8", built["openvino-cpu-int8"].bundle / "model.xml"),
              "nncf default INT8 (peer)": ("openvino-cpu-int8", peer)}
-    settings = BenchSettings(batch_size=1, duration_s=duration, min_iters=100)
+    settings = BenchmarkSettings(batch_size=1, duration=duration, iterations=100)
     threads = default_threads()
     passes = []
     for i in range(repeats):

@@ -25,9 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import FASHION, FASHION_OPTS, ROOT, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.app import bench as multibench  # noqa: E402
-from compressor.app.api import _overrides  # noqa: E402
-from compressor.app.recipe import build_config  # noqa: E402
 from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
 
 
@@ -37,14 +34,13 @@ def p50(rows: dict, target: str) -> float:
 
 def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
     ckpt, x = torchvision_case("resnet50", tmp)
-    config = build_config(None, _overrides(checkpoint=ckpt, arch="torchvision:resnet50", input_shape="1,3,224,224",
-                                           eval=tmp / "imagenet20.npz", calib=tmp / "imagenet20.npz", prune_macs=0.5,
-                                           sensitivity=False, duration=duration, iterations=100, compare_eager=False,
-                                           save_pruned=tmp / "resnet50_pruned.safetensors"))
+    opts = dict(arch="torchvision:resnet50", input_shape="1,3,224,224", eval=tmp / "imagenet20.npz", calib=tmp / "imagenet20.npz",
+                prune_macs=0.5, sensitivity=False, duration=duration, iterations=100, compare_eager=False,
+                save_pruned=tmp / "resnet50_pruned.safetensors")
     passes, pruning = [], None
     for i in range(repeats):
         say(f"resnet50: pass {i + 1}/{repeats} (build, validate and time four artifacts)")
-        result = multibench.bench_targets(config, "ort-cpu-fp32,ort-cpu-int8")
+        result = compressor.bench_targets(ckpt, "ort-cpu-fp32,ort-cpu-int8", quiet=False, **opts)
         rows = {r["target"]: r for r in result["rows"]}
         pruning = rows["ort-cpu-fp32 (pruned)"]["pruning"]
         passes.append({t: p50(rows, t) for t in rows})
@@ -62,8 +58,8 @@ def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
 def reload_check(tmp: Path, path: Path, x: np.ndarray) -> dict:
     import torch
 
-    from compressor.io.loading import load_model
     from compressor.core.specs import InputSpec
+    from compressor.io.loading import load_model
 
     np.save(tmp / "x.npy", x)
     h = load_model(path, [InputSpec.parse("batch,3,224,224")], "torchvision:resnet50")
@@ -91,12 +87,12 @@ def fashion(tmp: Path) -> dict:
 
 def minilm(tmp: Path, duration: float) -> dict:
     say("minilm: remove a quarter of heads and MLP width, distil 2 epochs on lee_background sentences")
-    config = build_config(None, _overrides(
-        checkpoint=minilm_weights(), arch="compressor.zoo.minilm:minilm_l6", input_shape=["batch,seq=1:256", "batch,seq=1:256"],
-        input_names=["input_ids", "attention_mask"], input_dtype="int64", task="embedding", eval="compressor.zoo.lee:sentences",
-        prune_heads=0.25, prune_ratio=0.25, finetune="compressor.zoo.lee:background_sentences", finetune_epochs=2,
-        finetune_batch_size=32, finetune_lr=2e-4, duration=duration, iterations=100, compare_eager=False))
-    result = multibench.bench_targets(config, "ort-cpu-fp32")
+    result = compressor.bench_targets(
+        minilm_weights(), "ort-cpu-fp32", quiet=False, arch="compressor.zoo.minilm:minilm_l6",
+        input_shape=["batch,seq=1:256", "batch,seq=1:256"], input_names=["input_ids", "attention_mask"], input_dtype="int64",
+        task="embedding", eval="compressor.zoo.lee:sentences", prune_heads=0.25, prune_ratio=0.25,
+        finetune="compressor.zoo.lee:background_sentences", finetune_epochs=2, finetune_batch_size=32, finetune_lr=2e-4,
+        duration=duration, iterations=100, compare_eager=False)
     rows = {r["target"]: r for r in result["rows"]}
     pr = rows["ort-cpu-fp32 (pruned)"]
     changed = pr["pruning"]

@@ -4,14 +4,14 @@ import time
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from compressor.evaluation.benchmark import BenchSettings, summarize, time_loop
-from compressor.core.errors import InputError
+from compressor.evaluation.benchmark import BenchmarkSettings, summarize, time_loop
 
 
 def test_warmup_and_timing_rules():
     calls = []
-    lat, warm = time_loop(lambda: (calls.append(1), time.sleep(0.001)), BenchSettings(duration_s=0.05, min_iters=7))
+    lat, warm = time_loop(lambda: (calls.append(1), time.sleep(0.001)), BenchmarkSettings(duration=0.05, iterations=7))
     assert warm["iterations"] >= 10 and warm["seconds"] >= 0.2  # at least 10 iterations and 200 ms
     assert len(lat) >= 7 and sum(lat) >= 0.04
     assert len(calls) == warm["iterations"] + len(lat)
@@ -23,25 +23,30 @@ def test_summary_percentiles():
     assert s["throughput_per_s"] == pytest.approx(4 * 1000 / 50.5) and s["iterations"] == 100
 
 
-@pytest.mark.parametrize("kw", [{"duration_s": 0}, {"duration_s": -1}, {"threads": 0}, {"batch_size": 0}, {"warmup_iters": 3}])
+@pytest.mark.parametrize("kw", [{"duration": 0}, {"duration": -1}, {"threads": 0}, {"batch_size": 0}, {"warmup_iterations": 3}])
 def test_bad_settings(kw):
-    with pytest.raises(InputError):
-        BenchSettings(**kw)
+    with pytest.raises(ValidationError):
+        BenchmarkSettings(**kw)
 
 
 def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt):
-    from backends import get_backend
-    from compressor.evaluation.benchmark import run_isolated
-    from compressor.io.loading import load_model
+    from compressor.core.backend import CompileContext
+    from compressor.core.registry import get_backend, get_target
     from compressor.core.specs import InputSpec
-    from compressor.core.targets import get_target
+    from compressor.data.sources import synthetic_data
+    from compressor.evaluation.benchmark import run_isolated
+    from compressor.evaluation.session import EvaluationSession
+    from compressor.io.loading import load_model
 
     from .conftest import FASHION_ARCH
 
     h = load_model(fashion_ckpt, [InputSpec.parse("1,1,28,28")], FASHION_ARCH)
     spec = get_target("ort-cpu-fp32").with_run(h.inputs, 1)
-    art = get_backend("onnxruntime").build(h, spec, tmp_path)
-    r = run_isolated("ort-cpu-fp32", art.path, {"input": np.zeros((1, 1, 28, 28), np.float32)}, BenchSettings(threads=1, duration_s=0.2, min_iters=5))
+    with EvaluationSession(h, synthetic_data(h.inputs, 4)) as session:
+        ir = session.float_ir(session.variant(None, spec), spec.ir, "test")
+        art = get_backend("onnxruntime").compile(h, ir, spec, tmp_path, CompileContext())
+    r = run_isolated("ort-cpu-fp32", art.path, {"input": np.zeros((1, 1, 28, 28), np.float32)},
+                     BenchmarkSettings(threads=1, duration=0.2, iterations=5))
     assert r["threads"] == 1 and r["runtime"]["intra_op_threads"] == 1 and r["runtime"]["providers"] == ["CPUExecutionProvider"]
     assert 0 < r["rss_before_load_mb"] < r["peak_rss_mb"] < 1000  # the worker's own peak, not the parent's
     assert r["load_time_s"] > 0 and r["latency_ms"]["p50"] > 0

@@ -165,7 +165,7 @@ def test_bench_on_bundle_and_artifact(tmp_path, fashion_ckpt, fashion_small):
     assert r["feeds"].startswith("bundle reference inputs") and "cpu" in r["environment"]
     res = cli("bench", str(out / "model.onnx"), "--batch-size", "4", "--duration", "0.3", "--iterations", "10")
     assert res.returncode == 0 and "random inputs" in res.stdout
-    one_line_error(cli("bench", str(out), "--duration", "0"), "--duration must be positive")
+    one_line_error(cli("bench", str(out), "--duration", "0"), "--duration", "greater than 0")
     one_line_error(cli("bench", str(out), "--batch-size", "100"), "outside the batch range")
     one_line_error(cli("bench", str(tmp_path / "none")), "not found")
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compressor.data.sources import load_data, synthetic_data
 from compressor.core.errors import DataError
 from compressor.core.specs import InputSpec, Preprocessing
+from compressor.data.sources import load_data, synthetic_data
 
 GREY = [InputSpec.parse("batch,1,28,28")]
 PRE = Preprocessing(scale=1 / 255, mean=[0.2860], std=[0.3530])

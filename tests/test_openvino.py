@@ -44,8 +44,7 @@ def test_int8_accuracy_and_kernels(ov_bundles):
 
 
 def test_ir_run_with_another_precision_is_refused(ov_bundles):
-    from backends import get_backend
-    from compressor.core.targets import get_target
+    from compressor.core.registry import get_backend, get_target
 
     xml = ov_bundles["openvino-cpu-bf16"].bundle / "model.xml"
     with pytest.raises(TargetError, match="built for precision bf16 but is being run as fp32"):
@@ -72,9 +71,9 @@ def test_bench_all_targets_table_json_and_plot(tmp_path):
     assert res.returncode == 0, res.stderr
     r = json.loads((tmp_path / "r.json").read_text())
     rows = {x["target"]: x for x in r["rows"]}
-    from compressor.core.targets import CATALOGUE
+    from compressor.core.registry import catalogue
 
-    assert set(rows) == set(CATALOGUE)  # a row for every known target
+    assert set(rows) == set(catalogue())  # a row for every known target
     for name in ("torch-cpu-fp32", "ort-cpu-fp32", "ort-cpu-int8", "openvino-cpu-fp32", "openvino-cpu-int8"):
         assert rows[name]["status"] == "ok" and set(rows[name]["batches"]) == {"1", "4"}
         assert rows[name]["batches"]["1"]["latency_ms"]["p50"] > 0
@@ -101,11 +100,12 @@ def test_bench_bad_input(args, match, tmp_path):
 
 def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
     """A crashed benchmark worker is reported in its row; the other targets still run."""
-    from compressor.app import bench as multibench
-    from compressor.app.recipe import build_config
-    from compressor.app.api import _overrides
-
     import compressor.evaluation.benchmark as bm
+    import compressor.evaluation.session as session_module
+    from compressor.app import bench as multibench
+    from compressor.app.options import overrides
+    from compressor.app.recipe import build_config
+
     real = bm.run_isolated
 
     def crashing(target, *a, **k):
@@ -113,9 +113,9 @@ def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
             return real(target, "/nonexistent/model.onnx", *a[1:], **k)  # the worker really fails to load it
         return real(target, *a, **k)
 
-    monkeypatch.setattr(multibench, "run_isolated", crashing)
-    config = build_config(None, _overrides(checkpoint=FASHION / "fashion_cnn.safetensors", arch=FASHION_ARCH, input_shape="1,1,28,28",
-                                           synthetic=True, duration=0.2, iterations=5))
+    monkeypatch.setattr(session_module, "run_isolated", crashing)
+    config = build_config(None, overrides(dict(checkpoint=FASHION / "fashion_cnn.safetensors", arch=FASHION_ARCH, input_shape="1,1,28,28",
+                                               synthetic=True, duration=0.2, iterations=5)))
     r = multibench.bench_targets(config, "ort-cpu-fp32,openvino-cpu-fp32", quiet=True)
     rows = {x["target"]: x for x in r["rows"]}
     assert "error" in rows["ort-cpu-fp32"]["batches"]["1"] and "failed" in rows["ort-cpu-fp32"]["batches"]["1"]["error"]
@@ -124,15 +124,15 @@ def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
 
 def test_bf16_without_hardware_support_is_unusable_not_silently_f32(monkeypatch):
     """On a CPU whose OpenVINO reports no BF16 capability the target is refused with the reason."""
-    import backends
     from backends import openvino as ov_backend
-    from compressor.core.targets import get_target
+    from compressor.core import registry
+    from compressor.core.registry import get_target
 
     monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda: ["FP32", "INT8"])  # what such a CPU reports
-    ok, why = backends.target_status(get_target("openvino-cpu-bf16"))
+    ok, why = registry.target_status(get_target("openvino-cpu-bf16"))
     assert not ok and "no bf16 support" in why and "not emulated or silently replaced" in why
     with pytest.raises(TargetError, match="cannot run on this machine"):
-        backends.require(get_target("openvino-cpu-bf16"))
+        registry.require(get_target("openvino-cpu-bf16"))
 
 
 def test_int8_slower_than_its_float_sibling_is_flagged():

@@ -1,9 +1,9 @@
 import pytest
+from pydantic import ValidationError
 
-from compressor.core.errors import DataError, InputError
+from compressor.core.errors import DataError, InputError, TargetError
+from compressor.core.registry import catalogue, get_target
 from compressor.core.specs import InputSpec, Preprocessing
-from compressor.core.targets import CATALOGUE, get_target
-from compressor.core.errors import TargetError
 
 
 def test_static_shape():
@@ -41,9 +41,9 @@ def test_check_names_the_mismatch():
 
 
 def test_preprocessing_validation():
-    with pytest.raises(InputError):
+    with pytest.raises(ValidationError, match="interpolation"):
         Preprocessing(interpolation="cubic-ish")
-    with pytest.raises(InputError):
+    with pytest.raises(ValidationError, match="std must not contain 0"):
         Preprocessing(std=[0.0])
     import numpy as np
 
@@ -58,4 +58,4 @@ def test_target_catalogue():
         get_target("ort-cpu-fp64")
     with pytest.raises(TargetError, match="not implemented"):
         get_target("tensorrt-gpu-fp16")
-    assert {"torch-cpu-fp32", "ort-cpu-fp32", "openvino-cpu-int8", "executorch-xnnpack-int8"} <= set(CATALOGUE)
+    assert {"torch-cpu-fp32", "ort-cpu-fp32", "openvino-cpu-int8", "executorch-xnnpack-int8"} <= set(catalogue())

@@ -8,23 +8,18 @@ gets a row with its error and the others go on.
 
 from __future__ import annotations
 
-import json
-import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from compressor.evaluation.benchmark import run_isolated
-from compressor.data.sources import DataSource
-from compressor.core.environment import describe_environment
-from compressor.core.errors import CompressorError, InputError, TargetError, first_line
-from compressor.app.compress import (apply_pruning, artifact_size, bench_settings, benchmark_feeds, load_calibration, load_model_and_eval,
-                       quant_settings, reference_outputs, validate_artifact)
-from compressor.pruning.prune import vector_width
-from compressor.core.progress import Progress
+from compressor.app.compress import open_session
 from compressor.app.recipe import RunConfig
-from compressor.core.backend import BuildContext
-from compressor.core.targets import CATALOGUE, REFERENCE_TARGET, get_target
+from compressor.core.environment import describe_environment
+from compressor.core.errors import InputError, TargetError
+from compressor.core.progress import Progress
+from compressor.core.registry import catalogue, reference_target
+from compressor.core.targets import Precision
+from compressor.evaluation.session import Candidate, CandidateResult
 
 METHOD = ("Each target is built from the same model, validated against the FP32 PyTorch outputs on the same eval data, and "
           "benchmarked in a fresh process (one runtime's threads and memory never touch the next) with the same thread count, "
@@ -35,14 +30,15 @@ METHOD = ("Each target is built from the same model, validated against the FP32 
 
 
 def parse_targets(text: str) -> list[str]:
+    cat = catalogue()
     if text.strip() == "all":
-        return list(CATALOGUE)
+        return list(cat)
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise InputError("--targets is empty: give a comma-separated list or 'all' (see `compressor targets`)")
     for n in names:
-        if n not in CATALOGUE:
-            raise TargetError(f"unknown target '{n}' in --targets: known targets are {', '.join(CATALOGUE)}")
+        if n not in cat:
+            raise TargetError(f"unknown target '{n}' in --targets: known targets are {', '.join(cat)}")
     return list(dict.fromkeys(names))
 
 
@@ -52,112 +48,74 @@ def parse_batch_sizes(text: str | None, default: int) -> list[int]:
     try:
         sizes = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"--batch-sizes takes whole numbers separated by commas, like 1,8,32; got '{text}'")
+        raise InputError(f"--batch-sizes takes whole numbers separated by commas, like 1,8,32; got '{text}'") from None
     if not sizes or any(b < 1 for b in sizes):
         raise InputError(f"--batch-sizes must be positive whole numbers, got '{text}'")
     return sizes
 
 
 def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = None, quiet: bool = False) -> dict[str, Any]:
-    import backends
-
     ui = Progress(quiet)
     names = parse_targets(targets)
     if Path(config.model.checkpoint).is_dir() or str(config.model.checkpoint).endswith((".tar.gz", ".tgz")):
         raise InputError("a bundle holds one built artifact: bench it without --targets (compressor bench BUNDLE), "
                          "or give the checkpoint to build every target")
-    settings = bench_settings(config)
-    sizes = parse_batch_sizes(batch_sizes, settings.batch_size)
-    if REFERENCE_TARGET not in names and config.benchmark.compare_eager:
-        names.insert(0, REFERENCE_TARGET)  # the speed-up baseline is always measured
-    pre = config.preprocessing.to_preprocessing() if config.preprocessing else None
-    handle, eval_data = load_model_and_eval(config, pre, ui)
-    for b in sizes:  # fail on a batch size the inputs cannot take before building anything
-        benchmark_feeds(eval_data, handle.inputs, b)
-    calib = None
-    if config.data.calib or config.data.synthetic:
-        calib = load_calibration(config, handle, pre, get_target("ort-cpu-int8"), ui)
-    ref_out = reference_outputs(handle, eval_data, settings.threads, ui)
-    variants = [(handle, None)]
-    pruned_cache: dict[int, tuple] = {}
-    rows = []
-    for name in names:
-        spec = CATALOGUE[name]
-        ok, why = backends.target_status(spec)
-        row: dict[str, Any] = {"target": name, "precision": spec.precision, "backend": spec.backend, "usable": ok}
-        if not ok:
-            rows.append({**row, "status": "unusable", "reason": why})
-            ui.note(f"[yellow]–[/] {name}: not run here ({why})")
-            continue
-        if spec.precision == "int8" and calib is None:
-            rows.append({**row, "status": "unusable", "reason": "static INT8 needs calibration data: pass --calib DATA"})
-            ui.note(f"[yellow]–[/] {name}: not run (needs --calib)")
-            continue
-        variants = [(handle, None)]
-        if config.pruning is not None:
-            round_to = config.pruning.round_to or vector_width(spec.name)
-            if round_to not in pruned_cache:  # prune (and fine-tune) once per channel multiple
-                pruned_cache[round_to] = apply_pruning(config, handle, spec, pre, ui, eval_data)
-            variants.append(pruned_cache[round_to])
-        for model, pruning in variants:
-            label = name if pruning is None else f"{name} (pruned)"
-            this = {**row, "target": label, "pruned": pruning is not None}
-            try:
-                result = _run_target(spec, model, eval_data, calib, ref_out, config, settings, sizes, ui)
-                if pruning is not None:
-                    result["pruning"] = {k: v for k, v in pruning.items() if k != "layers_changed"}
-                rows.append({**this, **result})
-            except Exception as e:  # noqa: BLE001 - one target's failure is its row, the others go on
-                msg = first_line(e)
-                rows.append({**this, "status": "failed", "reason": msg})
-                ui.warn(f"{label} failed: {msg}")
+    sizes = parse_batch_sizes(batch_sizes, config.benchmark.batch_size)
+    reference = reference_target().name
+    if reference not in names and config.benchmark.compare_eager:
+        names.insert(0, reference)  # the speed-up baseline is always measured
+    cat = catalogue()
+    calibrate = any(cat[n].needs_calibration for n in names)
+    with open_session(config, ui, calibrate=calibrate) as session:
+        for b in sizes:  # fail on a batch size the inputs cannot take before building anything
+            session.benchmark_feeds(b)
+        candidates = [Candidate(n) for n in names]
+        if config.pruning is not None:  # each target pruned too, beside its unpruned row
+            candidates = [c for n in names for c in (Candidate(n), Candidate(n, config.pruning))]
+        session.prepare(candidates)
+        session.reference_outputs()
+        rows = [_row(session.evaluate(c, sizes), ui) for c in candidates]
+        result = {
+            "suite": "compressor bench",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": {"checkpoint": Path(config.model.checkpoint).name, "source": session.model.source,
+                      "inputs": [s.to_dict() for s in session.model.inputs]},
+            "eval": session.eval_data.to_dict(),
+            "calibration": session.calib.to_dict() if session.calib else None,
+            "settings": {**session.benchmark.to_dict(), "batch_sizes": sizes},
+            "methodology": METHOD,
+            "rows": rows,
+            "environment": describe_environment(),
+        }
     _speedups(rows, sizes)
     _slower_than_float(rows, sizes, ui)
-    return {
-        "suite": "compressor bench",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"checkpoint": Path(config.model.checkpoint).name, "source": handle.source, "inputs": [s.to_dict() for s in handle.inputs]},
-        "eval": eval_data.to_dict(),
-        "calibration": calib.to_dict() if calib else None,
-        "settings": {**settings.to_dict(), "batch_sizes": sizes},
-        "methodology": METHOD,
-        "rows": rows,
-        "environment": describe_environment(),
-    }
+    return result
 
 
-def _run_target(spec, handle, eval_data: DataSource, calib, ref_out, config, settings, sizes, ui) -> dict[str, Any]:
-    import backends
-
-    backend = backends.get_backend(spec.backend)
-    target = spec.with_run(handle.inputs, settings.threads)
-    ctx = BuildContext(calib=calib, eval=eval_data, quant=quant_settings(config), progress=ui, task=config.model.task)
-    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
-        with ui.stage(f"built {spec.name}"):
-            artifact = backend.build(handle, target, Path(tmp), ctx)
-        fidelity, _ = validate_artifact(backend, artifact, target, handle, eval_data, ref_out, config.model.task, settings.threads, ui)
-        per_batch = {}
-        for b in sizes:
-            s = type(settings)(**{**settings.to_dict(), "batch_size": b})
-            with ui.stage(f"benchmarked {spec.name} at batch {b}"):
-                try:
-                    per_batch[str(b)] = run_isolated(spec.name, artifact.path, benchmark_feeds(eval_data, handle.inputs, b), s)
-                except CompressorError as e:
-                    per_batch[str(b)] = {"error": str(e)}
-        q = artifact.details.get("quantization") or {}
-        return {
-            "status": "ok",
-            "size_bytes": artifact_size(artifact),
-            "fidelity": fidelity.to_dict(),
-            "batches": per_batch,
-            "runtime": next((r.get("runtime") for r in per_batch.values() if "runtime" in r), None),
-            "int8_layers": q.get("kernels"),
-            "warnings": list(ctx.warnings),
-        }
+def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
+    """One table/JSON row of a candidate's result."""
+    spec = r.target
+    row: dict[str, Any] = {"target": r.candidate.label, "precision": spec.precision.value if spec else None,
+                           "backend": spec.backend if spec else None, "pruned": r.candidate.pruning is not None,
+                           "usable": r.status != "unusable", "reference": bool(spec and spec.reference)}
+    if r.status == "unusable":
+        ui.note(f"[yellow]–[/] {r.candidate.label}: not run here ({r.reason})")
+        return {**row, "status": "unusable", "reason": r.reason}
+    if r.status == "failed":
+        ui.warn(f"{r.candidate.label} failed: {r.reason}")
+        return {**row, "status": "failed", "reason": r.reason}
+    q = r.quantization or {}
+    out = {**row, "status": "ok", "size_bytes": r.size_bytes, "fidelity": r.fidelity.to_dict(),
+           "batches": {str(b): res for b, res in r.benchmarks.items()},
+           "runtime": next((res.get("runtime") for res in r.benchmarks.values() if "runtime" in res), None),
+           "int8_layers": q.get("kernels"), "build_seconds": r.build_seconds, "warnings": list(r.warnings)}
+    if r.pruning is not None:
+        out["pruning"] = {k: v for k, v in r.pruning.items() if k != "layers_changed"}
+    return out
 
 
 def _speedups(rows: list[dict], sizes: list[int]) -> None:
-    ref = next((r for r in rows if r["target"] == REFERENCE_TARGET and r.get("status") == "ok" and not r.get("pruned")), None)
+    ref = next((r for r in rows if r.get("reference") and r.get("status") == "ok" and not r.get("pruned")), None)
     for r in rows:
         for b in sizes:
             res = (r.get("batches") or {}).get(str(b))
@@ -168,10 +126,10 @@ def _speedups(rows: list[dict], sizes: list[int]) -> None:
 
 def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
     """An INT8 artifact slower than the FP32 one on the same runtime is the field's commonest complaint: say so loudly."""
-    fp32 = {(r["backend"], bool(r.get("pruned"))): r for r in rows if r.get("status") == "ok" and r["precision"] == "fp32"}
+    fp32 = {(r["backend"], bool(r.get("pruned"))): r for r in rows if r.get("status") == "ok" and r["precision"] == Precision.FP32}
     for r in rows:
         base = fp32.get((r["backend"], bool(r.get("pruned"))))
-        if r.get("status") != "ok" or not r["precision"].startswith("int8") or base is None:
+        if r.get("status") != "ok" or not Precision(r["precision"]).quantized or base is None:
             continue
         for b in sizes:
             mine, theirs = r["batches"].get(str(b), {}), base["batches"].get(str(b), {})
@@ -209,12 +167,6 @@ def table_rows(result: dict) -> list[dict]:
 
 TABLE_COLUMNS = ("target", "precision", "batch", "size", "top-1", "agreement", "cosine mean", "p50 ms", "p90 ms", "throughput/s",
                  "speed-up vs torch", "peak RSS", "status")
-
-
-def write_json(path: Path, result: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    tmp.rename(path)
 
 
 def plot(result: dict, path: Path) -> None:

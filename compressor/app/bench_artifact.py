@@ -1,8 +1,8 @@
 """``compressor bench ARTIFACT_OR_BUNDLE``: benchmark something already built.
 
 A bundle brings its target, input specs and reference inputs (real data). A bare artifact file is
-matched to a target by its format (``.onnx`` → ort-cpu-fp32, ``.pt2`` → torch-cpu-fp32) and fed
-random inputs of its own input shapes — fine for latency, which does not depend on values here.
+matched to a target by its suffix (each backend declares the suffixes its targets open) and fed random
+inputs of its own input shapes — fine for latency, which does not depend on values here.
 """
 
 from __future__ import annotations
@@ -13,22 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from compressor.evaluation.benchmark import BenchSettings, run_isolated
-from compressor.bundle.writer import open_bundle, read_manifest
-from compressor.data.sources import DataSource, synthetic_data
-from compressor.core.errors import InputError
-from compressor.core.targets import get_target
 from compressor.bundle.verify import manifest_inputs
+from compressor.bundle.writer import open_bundle, read_manifest
+from compressor.core.environment import describe_environment
+from compressor.core.errors import InputError
+from compressor.core.registry import get_target, require, target_for_file
+from compressor.data.sources import DataSource, synthetic_data
+from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
+from compressor.evaluation.session import benchmark_feeds
 
-_BY_SUFFIX = {".onnx": "ort-cpu-fp32", ".pt2": "torch-cpu-fp32", ".xml": "openvino-cpu-fp32", ".pte": "executorch-xnnpack-fp32", ".ort": "ort-mobile-int8"}
 
-
-def bench_existing(path: str | Path, settings: BenchSettings, target: str | None = None) -> dict[str, Any]:
-    import backends
-
+def bench_existing(path: str | Path, settings: BenchmarkSettings, target: str | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise InputError(f"'{path}' not found: give a bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2)")
+        raise InputError(f"'{path}' not found: give a bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2, …)")
     settings = settings.resolved()
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         if path.is_dir() or path.name.endswith((".tar.gz", ".tgz")):
@@ -40,25 +38,17 @@ def bench_existing(path: str | Path, settings: BenchSettings, target: str | None
             with np.load(bundle / manifest["reference"]["inputs"]) as z:
                 data = DataSource([z[s.name] for s in specs], None, "bundle reference inputs")
             feeds_from = "bundle reference inputs (real data)"
-            precision = spec.precision
+            precision = spec.precision.value
         else:
-            name = target or _BY_SUFFIX.get(path.suffix)
-            if name is None:
-                raise InputError(f"cannot tell the target of '{path.name}' from its suffix: pass --target (known: {', '.join(_BY_SUFFIX.values())})")
-            spec = get_target(name)
+            spec = get_target(target) if target else target_for_file(path)
             artifact = path
-            specs = backends.require(spec).artifact_inputs(path)
+            specs = require(spec).artifact_inputs(path)
             data = synthetic_data(specs, samples=settings.batch_size)
             feeds_from = "random inputs (latency only)"
-            precision = "unknown (bare file: run it from its bundle to know)" if target is None else spec.precision
-        backends.require(spec)
-        from compressor.app.compress import benchmark_feeds
-
-        feeds = benchmark_feeds(data, specs, settings.batch_size)
-        result = run_isolated(spec.name, artifact, feeds, settings)
+            precision = "unknown (bare file: run it from its bundle to know)" if target is None else spec.precision.value
+        require(spec)
+        result = run_isolated(spec.name, artifact, benchmark_feeds(data, specs, settings.batch_size), settings)
         size = artifact.stat().st_size
-    from compressor.core.environment import describe_environment
-
     result.update({"artifact": str(path), "precision": precision, "size_bytes": size,
                    "feeds": feeds_from, "settings": settings.to_dict(), "environment": describe_environment()})
     return result

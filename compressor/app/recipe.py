@@ -10,143 +10,41 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from compressor.bundle.writer import OutputSettings
 from compressor.core.errors import RecipeError
-from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
-from compressor.core.specs import INTERPOLATIONS, InputSpec, Preprocessing
+from compressor.core.options import Settings, clean_message, option
+from compressor.core.specs import InputSpec, Preprocessing
+from compressor.data.settings import DataSettings
+from compressor.evaluation.benchmark import BenchmarkSettings
+from compressor.evaluation.gate import GateSettings
+from compressor.io.settings import InputSettings, ModelSettings
+from compressor.pruning.settings import FinetuneSettings, PruningSettings
+from compressor.quantization.settings import QuantizationSettings
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class RunConfig(Settings):
+    """A whole run: each section is the settings model of the stage that uses it."""
 
-
-class ModelConfig(_Strict):
-    checkpoint: str
-    arch: Optional[str] = None
-    arch_kwargs: dict[str, Any] = Field(default_factory=dict)
-    trust_checkpoint: bool = False
-    output_names: Optional[list[str]] = None
-    task: Literal["auto", "classification", "embedding", "other"] = "auto"
-
-
-class InputConfig(_Strict):
-    name: str = "input"
-    shape: str
-    dtype: str = "float32"
-
-    def to_spec(self) -> InputSpec:
-        return InputSpec.parse(self.shape, name=self.name, dtype=self.dtype)
-
-
-class PreprocessingConfig(_Strict):
-    resize: Optional[Union[int, list[int]]] = None
-    interpolation: Literal[INTERPOLATIONS] = "bilinear"  # type: ignore[valid-type]
-    crop: Optional[Union[int, list[int]]] = None
-    scale: float = 1.0 / 255.0
-    mean: list[float] = Field(default_factory=lambda: [0.0])
-    std: list[float] = Field(default_factory=lambda: [1.0])
-    channel_order: Literal["rgb", "bgr"] = "rgb"
-    layout: Literal["nchw", "nhwc"] = "nchw"
-
-    def to_preprocessing(self) -> Preprocessing:
-        return Preprocessing(**self.model_dump())
-
-
-class DataConfig(_Strict):
-    eval: Optional[str] = None
-    eval_labels: Optional[str] = None
-    eval_samples: Optional[int] = Field(default=None, ge=1)
-    calib: Optional[str] = None
-    calib_labels: Optional[str] = None
-    calib_samples: Optional[int] = Field(default=None, ge=1)
-    synthetic: bool = False
-    synthetic_samples: int = Field(default=32, ge=1)
-
-
-class GateConfig(_Strict):
-    max_accuracy_drop: Optional[float] = Field(default=None, ge=0)
-    min_agreement: Optional[float] = Field(default=None, ge=0, le=1)
-    min_cosine: Optional[float] = Field(default=None, ge=-1, le=1)
-    max_size_mb: Optional[float] = Field(default=None, gt=0)
-    max_memory_mb: Optional[float] = Field(default=None, gt=0)
-    force: bool = False
-
-
-class BenchmarkConfig(_Strict):
-    enabled: bool = True
-    threads: Optional[int] = Field(default=None, ge=1)
-    batch_size: int = Field(default=1, ge=1)
-    duration: float = Field(default=3.0, gt=0)
-    iterations: int = Field(default=50, ge=1)
-    warmup_iterations: int = Field(default=10, ge=10)
-    warmup_seconds: float = Field(default=0.2, ge=0.2)
-    compare_eager: bool = True
-
-
-class QuantizationConfig(_Strict):
-    calibration: Literal[CALIBRATION_METHODS] = DEFAULT_CALIBRATION  # type: ignore[valid-type]
-    percentile: float = Field(default=DEFAULT_PERCENTILE, gt=50, le=100)
-    exclude: list[str] = Field(default_factory=list)
-    sensitivity: bool = True
-    sensitivity_samples: int = Field(default=16, ge=1)
-    quantizer: Literal["sdk", "nncf"] = "sdk"
-
-
-class PruningConfig(_Strict):
-    ratio: Optional[float] = None
-    macs: Optional[float] = None
-    heads: Optional[float] = None
-    importance: Literal["l1", "l2", "taylor", "bn_scale"] = "l2"
-    global_pruning: bool = False
-    round_to: Optional[int] = Field(default=None, ge=1)
-    exclude: list[str] = Field(default_factory=list)
-    keep_first_and_last: bool = True
-    save: Optional[str] = None
-    hook: Optional[str] = None
-
-
-class FinetuneConfig(_Strict):
-    data: Optional[str] = None
-    labels: Optional[str] = None
-    samples: Optional[int] = Field(default=None, ge=1)
-    epochs: int = Field(default=1, ge=1)
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=64, ge=1)
-    distill: bool = False
-    temperature: float = Field(default=2.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    patience: int = Field(default=2, ge=1)
-    amp: Literal["auto", "bf16", "off"] = "auto"
-    loss: Optional[str] = None
-
-
-class OutputConfig(_Strict):
-    path: str
-    overwrite: bool = False
-    tar: bool = False
-    reference_samples: int = Field(default=8, ge=1)
-
-
-class RunConfig(_Strict):
-    model: ModelConfig
-    inputs: list[InputConfig] = Field(min_length=1)
-    preprocessing: Optional[PreprocessingConfig] = None
-    target: str = "ort-cpu-fp32"
-    data: DataConfig = Field(default_factory=DataConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
-    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
-    pruning: Optional[PruningConfig] = None
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
-    output: Optional[OutputConfig] = None  # required by compress (checked there), not by analyze
+    model: ModelSettings
+    inputs: list[InputSettings] = Field(min_length=1)
+    preprocessing: Optional[Preprocessing] = None
+    target: str = option("ort-cpu-fp32", "Target to build (see `compressor targets`). Default ort-cpu-fp32.", flag="--target", short="-t")
+    data: DataSettings = Field(default_factory=DataSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
+    pruning: Optional[PruningSettings] = None
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    output: Optional[OutputSettings] = None  # required by compress (checked there), not by analyze or bench
 
     @field_validator("inputs")
     @classmethod
-    def _unique_names(cls, v: list[InputConfig]) -> list[InputConfig]:
+    def _unique_names(cls, v: list[InputSettings]) -> list[InputSettings]:
         names = [i.name for i in v]
         if len(names) != len(set(names)):
             raise ValueError(f"input names must be unique, got {names}")
@@ -228,7 +126,7 @@ def build_config(recipe: str | Path | None = None, overrides: dict[str, Any] | N
         elif err["type"] == "missing":
             msg = f"{source}: '{key}' is required{at}" + _flag_hint(key)
         else:
-            msg = f"{source}: '{key}'{at}: {err['msg']}"
+            msg = f"{source}: '{key}'{at}: {clean_message(err['msg'])}"
         more = len(e.errors()) - 1
         raise RecipeError(msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine mean", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS", "speed-up vs torch")
+COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine mean", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS",
+           "speed-up vs torch")
 
 
 def fmt_size(n: int | None) -> str:
@@ -66,8 +68,8 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] = COLUMNS) -> st
     return "\n".join(lines)
 
 
-def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
-    """The short human report that travels in the bundle."""
+def bundle_report(manifest: dict, rows: Sequence[dict], sections: Sequence[str] = ()) -> str:
+    """The short human report that travels in the bundle; ``sections`` are the backend's own (markdown lines)."""
     m = manifest
     fid = m["metrics"]["fidelity"]
     env = m["environment"]
@@ -105,15 +107,7 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
                    f"validation {ft['validation_metric']}: {ft['history'][0]['val_metric']:.4f} before → best {ft['best_val_metric']:.4f}")
                   if ft else "- Not fine-tuned.",
                   "- Fidelity above is against the unpruned FP32 model: what was lost by pruning shows there.", ""]
-    d = m["artifact"]["build"].get("delegation")
-    if d:
-        lines += ["## Edge program", "",
-                  f"- Written by ExecuTorch {m['artifact']['build'].get('executorch_version')}; .pte "
-                  f"{fmt_size(m['artifact']['build'].get('pte_size_bytes'))}; model memory at load and while running "
-                  f"{_f(m['metrics'].get('model_rss_mb'), '.1f', ' MB')} (process peak {_f(m['metrics'].get('peak_rss_mb'), '.0f', ' MB')})",
-                  f"- Delegated to {d['delegate']} ({d['delegated_op_count']} ops): {d['delegated_ops']}",
-                  f"- On ExecuTorch's portable CPU operators ({d['portable_op_count']} ops): {d['portable_ops'] or 'none'}",
-                  "- How to run it on the device: README.md in this bundle.", ""]
+    lines += list(sections)
     if m.get("quantization"):
         lines += quantization_section(m["quantization"])
     if m.get("warnings"):
@@ -124,18 +118,16 @@ def bundle_report(manifest: dict, rows: Sequence[dict]) -> str:
 def quantization_section(q: dict, top: int = 10) -> list[str]:
     k = q.get("kernels", {})
     cal = q["calibration"]
+    realiser = q.get("realiser") or "the runtime's own format"
     lines = [
         "## Quantization",
         "",
         f"- Mode: {q['mode']}; weights {q['weight_dtype']} per channel (symmetric), activations {q['activation_dtype']} per tensor",
         f"- Calibration: {cal['method']}" + (f" (percentile {cal['percentile']})" if "percentile" in cal else "") + f", {cal['samples']} samples",
-        f"- Quantizer: {q.get('quantizer', 'sdk')}. INT8 layers planned: {q['layers_int8']} of {q['layers_total']}. "
+        f"- Quantizer: {q.get('quantizer', 'sdk')}; realised as {realiser}. "
+        f"INT8 layers planned: {q['layers_int8']} of {q['layers_total']}. "
         f"Layers with weights running INT8 kernels in the runtime (read back after its optimisations): "
-        f"**{k.get('weight_layers_int8', '?')} of {k.get('weight_layers_total', '?')}**"
-        + (f"; heavy ops INT8: {k['heavy_ops_int8']} of {k['heavy_ops_total']} {k.get('int8_kernels', '')}" if "heavy_ops_total" in k else "")
-        + (f" ({k['heavy_ops_float_without_weights']} float heavy ops multiply two activations, e.g. attention scores)"
-           if k.get("heavy_ops_float_without_weights") else "")
-        + (f" {k['compiled_layer_precisions']}" if "compiled_layer_precisions" in k else ""),
+        f"**{k.get('weight_layers_int8', '?')} of {k.get('weight_layers_total', '?')}**" + (f"; {k['summary']}" if k.get("summary") else ""),
     ]
     if q["float_layers"]:
         lines.append("- Float layers: " + "; ".join(f"`{n}` ({why})" for n, why in q["float_layers"].items()))
@@ -147,12 +139,14 @@ def quantization_section(q: dict, top: int = 10) -> list[str]:
 
 def sensitivity_markdown(s: dict, top: int = 10) -> str:
     a = s["all_quantized"]
-    rows = [f"Per-layer sensitivity on {s['samples']} samples (all layers INT8: output cosine {a['cosine_mean']:.5f}"
+    rows = [f"Per-layer sensitivity on {s['samples']} samples, measured on {s.get('runtime') or 'the runtime'} "
+            f"(all layers INT8: output cosine {a['cosine_mean']:.5f}"
             + (f", top-1 agreement {a['top1_agreement']:.3f}" if a.get("top1_agreement") is not None else "") + ").",
             "Layers ranked by the output-cosine loss when quantized alone (keep the top ones float with --exclude if accuracy drops):", "",
             "| rank | layer | op | loss alone (1 − cosine) | top-1 agreement alone | output SQNR with all INT8 (dB) |", "|---|---|---|---|---|---|"]
     sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
     for i, d in enumerate(s["layers_alone"][:top], 1):
         agree = "–" if d["top1_agreement"] is None else f"{d['top1_agreement']:.3f}"
-        rows.append(f"| {i} | `{d['layer']}` | {d['op_type']} | {d['loss']:.2e} | {agree} | {sqnr.get(d['layer'], float('nan')):.1f} |")
+        db = sqnr.get(d["layer"])
+        rows.append(f"| {i} | `{d['layer']}` | {d['op_type']} | {d['loss']:.2e} | {agree} | {'–' if db is None else f'{db:.1f}'} |")
     return "\n".join(rows)

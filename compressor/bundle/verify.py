@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from compressor.bundle.writer import check_files, open_bundle, read_manifest
-from compressor.data.sources import DataSource
 from compressor.core.errors import TargetError, VerificationError
+from compressor.core.fidelity import cosine_per_sample
+from compressor.core.registry import get_target, require
 from compressor.core.specs import InputSpec
-from compressor.core.targets import get_target
-from compressor.evaluation.validate import cosine_per_sample, run_all
+from compressor.data.sources import DataSource
+from compressor.evaluation.validate import run_all
 
 
 def manifest_inputs(manifest: dict) -> list[InputSpec]:
@@ -22,8 +23,6 @@ def manifest_inputs(manifest: dict) -> list[InputSpec]:
 
 def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Raise VerificationError on any changed file or drifted output; else return what was checked."""
-    import backends
-
     with tempfile.TemporaryDirectory(prefix="compressor-verify-") as tmp:
         bundle = open_bundle(Path(path), Path(tmp))
         manifest = read_manifest(bundle)
@@ -33,9 +32,9 @@ def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any
             raise VerificationError(f"bundle '{path}' failed verification: {problems[0]}{more}; rebuild it or fetch an intact copy")
         try:
             spec = get_target(manifest["target"]["name"])
-            backend = backends.require(spec)
+            backend = require(spec)
         except TargetError as e:
-            raise VerificationError(f"cannot re-run bundle '{path}' here: {e}")
+            raise VerificationError(f"cannot re-run bundle '{path}' here: {e}") from None
         problem = backend.check_compatible(manifest)
         if problem:
             raise VerificationError(f"bundle '{path}': {problem}")

@@ -14,14 +14,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from compressor.bundle.manifest import SCHEMA_VERSION, validate_manifest
 from compressor.core.errors import InputError, VerificationError
-from compressor.io.loading import sha256_file
+from compressor.core.files import json_default, sha256_file
+from compressor.core.options import OUTPUT, Settings, option
 
-SCHEMA_VERSION = "1.0"
 MANIFEST = "manifest.json"
 REFERENCE_INPUTS = "reference/inputs.npz"
 REFERENCE_OUTPUTS = "reference/outputs.npz"
 REPORT = "REPORT.md"
+
+
+class OutputSettings(Settings):
+    """Where and how the bundle is written (recipe section ``output``)."""
+
+    path: str = option(help="Bundle directory to write (must not exist).", flag="--output", short="-o", panel=OUTPUT)
+    overwrite: bool = option(False, "Replace an existing bundle directory.", flag="--overwrite", panel=OUTPUT)
+    tar: bool = option(False, "Also write BUNDLE.tar.gz.", flag="--tar", panel=OUTPUT)
+    reference_samples: int = option(8, "Reference inputs (and the artifact's outputs for them) kept for verify.", ge=1)
 
 
 def check_destination(output: Path, overwrite: bool) -> None:
@@ -60,8 +70,9 @@ class BundleWriter:
             for p in sorted(self.staging.rglob("*"))
             if p.is_file() and p.name != MANIFEST
         }
-        manifest = {"schema_version": SCHEMA_VERSION, **manifest, "files": files}
-        (self.staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+        manifest = json.loads(json.dumps({"schema_version": SCHEMA_VERSION, **manifest, "files": files}, default=json_default))
+        validate_manifest(manifest, "the bundle being written")  # never write a manifest that breaks its own schema
+        (self.staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         old = None
         if self.output.exists():
             old = self.output.with_name(f".{self.output.name}.old-{self.staging.name[-8:]}")
@@ -76,7 +87,7 @@ class BundleWriter:
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def __enter__(self) -> "BundleWriter":
+    def __enter__(self) -> BundleWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -93,16 +104,6 @@ def write_tarball(bundle: Path) -> Path:
     return dst
 
 
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot write {type(o).__name__} to the manifest")
-
-
 def read_manifest(bundle: Path) -> dict[str, Any]:
     path = Path(bundle) / MANIFEST
     if not path.is_file():
@@ -110,11 +111,8 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise VerificationError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): the bundle is damaged")
-    if manifest.get("schema_version", "").split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise VerificationError(
-            f"bundle schema {manifest.get('schema_version')} is not readable by this SDK (schema {SCHEMA_VERSION}): use a matching SDK version"
-        )
+        raise VerificationError(f"{path} is not valid JSON ({e.msg}, line {e.lineno}): the bundle is damaged") from None
+    validate_manifest(manifest, f"bundle '{bundle}'")
     return manifest
 
 

@@ -1,53 +1,76 @@
-"""The backend interface: what every runtime adapter in ``backends/`` implements.
+"""The backend interface: what every runtime adapter implements, and the values that cross it.
 
-Validation and benchmarking are written once against :class:`Runner`; a backend only has to say
-whether it can run here, build an artifact for a target, and load one.
+A backend receives an IR that the SDK has already exported and, for quantized targets, realised from
+its plan; it compiles that IR into its artifact, loads artifacts, and reports which kernels and
+precisions really run. It never calibrates or plans. Validation and benchmarking are written once
+against :class:`Runner`.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from compressor.core.model import flatten_outputs
 from compressor.core.progress import Progress
+from compressor.core.targets import IRFormat, Precision, TargetSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from compressor.data.sources import DataSource
-    from compressor.core.specs import InputSpec
     from compressor.core.model import ModelHandle
-    from compressor.core.targets import TargetSpec
+    from compressor.core.specs import InputSpec
+
+
+@dataclass
+class IR:
+    """What a backend compiles: the model in the target's IR format, already quantized where it should be.
+
+    ``plan`` is the quantization plan the IR realises (layer names and decisions, read by kernel reports);
+    ``native`` carries a runtime-native model made by an alternative quantizer (NNCF's OpenVINO model),
+    which only the backend that runs that format accepts.
+    """
+
+    format: IRFormat
+    precision: Precision
+    path: Path | None = None  # ONNX file
+    program: Any = None  # torch.export ExportedProgram
+    native: Any = None
+    plan: Any = None  # compressor.quantization.plan.QuantPlan
+    export: dict[str, Any] = field(default_factory=dict)  # how the IR was made (exporter, opset, op counts, …)
 
 
 @dataclass
 class Artifact:
-    """What ``Backend.build`` produced: the main file, every file it consists of, and build details
-    (export facts, op counts, …) that go into the manifest."""
+    """What ``Backend.compile`` produced: the main file, the files of the model itself (their size is the
+    model's size), every file that goes into the bundle, and build details for the manifest."""
 
     target: str
     path: Path
+    model_files: list[Path]
     files: list[Path]
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.model_files)
+
 
 @dataclass
-class BuildContext:
-    """What a build may need besides the model and target: calibration data, quantization settings,
-    and a way to report progress and warnings."""
+class CompileContext:
+    """Threads for build-time checks, a way to report progress and warnings."""
 
-    calib: "DataSource | None" = None
-    eval: "DataSource | None" = None  # held-out data, for analyses such as per-layer sensitivity
-    quant: Any = None  # compressor.quantization.ptq.QuantSettings for quantized targets
-    task: str = "auto"  # what the model's first output is (see compressor.validate.TASKS)
+    threads: int | None = None
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        self.progress.warn(message)
+        if message not in self.warnings:
+            self.warnings.append(message)
+            self.progress.warn(message)
 
 
 class Runner(abc.ABC):
@@ -66,27 +89,46 @@ class Runner(abc.ABC):
 
 
 class Backend(abc.ABC):
-    name: str
-    #: distribution that must be installed (reported when it is missing)
-    package: str | None = None
+    """A runtime adapter, registered under the entry-point group ``compressor.backends``."""
+
+    name: ClassVar[str]
+    #: distribution that must be installed (named when it is missing)
+    package: ClassVar[str | None] = None
+    #: the targets this backend builds and runs
+    TARGETS: ClassVar[tuple[TargetSpec, ...]] = ()
 
     @abc.abstractmethod
-    def available(self, target: "TargetSpec") -> tuple[bool, str]:
+    def available(self, target: TargetSpec) -> tuple[bool, str]:
         """(True, "") when ``target`` can be built and run on this machine, else (False, why)."""
 
-    @abc.abstractmethod
-    def build(self, model: "ModelHandle", target: "TargetSpec", workdir: Path, ctx: BuildContext | None = None) -> Artifact:
-        """Write the artifact for ``target`` into ``workdir``."""
+    def check_model(self, model: ModelHandle, target: TargetSpec) -> None:  # noqa: B027 - optional hook
+        """Refuse, before any work, a model this backend cannot build for ``target`` (raise a CompressorError)."""
 
     @abc.abstractmethod
-    def load(self, path: Path, target: "TargetSpec", threads: int | None = None) -> Runner:
-        """Load an artifact written by :meth:`build` (or an equivalent file the user brings)."""
+    def compile(self, model: ModelHandle, ir: IR, target: TargetSpec, workdir: Path, ctx: CompileContext) -> Artifact:
+        """Turn ``ir`` into the artifact for ``target`` inside ``workdir``."""
 
     @abc.abstractmethod
-    def artifact_inputs(self, path: Path) -> "list[InputSpec]":
+    def load(self, path: Path, target: TargetSpec, threads: int | None = None) -> Runner:
+        """Load an artifact written by :meth:`compile` (or an equivalent file the user brings)."""
+
+    @abc.abstractmethod
+    def artifact_inputs(self, path: Path) -> list[InputSpec]:
         """The input specs an artifact file declares (for benchmarking a bare file without a manifest)."""
 
-    def preload(self) -> None:
+    def kernel_report(self, artifact: Artifact, ir: IR, target: TargetSpec, ctx: CompileContext) -> dict[str, Any] | None:
+        """For a quantized artifact: how many layers with weights the runtime really runs in INT8.
+
+        Returns at least ``weight_layers_total``, ``weight_layers_int8``, ``method`` and ``summary`` (one line
+        for reports), and ``planned_int8_layers_running_float``: plan layers the runtime runs in float, which
+        are then recorded as float (never claimed as INT8)."""
+        return None
+
+    def report_sections(self, manifest: dict[str, Any]) -> list[str]:
+        """Markdown lines this backend adds to a bundle's REPORT.md (delegation, device notes, …)."""
+        return []
+
+    def preload(self) -> None:  # noqa: B027 - optional hook
         """Import the runtime's libraries, so a benchmark's memory baseline excludes them and counts the model."""
 
     def check_compatible(self, manifest: dict) -> str | None:
@@ -119,16 +161,3 @@ class TorchModuleRunner(Runner):
         import torch
 
         return {"runtime": "torch", "version": torch.__version__, "threads": self.threads}
-
-
-def flatten_outputs(out) -> list:
-    """Tensors of a model's output in order: a tensor, or a (nested) tuple/list/dict of them."""
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in flatten_outputs(o)]
-    raise TypeError(f"model output of type {type(out).__name__} is not a tensor, tuple, list or dict of tensors")

@@ -53,8 +53,6 @@ class ModelHandle:
         """Run one example batch; name the outputs; raise a clear error if the model rejects the input."""
         import torch
 
-        from compressor.core.backend import flatten_outputs
-
         example = self.example_inputs(batch=1)
         try:
             with torch.inference_mode():
@@ -72,3 +70,16 @@ class ModelHandle:
 
 def numpy_dtype(name: str):
     return np.float32 if name == "bfloat16" else np.dtype(name)
+
+
+def flatten_outputs(out) -> list:
+    """Tensors of a model's output in order: a tensor, or a (nested) tuple/list/dict of them."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in flatten_outputs(o)]
+    raise TypeError(f"model output of type {type(out).__name__} is not a tensor, tuple, list or dict of tensors")

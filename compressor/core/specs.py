@@ -8,11 +8,17 @@ range is the shape profile: exporters and runtimes that need one get it from her
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Union
+
+from pydantic import field_validator
 
 from compressor.core.errors import DataError, InputError
+from compressor.core.options import PREPROCESSING, Settings, option
 
+#: what a model's first output is: decides which fidelity metrics apply (top-1 for classifiers, cosine for embeddings)
+TASKS = ("auto", "classification", "embedding", "other")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
 DEFAULT_DYNAMIC_RANGE = (1, 64)
 _DIM_RE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<min>\d+):(?P<max>\d+))?$")
@@ -64,7 +70,7 @@ class InputSpec:
     dtype: str = "float32"
 
     @classmethod
-    def parse(cls, shape: str | Sequence[int | str], name: str = "input", dtype: str = "float32") -> "InputSpec":
+    def parse(cls, shape: str | Sequence[int | str], name: str = "input", dtype: str = "float32") -> InputSpec:
         parts = shape.split(",") if isinstance(shape, str) else [str(p) for p in shape]
         if not parts or any(not p.strip() for p in parts):
             raise InputError(f"cannot read input shape '{shape}': write it like 1,3,224,224 or batch,3,224,224")
@@ -133,8 +139,7 @@ class InputSpec:
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
-@dataclass
-class Preprocessing:
+class Preprocessing(Settings):
     """How raw images become input tensors; recorded in the manifest so the device side can repeat it.
 
     Pixels are read as floats in 0..255 in ``channel_order``; then optional ``resize`` (shorter side,
@@ -142,26 +147,32 @@ class Preprocessing:
     per channel. For arrays (``.npy``/``.npz``) only the arithmetic part (scale, mean, std) applies.
     """
 
-    resize: int | list[int] | None = None
-    interpolation: str = "bilinear"
-    crop: int | list[int] | None = None
-    scale: float = 1.0 / 255.0
-    mean: list[float] = field(default_factory=lambda: [0.0])
-    std: list[float] = field(default_factory=lambda: [1.0])
-    channel_order: str = "rgb"
-    layout: str = "nchw"
+    resize: Optional[Union[int, list[int]]] = option(None, "Resize images: shorter side (256) or H,W.", flag="--resize", parse="size",
+                                                     panel=PREPROCESSING)
+    interpolation: Literal[INTERPOLATIONS] = option("bilinear", "nearest | bilinear | bicubic | lanczos.",  # type: ignore[valid-type]
+                                                    flag="--interpolation", panel=PREPROCESSING)
+    crop: Optional[Union[int, list[int]]] = option(None, "Centre crop: 224 or H,W.", flag="--crop", parse="size", panel=PREPROCESSING)
+    scale: float = option(1.0 / 255.0, "Multiply pixel values (0..255) by this (default 1/255).", flag="--scale", panel=PREPROCESSING)
+    mean: list[float] = option(help="Per-channel mean after scaling, e.g. 0.485,0.456,0.406.", flag="--mean", parse="floats",
+                               panel=PREPROCESSING, default_factory=lambda: [0.0])
+    std: list[float] = option(help="Per-channel std after scaling, e.g. 0.229,0.224,0.225.", flag="--std", parse="floats",
+                              panel=PREPROCESSING, default_factory=lambda: [1.0])
+    channel_order: Literal["rgb", "bgr"] = option("rgb", "rgb | bgr.", flag="--channel-order", panel=PREPROCESSING)
+    layout: Literal["nchw", "nhwc"] = option("nchw", "nchw | nhwc.", flag="--layout", panel=PREPROCESSING)
 
-    def __post_init__(self) -> None:
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputError(f"unknown interpolation '{self.interpolation}': use one of {', '.join(INTERPOLATIONS)}")
-        if self.channel_order not in ("rgb", "bgr"):
-            raise InputError(f"unknown channel order '{self.channel_order}': use rgb or bgr")
-        if self.layout not in ("nchw", "nhwc"):
-            raise InputError(f"unknown layout '{self.layout}': use nchw or nhwc")
-        if any(s == 0 for s in self.std):
-            raise InputError("preprocessing std must not contain 0")
-        if self.scale == 0:
-            raise InputError("preprocessing scale must not be 0")
+    @field_validator("std")
+    @classmethod
+    def _no_zero_std(cls, v: list[float]) -> list[float]:
+        if any(s == 0 for s in v):
+            raise ValueError("preprocessing std must not contain 0")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _no_zero_scale(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("preprocessing scale must not be 0")
+        return v
 
     def normalise(self, x, channel_axis: int):
         """Apply ``x * scale`` then ``(x - mean) / std`` along ``channel_axis`` (numpy, float32)."""
@@ -179,4 +190,4 @@ class Preprocessing:
         return (x - mean.reshape(shape if mean.size > 1 else [1])) / std.reshape(shape if std.size > 1 else [1])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")

@@ -1,33 +1,87 @@
-"""The target catalogue: one string names a backend, a device, a precision and an artifact format.
+"""Targets: one name for a backend, a device, a precision, the IR it consumes and what it can do.
 
-A target is parsed and validated once here. The catalogue lists targets that later releases will
-implement too, so ``compressor targets`` can say plainly what exists, what works on this machine and
-what does not (and why).
+Everything the rest of the SDK needs to know about a target is a field here, typed; nothing reads
+target names. Backends declare their targets (``Backend.TARGETS``) and are found through entry points
+(:mod:`compressor.core.registry`); the catalogue is their union.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from compressor.core.errors import TargetError
 from compressor.core.specs import InputSpec
+
+
+class Precision(enum.StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"  # static: weights and activations, activations calibrated ahead of time
+    INT8_DYNAMIC = "int8-dynamic"  # weights int8 ahead of time, activations quantized at run time
+
+    @property
+    def quantized(self) -> bool:
+        return self in (Precision.INT8, Precision.INT8_DYNAMIC)
+
+    @property
+    def quant_mode(self) -> str | None:
+        """``static`` / ``dynamic`` for quantized precisions, else None."""
+        return {Precision.INT8: "static", Precision.INT8_DYNAMIC: "dynamic"}.get(self)
+
+
+class Device(enum.StrEnum):
+    CPU = "cpu"
+    GPU = "gpu"
+    EDGE = "edge"
+
+
+class IRFormat(enum.StrEnum):
+    """What a backend compiles: the SDK exports (and, for quantized targets, realises a plan in) this form."""
+
+    ONNX = "onnx"  # an ONNX file: float, QDQ or dynamic-INT8, in ONNX Runtime's canonical layout
+    TORCH = "torch-export"  # a torch.export program: float, or PT2E-quantized
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     name: str
-    backend: str  # key in the backend registry (backends/__init__.py)
-    device: str  # cpu | gpu | edge
-    precision: str  # fp32 | fp16 | bf16 | int8 | int8-dynamic
-    artifact_format: str  # onnx | pt2 | openvino-ir | engine | pte
+    backend: str  # the entry-point name of the backend that builds and runs it
+    device: Device
+    precision: Precision
+    ir: IRFormat
+    artifact_format: str  # what the artifact is, for people: onnx | pt2 | openvino-ir | pte | ort | engine
     description: str
+    #: suffixes of bare artifact files this target runs when no target is named (``compressor bench model.onnx``)
+    opens: tuple[str, ...] = ()
+    #: pruning rounds channel counts to this multiple (None: 16 for INT8 kernels, 8 for float SIMD)
+    channel_multiple: int | None = None
+    #: quantizers this target accepts: the SDK's own plan ("sdk") and alternatives ("nncf")
+    quantizers: tuple[str, ...] = ("sdk",)
+    #: PT2E quantizer flavour that matches the runtime's INT8 kernels (TORCH IR with INT8 only)
+    pt2e_quantizer: str | None = None
+    #: hardware it needs, shown by ``compressor targets``
+    needs: str = ""
     implemented: bool = True
+    #: the FP32 reference every other target is validated and timed against
+    reference: bool = False
     # Filled per run: the shape profile (from the input spec) and runtime options.
     inputs: tuple[InputSpec, ...] = ()
     runtime: dict[str, Any] = field(default_factory=dict)
 
-    def with_run(self, inputs: tuple[InputSpec, ...] | list[InputSpec], threads: int | None = None) -> "TargetSpec":
+    @property
+    def needs_calibration(self) -> bool:
+        return self.precision == Precision.INT8
+
+    @property
+    def prune_multiple(self) -> int:
+        """Channel multiple that keeps the target's SIMD kernels full (x86 f32: 8; int8 kernels: 16)."""
+        if self.channel_multiple is not None:
+            return self.channel_multiple
+        return 16 if self.precision.quantized else 8
+
+    def with_run(self, inputs: tuple[InputSpec, ...] | list[InputSpec], threads: int | None = None) -> TargetSpec:
         return replace(self, inputs=tuple(inputs), runtime={**self.runtime, "threads": threads})
 
     def shape_profile(self) -> dict[str, dict[str, list[int]]]:
@@ -45,47 +99,21 @@ class TargetSpec:
         return {
             "name": self.name,
             "backend": self.backend,
-            "device": self.device,
-            "precision": self.precision,
+            "device": self.device.value,
+            "precision": self.precision.value,
+            "ir": self.ir.value,
             "artifact_format": self.artifact_format,
             "shape_profile": self.shape_profile(),
             "runtime": self.runtime,
         }
 
 
-_PLANNED = "not implemented in this release"
+PLANNED_REASON = "not implemented in this release"
 
-CATALOGUE: dict[str, TargetSpec] = {
-    t.name: t
-    for t in [
-        TargetSpec("torch-cpu-fp32", "torch", "cpu", "fp32", "pt2", "PyTorch eager, the FP32 reference (torch.export program)"),
-        TargetSpec("ort-cpu-fp32", "onnxruntime", "cpu", "fp32", "onnx", "ONNX Runtime CPU execution provider, FP32"),
-        TargetSpec("ort-cpu-int8", "onnxruntime", "cpu", "int8", "onnx", "ONNX Runtime CPU, static INT8 (QDQ, calibrated)"),
-        TargetSpec("ort-cpu-int8-dynamic", "onnxruntime", "cpu", "int8-dynamic", "onnx", "ONNX Runtime CPU, dynamic INT8 (MatMul/Gemm weights)"),
-        TargetSpec("ort-mobile-int8", "onnxruntime", "edge", "int8", "ort", "ONNX Runtime Mobile .ort format, static INT8 (the SDK's plan)"),
-        TargetSpec("openvino-cpu-fp32", "openvino", "cpu", "fp32", "openvino-ir", "OpenVINO CPU, f32 inference precision (set explicitly)"),
-        TargetSpec("openvino-cpu-bf16", "openvino", "cpu", "bf16", "openvino-ir", "OpenVINO CPU, bf16 inference precision (needs AVX512-BF16/AMX)"),
-        TargetSpec("openvino-cpu-int8", "openvino", "cpu", "int8", "openvino-ir", "OpenVINO CPU, INT8 (the SDK's plan, or --quantizer nncf)"),
-        TargetSpec("tensorrt-gpu-fp16", "tensorrt", "gpu", "fp16", "engine", "TensorRT engine, FP16", implemented=False),
-        TargetSpec("tensorrt-gpu-int8", "tensorrt", "gpu", "int8", "engine", "TensorRT engine, INT8", implemented=False),
-        TargetSpec("executorch-xnnpack-fp32", "executorch", "edge", "fp32", "pte", "ExecuTorch .pte for edge devices, XNNPACK delegate, FP32"),
-        TargetSpec("executorch-xnnpack-int8", "executorch", "edge", "int8", "pte", "ExecuTorch .pte for edge devices, XNNPACK delegate, INT8 (PT2E, the SDK's calibration)"),
-    ]
-}
-
-REFERENCE_TARGET = "torch-cpu-fp32"
-
-
-def get_target(name: str) -> TargetSpec:
-    """The catalogue entry for ``name``; an unknown or unimplemented name raises a TargetError."""
-    spec = CATALOGUE.get(name)
-    if spec is None:
-        raise TargetError(f"unknown target '{name}': known targets are {', '.join(CATALOGUE)}")
-    if not spec.implemented:
-        usable = ", ".join(n for n, t in CATALOGUE.items() if t.implemented)
-        raise TargetError(f"target '{name}' is {_PLANNED}: use one of {usable}")
-    return spec
-
-
-def planned_reason() -> str:
-    return _PLANNED
+#: Targets announced before their backend exists: listed by `compressor targets` as not implemented.
+PLANNED: tuple[TargetSpec, ...] = (
+    TargetSpec("tensorrt-gpu-fp16", "tensorrt", Device.GPU, Precision.FP16, IRFormat.ONNX, "engine", "TensorRT engine, FP16",
+               implemented=False, needs="an NVIDIA GPU"),
+    TargetSpec("tensorrt-gpu-int8", "tensorrt", Device.GPU, Precision.INT8, IRFormat.ONNX, "engine", "TensorRT engine, INT8",
+               implemented=False, needs="an NVIDIA GPU"),
+)

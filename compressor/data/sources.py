@@ -7,17 +7,15 @@ against the input specs once, so later stages never meet a surprise shape.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from compressor.core.errors import DataError
 from compressor.core.model import numpy_dtype
+from compressor.core.refs import is_ref, resolve
 from compressor.core.specs import InputSpec, Preprocessing
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -40,7 +38,7 @@ class DataSource:
             labels = self.labels[i : i + batch_size] if self.labels is not None else None
             yield [a[i : i + batch_size] for a in self.inputs], labels
 
-    def take(self, n: int) -> "DataSource":
+    def take(self, n: int) -> DataSource:
         return DataSource([a[:n] for a in self.inputs], None if self.labels is None else self.labels[:n], self.description, self.synthetic)
 
     def to_dict(self) -> dict:
@@ -63,7 +61,7 @@ def load_data(
         if not path.is_file():
             raise DataError(f"{what} '{ref}' not found: check the path")
         source = _arrays(path, inputs, preprocessing, labels_file, what)
-    elif ":" in ref and not path.exists() and not ref.startswith(("/", ".")):
+    elif is_ref(ref) and not path.exists():
         source = _callable(ref, inputs, what)
     elif not path.exists():
         raise DataError(f"{what} '{ref}' not found: give a folder of images, a .npy/.npz file or package.module:function")
@@ -270,13 +268,7 @@ def check_dtype(arr: np.ndarray, spec: InputSpec, what: str) -> None:
 
 
 def _callable(ref: str, inputs, what) -> DataSource:
-    mod_name, fn_name = ref.split(":", 1)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise DataError(f"cannot load {what} '{ref}': {e}")
+    fn = resolve(ref, what, DataError)
     xs: list[list[np.ndarray]] = [[] for _ in inputs]
     ys: list[np.ndarray] = []
     for batch in fn():

@@ -38,11 +38,10 @@ def main(argv: list[str]) -> int:
     try:
         import numpy as np
 
-        from backends import get_backend
-        from compressor.evaluation.benchmark import BenchSettings, summarize, time_loop
-        from compressor.core.targets import get_target
+        from compressor.core.registry import get_backend, get_target
+        from compressor.evaluation.benchmark import BenchmarkSettings, summarize, time_loop
 
-        settings = BenchSettings(**request["settings"])
+        settings = BenchmarkSettings(**request["settings"])
         spec = get_target(request["target"])
         backend = get_backend(spec.backend)
         with np.load(request["feeds"]) as z:

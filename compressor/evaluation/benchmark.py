@@ -14,44 +14,46 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Optional
 
 import numpy as np
 
-from compressor.core.errors import CompressorError, InputError
+from compressor.core.errors import CompressorError
+from compressor.core.options import BENCH, Settings, option
 
 
-@dataclass
-class BenchSettings:
-    threads: int | None = None  # None: every usable CPU
-    batch_size: int = 1
-    duration_s: float = 3.0
-    min_iters: int = 50
-    warmup_iters: int = 10
-    warmup_s: float = 0.2
-    timeout_s: float = 600.0
+class BenchmarkSettings(Settings):
+    """How every benchmark is run (recipe section ``benchmark``); the worker process receives it as it is."""
 
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads must be at least 1, got {self.threads}")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.duration_s <= 0:
-            raise InputError(f"--duration must be positive (seconds), got {self.duration_s}")
-        if self.min_iters < 1:
-            raise InputError(f"--iterations must be at least 1, got {self.min_iters}")
-        if self.warmup_iters < 10 or self.warmup_s < 0.2:
-            raise InputError("warm-up must be at least 10 iterations and 0.2 s (--warmup)")
+    enabled: bool = option(True, "Skip benchmarking (no latency in the manifest).", flag="--no-benchmark", negate=True, keyword="benchmark",
+                           panel=BENCH)
+    threads: Optional[int] = option(None, "Threads for every runtime (default: all usable CPUs).", flag="--threads", panel=BENCH, ge=1)
+    batch_size: int = option(1, "Batch size for the benchmark (default 1).", flag="--batch-size", panel=BENCH, ge=1)
+    duration: float = option(3.0, "Minimum timed seconds per benchmark (default 3).", flag="--duration", panel=BENCH, gt=0)
+    iterations: int = option(50, "Minimum timed iterations per benchmark (default 50).", flag="--iterations", panel=BENCH, ge=1)
+    warmup_iterations: int = option(10, "Warm-up iterations before timing (at least 10).", ge=10)
+    warmup_seconds: float = option(0.2, "Warm-up seconds before timing (at least 0.2).", ge=0.2)
+    compare_eager: bool = option(True, "Do not benchmark torch eager for the speed-up.", flag="--no-eager-baseline", negate=True,
+                                 panel=BENCH)
+    timeout: float = option(600.0, "Seconds one benchmark process may take.", gt=0)
 
-    def resolved(self) -> "BenchSettings":
+    def resolved(self) -> BenchmarkSettings:
+        """The same settings with ``threads`` decided (all usable CPUs when not given)."""
         from compressor.core.environment import default_threads
 
-        return BenchSettings(**{**asdict(self), "threads": self.threads or default_threads()})
+        return self.model_copy(update={"threads": self.threads or default_threads()})
+
+    def with_batch(self, batch_size: int) -> BenchmarkSettings:
+        return self.model_copy(update={"batch_size": batch_size})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump(mode="json", exclude={"enabled", "compare_eager"})
+
+
+METHOD = ("fresh process per measurement; warm-up >= warmup_iterations and >= warmup_seconds; timed until >= iterations and "
+          ">= duration seconds; latency per call of one batch; peak RSS of the benchmark process")
 
 
 def summarize(latencies_s: list[float], batch_size: int) -> dict:
@@ -72,24 +74,24 @@ def summarize(latencies_s: list[float], batch_size: int) -> dict:
     }
 
 
-def time_loop(call: Callable[[], object], settings: BenchSettings) -> tuple[list[float], dict]:
+def time_loop(call: Callable[[], object], settings: BenchmarkSettings) -> tuple[list[float], dict]:
     """Warm up, then time ``call``; returns per-call latencies (s) and what the warm-up did."""
     clock = time.perf_counter
     start, n = clock(), 0
-    while n < settings.warmup_iters or clock() - start < settings.warmup_s:
+    while n < settings.warmup_iterations or clock() - start < settings.warmup_seconds:
         call()
         n += 1
     warm = {"iterations": n, "seconds": clock() - start}
     lat: list[float] = []
     start = clock()
-    while len(lat) < settings.min_iters or clock() - start < settings.duration_s:
+    while len(lat) < settings.iterations or clock() - start < settings.duration:
         t0 = clock()
         call()
         lat.append(clock() - t0)
     return lat, warm
 
 
-def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray], settings: BenchSettings) -> dict:
+def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray], settings: BenchmarkSettings) -> dict:
     """Benchmark ``artifact`` for ``target_name`` in a fresh process; return the worker's JSON result."""
     settings = settings.resolved()
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
@@ -105,10 +107,10 @@ def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray],
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "compressor.evaluation.bench_worker", str(req_path)],
-                capture_output=True, text=True, env=env, timeout=settings.timeout_s,
+                capture_output=True, text=True, env=env, timeout=settings.timeout,
             )
         except subprocess.TimeoutExpired:
-            raise CompressorError(f"benchmark of {target_name} did not finish in {settings.timeout_s:.0f} s: lower --duration")
+            raise CompressorError(f"benchmark of {target_name} did not finish in {settings.timeout:.0f} s: lower --duration")
         lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
-import os
-import sys
 from typing import Any
 
 from compressor.core.errors import CheckpointError, InputError
+from compressor.core.refs import resolve
 
 
 def parse_kwargs(text: str | dict | None) -> dict[str, Any]:
@@ -41,15 +39,9 @@ def build_architecture(ref: str, kwargs: dict[str, Any] | None = None):
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise InputError(f"torchvision has no model '{name}'{hint}: see torchvision.models.list_models()")
         return torchvision.models.get_model(name, weights=None, **kwargs)
-    if os.getcwd() not in sys.path:  # user code next to where the command runs
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(where)
-    except ImportError as e:
-        raise InputError(f"cannot import '{where}' for --arch '{ref}' ({e}): check the module path and PYTHONPATH")
-    factory = getattr(module, name, None)
-    if factory is None or not callable(factory):
-        raise InputError(f"module '{where}' has no callable '{name}' for --arch '{ref}'")
+    factory = resolve(ref, "--arch")
+    if not callable(factory):
+        raise InputError(f"'{ref}' given as --arch is not callable: name a function or class that builds the model")
     try:
         model = factory(**kwargs)
     except TypeError as e:

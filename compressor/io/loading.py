@@ -12,28 +12,21 @@ Formats, recognised by content rather than by name:
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from compressor.io.arch import build_architecture, load_weights, parse_kwargs
 from compressor.core.errors import CheckpointError, InputError, UntrustedCheckpointError, first_line
+from compressor.core.files import sha256_file
 from compressor.core.model import ModelHandle
-from compressor.io.pruned import apply_record, read_record
 from compressor.core.specs import InputSpec, Preprocessing
+from compressor.io.arch import build_architecture, load_weights, parse_kwargs
+from compressor.io.pruned import apply_record, read_record
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def detect_format(path: Path) -> str:

@@ -10,39 +10,16 @@ early after ``patience`` epochs without improvement. bf16 autocast is used on CP
 from __future__ import annotations
 
 import copy
-import importlib
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from compressor.data.sources import DataSource
 from compressor.core.errors import InputError
 from compressor.core.progress import Progress
-
-
-@dataclass
-class FinetuneSettings:
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 64
-    distill: bool = False  # mix KD from the unpruned model into a labelled loss
-    temperature: float = 2.0
-    alpha: float = 0.5  # weight of the label loss when distilling
-    patience: int = 2
-    val_fraction: float = 0.1
-    amp: str = "auto"  # auto | bf16 | off
-    loss: str | None = None  # package.module:callable
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise InputError(f"--finetune-epochs must be at least 1, got {self.epochs}")
-        if self.lr <= 0:
-            raise InputError(f"--finetune-lr must be positive, got {self.lr}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise InputError(f"--finetune-amp must be auto, bf16 or off, got {self.amp}")
+from compressor.core.refs import resolve
+from compressor.data.sources import DataSource
+from compressor.pruning.settings import FinetuneSettings
 
 
 def _bf16_native() -> bool:
@@ -50,15 +27,6 @@ def _bf16_native() -> bool:
 
     isa = set(cpu_info()["isa"])
     return bool(isa & {"avx512_bf16", "amx_bf16"})
-
-
-def _custom_loss(ref: str) -> Callable:
-    mod, _, name = ref.partition(":")
-    try:
-        fn = getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"cannot load the fine-tuning loss '{ref}': {e}")
-    return fn
 
 
 def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, progress=None) -> dict[str, Any]:
@@ -71,7 +39,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
     classifier = task == "classification" or (task == "auto" and data.labels is not None)
     if classifier and data.labels is None and not settings.loss:
         classifier = False  # no labels: distil from the unpruned model
-    custom = _custom_loss(settings.loss) if settings.loss else None
+    custom = resolve(settings.loss, "the fine-tuning loss") if settings.loss else None
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     n = len(data)
@@ -151,7 +119,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
                 break
     student.load_state_dict(best_state)
     student.eval()
-    return {**asdict(settings), "samples": int(len(train_idx)), "validation_samples": int(n_val),
+    return {**settings.model_dump(exclude={"data", "labels", "samples"}), "samples": int(len(train_idx)), "validation_samples": int(n_val),
             "loss_used": settings.loss or ("cross-entropy" + (" + distillation" if settings.distill else "") if classifier
                                            else "distillation (1 - cosine)" if task == "embedding" else "distillation (MSE)"),
             "validation_metric": "accuracy" if classifier else "cosine with the unpruned model",

@@ -7,56 +7,21 @@
 Channel counts are rounded to a multiple that suits the target's vector width (``round_to``). The
 first layer and the classifier stay whole by default (they set the input and output size and cost
 little), and anything matching ``exclude`` (name/glob, ``re:``, ``type:``) too. Attention modules with
-``query``/``key``/``value`` projections lose whole heads (``head_ratio``), and their head count
+``query``/``key``/``value`` projections lose whole heads (``heads``), and their head count
 attribute is updated; MLP widths are pruned as channels.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from compressor.core.errors import InputError, first_line
-from compressor.quantization.structure import Exclusions
+from compressor.core.selection import Exclusions
+from compressor.pruning.settings import PruningSettings
 
-IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
 HEAD_ATTRS = ("heads", "num_heads", "num_attention_heads")
-
-
-@dataclass
-class PruneSettings:
-    ratio: float | None = None  # fraction of channels to remove
-    macs: float | None = None  # fraction of MACs to remove
-    head_ratio: float = 0.0  # fraction of attention heads to remove
-    importance: str = "l2"
-    global_pruning: bool = False
-    round_to: int | None = None  # None: from the target
-    exclude: list[str] = field(default_factory=list)
-    keep_first_and_last: bool = True
-    max_steps: int = 40
-
-    def __post_init__(self) -> None:
-        if self.ratio is None and self.macs is None and not self.head_ratio:
-            raise InputError("pruning needs a target: --prune-ratio R, --prune-macs R or --prune-heads R (each in (0, 1))")
-        if self.ratio is not None and self.macs is not None:
-            raise InputError("give either --prune-ratio or --prune-macs, not both")
-        for name, v in (("--prune-ratio", self.ratio), ("--prune-macs", self.macs), ("--prune-heads", self.head_ratio or None)):
-            if v is not None and not 0.0 < v < 1.0:
-                raise InputError(f"{name} must be between 0 and 1 (exclusive), got {v}: e.g. 0.5 removes half")
-        if self.importance not in IMPORTANCES:
-            raise InputError(f"unknown importance '{self.importance}': use one of {', '.join(IMPORTANCES)}")
-        if self.round_to is not None and self.round_to < 1:
-            raise InputError(f"--round-to must be a positive channel multiple, got {self.round_to}")
-
-
-def vector_width(target_name: str) -> int:
-    """Channel multiple that keeps the target's SIMD kernels full (x86 AVX2/AVX-512 f32: 8/16; int8 kernels: 16)."""
-    if "int8" in target_name:
-        return 16
-    if target_name.startswith(("executorch", "ort-mobile")):
-        return 8
-    return 8
 
 
 def count(model, example: tuple) -> tuple[int, int]:
@@ -88,7 +53,7 @@ def _importance(name: str):
             "taylor": lambda: tp.importance.TaylorImportance(), "bn_scale": lambda: tp.importance.BNScaleImportance()}[name]()
 
 
-def _ignored(model, settings: PruneSettings) -> tuple[list, list[str], list[str]]:
+def _ignored(model, settings: PruningSettings) -> tuple[list, list[str], list[str]]:
     from torch import nn
 
     excl = Exclusions(settings.exclude)
@@ -131,7 +96,7 @@ def _attention(model) -> tuple[dict, list]:
     return heads, fix
 
 
-def prune(module, example: tuple, settings: PruneSettings, round_to: int, grad_batches: Callable[[Any], None] | None = None,
+def prune(module, example: tuple, settings: PruningSettings, round_to: int, grad_batches: Callable[[Any], None] | None = None,
           hook: Callable[[Any, int], None] | None = None, warn: Callable[[str], None] = lambda m: None) -> tuple[Any, dict]:
     """A pruned deep copy of ``module`` and a report (MACs/params before and after, per-layer widths, settings)."""
     import torch
@@ -150,8 +115,8 @@ def prune(module, example: tuple, settings: PruneSettings, round_to: int, grad_b
         pruner = tp.pruner.MetaPruner(
             model, example, importance=_importance(settings.importance), global_pruning=settings.global_pruning,
             pruning_ratio=ratio, iterative_steps=steps, ignored_layers=ignored, round_to=round_to,
-            num_heads=heads, prune_num_heads=bool(heads) and settings.head_ratio > 0, prune_head_dims=False,
-            head_pruning_ratio=settings.head_ratio,
+            num_heads=heads, prune_num_heads=bool(heads) and (settings.heads or 0.0) > 0, prune_head_dims=False,
+            head_pruning_ratio=(settings.heads or 0.0),
         )
     except Exception as e:  # noqa: BLE001 - Torch-Pruning's tracer raises many types
         first = first_line(e)
@@ -183,7 +148,7 @@ def prune(module, example: tuple, settings: PruneSettings, round_to: int, grad_b
     after = layer_widths(model)
     changed = {n: {"before": before[n], "after": after[n]} for n in after if after[n] != before.get(n)}
     return model, {
-        "target": {"ratio": settings.ratio, "macs": settings.macs, "heads": settings.head_ratio or None},
+        "target": {"ratio": settings.ratio, "macs": settings.macs, "heads": (settings.heads or 0.0) or None},
         "importance": settings.importance, "global": settings.global_pruning, "round_to": round_to, "steps": reached_step,
         "kept_whole": ignored_names, "macs_before": base_macs, "macs_after": macs, "params_before": base_params, "params_after": params,
         "macs_removed": 1.0 - macs / base_macs, "params_removed": 1.0 - params / base_params, "layers_changed": changed,

@@ -67,6 +67,14 @@ class QuantPlan:
     folded: dict[str, str] = field(default_factory=dict)
     exclusions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # ranges of tensors other realisers quantize besides the plan's Q/DQ tensors (PT2E quantizers observe more),
+    # calibrated in the same pass so every target of a run shares one calibration
+    extra_activations: dict[str, TensorQuant] = field(default_factory=dict)
+    quantizer: str = "sdk"  # sdk (this SDK's calibration) | nncf (NNCF chose the ranges; activations stay empty)
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Every calibrated tensor's range: the Q/DQ tensors and the extra ones."""
+        return {t: tuple(q.range) for t, q in {**self.extra_activations, **self.activations}.items()}
 
     @property
     def int8_layers(self) -> list[LayerQuant]:
@@ -85,6 +93,7 @@ class QuantPlan:
         """What the manifest records (the full plan travels as a separate file)."""
         return {
             "mode": self.mode,
+            "quantizer": self.quantizer,
             "activation_dtype": self.activation_dtype,
             "weight_dtype": self.weight_dtype,
             "weight_granularity": "per_channel",

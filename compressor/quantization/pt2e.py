@@ -1,23 +1,67 @@
-"""The SDK's calibration inside PyTorch's PT2E quantization flow (used by the ExecuTorch targets).
+"""The PT2E realiser: a quantization plan realised as a PT2E-quantized torch program (the ExecuTorch
+targets; later the Inductor ones).
 
-PT2E inserts observers where a quantizer (e.g. ExecuTorch's XNNPACKQuantizer) wants activations
-quantized. :func:`observer_class` gives an observer that chooses ranges with the SDK's own
-calibration methods (:mod:`.calibrate`): a first pass over the calibration data records min/max, a
-second fills |x| histograms, then ``calculate_qparams`` applies minmax / percentile / mse / entropy,
-so every target calibrates the same way. Exclusions use the same patterns as every other target.
+A PT2E quantizer (e.g. ExecuTorch's ``XNNPACKQuantizer``) decides where the runtime's INT8 kernels want
+observers; this module decides their ranges, from the plan, so every target of a run shares one
+calibration. Each observer is matched to the float ONNX tensor holding the same values on a probe
+batch (the two graphs come from the same model; names differ, values do not), and takes that tensor's
+range. Observers with no equivalent tensor are calibrated here with the same method and data, and
+reported. Which layers are INT8 comes from the plan too (excluded modules, single-layer plans for
+sensitivity).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
+from compressor.core.errors import InputError
+from compressor.core.progress import Progress
 from compressor.quantization.calibrate import BINS, Observation, choose_range
-from compressor.quantization.structure import Exclusions
+from compressor.quantization.plan import QuantPlan
 
-MODULE_OPS = {"Conv1d": "Conv", "Conv2d": "Conv", "Conv3d": "Conv", "Linear": "Gemm"}
+FLAVOURS = ("xnnpack",)
+_PROBE_POSITIONS = 8
+
+
+def fingerprint(x: np.ndarray) -> np.ndarray:
+    """A few statistics and samples of a tensor: equal tensors have equal fingerprints (within float error)."""
+    flat = np.asarray(x, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        return np.zeros(5 + _PROBE_POSITIONS)
+    idx = np.linspace(0, flat.size - 1, _PROBE_POSITIONS).astype(np.int64)
+    return np.concatenate([[flat.mean(), flat.std(), flat.min(), flat.max(), np.abs(flat).mean()], flat[idx]])
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    scale = max(abs(a[2]), abs(a[3]), 1e-6)
+    return bool(np.abs(a - b).max() <= 1e-3 * scale + 1e-5)
+
+
+@dataclass
+class TensorIndex:
+    """Fingerprints of every float tensor of the float ONNX graph on a probe batch, by element count."""
+
+    by_size: dict[int, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, values: dict[str, np.ndarray], prefer: list[str]) -> TensorIndex:
+        order = {t: i for i, t in enumerate(prefer)}
+        idx = cls()
+        for name in sorted(values, key=lambda n: (order.get(n, len(order)), n)):
+            a = values[name]
+            idx.by_size.setdefault(int(np.asarray(a).size), []).append((name, fingerprint(a)))
+        return idx
+
+    def match(self, x: np.ndarray) -> str | None:
+        fp = fingerprint(x)
+        for name, other in self.by_size.get(int(np.asarray(x).size), []):
+            if _same(fp, other):
+                return name
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -25,25 +69,30 @@ def observer_class():
     import torch
     from torchao.quantization.pt2e.observer import UniformQuantizationObserverBase
 
-    class SdkObserver(UniformQuantizationObserverBase):
-        """Two-pass observer: set ``phase = "histogram"`` on every instance between the passes."""
+    class PlanObserver(UniformQuantizationObserverBase):
+        """An activation observer whose range comes from the plan (``fixed``), or, for tensors the plan does
+        not cover, from the SDK's calibration: ``range`` pass (min/max), then ``histogram`` pass."""
 
         def __init__(self, method: str = "mse", percentile: float = 99.999, **kwargs):
             super().__init__(**kwargs)
             self.method, self.percentile = method, percentile
-            self.phase = "range"
+            self.phase = "probe"
             self.clamp: tuple[float, float] | None = None  # a clamp (ReLU6) right after the observed op: observe its result
+            self.fixed: tuple[float, float] | None = None
+            self.probe: np.ndarray | None = None
             self.register_buffer("min_val", torch.tensor(float("inf")))
             self.register_buffer("max_val", torch.tensor(float("-inf")))
             self.hist: np.ndarray | None = None
 
         def forward(self, x):
-            if x.numel() == 0:
+            if x.numel() == 0 or self.fixed is not None and self.phase != "probe":
                 return x
             xd = x.detach().float()
             if self.clamp is not None:
                 xd = xd.clamp(*self.clamp)
-            if self.phase == "range":
+            if self.phase == "probe":
+                self.probe = xd.numpy().copy()
+            elif self.phase == "range":
                 self.min_val = torch.minimum(self.min_val, xd.min())
                 self.max_val = torch.maximum(self.max_val, xd.max())
             else:
@@ -54,27 +103,32 @@ def observer_class():
             return x
 
         def calculate_qparams(self):
-            lo, hi = float(self.min_val.item()), float(self.max_val.item())
-            if not np.isfinite(lo) or not np.isfinite(hi):
-                lo, hi = 0.0, 1.0
-            obs = Observation(lo, hi, self.hist)
-            lo, hi = choose_range(obs, self.method if self.hist is not None else "minmax", self.percentile)
+            if self.fixed is not None:
+                lo, hi = self.fixed
+            else:
+                lo, hi = float(self.min_val.item()), float(self.max_val.item())
+                if not np.isfinite(lo) or not np.isfinite(hi):
+                    lo, hi = 0.0, 1.0
+                lo, hi = choose_range(Observation(lo, hi, self.hist), self.method if self.hist is not None else "minmax", self.percentile)
             qmin, qmax = self.quant_min, self.quant_max
             scale = max((hi - lo) / float(qmax - qmin), 1e-8)
             zp = int(np.clip(round(qmin - lo / scale), qmin, qmax))
             return torch.tensor([scale], dtype=torch.float32), torch.tensor([zp], dtype=torch.int32)
 
         def extra_repr(self) -> str:
-            return f"method={self.method}, min={self.min_val.item():.4g}, max={self.max_val.item():.4g}"
+            return f"method={self.method}, fixed={self.fixed}"
 
-    return SdkObserver
+    return PlanObserver
 
 
-def set_phase(module, phase: str) -> None:
+def _observers(prepared) -> dict[str, Any]:
     cls = observer_class()
-    for m in module.modules():
-        if isinstance(m, cls):
-            m.phase = phase
+    return {name: m for name, m in prepared.named_modules() if isinstance(m, cls)}
+
+
+def _set_phase(prepared, phase: str) -> None:
+    for m in _observers(prepared).values():
+        m.phase = phase
 
 
 def fold_clamps(prepared) -> int:
@@ -82,7 +136,7 @@ def fold_clamps(prepared) -> int:
 
     The quantizer annotates conv → observer → hardtanh → observer; with a wide pre-clamp range the first
     quantization is needlessly coarse. Observing the clamped values gives it the range [0, ≤6], where
-    quantizing clamps exactly as ReLU6 does: the same folding the ONNX exporter does for Relu/Clip."""
+    quantizing clamps exactly as ReLU6 does: the same folding the QDQ realiser does for Relu/Clip."""
     import torch
 
     cls = observer_class()
@@ -101,35 +155,98 @@ def fold_clamps(prepared) -> int:
     return n
 
 
-def excluded_modules(module, patterns: list[str]) -> tuple[list[dict], list[str], list[str]]:
-    """(layers with their precision, excluded module names, unmatched patterns) for the weighted modules of ``module``."""
-    excl = Exclusions(patterns)
-    layers, names = [], []
-    for name, m in module.named_modules():
-        kind = type(m).__name__
-        if kind not in MODULE_OPS:
-            continue
-        hit = excl.match(name, MODULE_OPS[kind], kind)
-        layers.append({"name": name, "module_type": kind, "precision": "float" if hit else "int8",
-                       "reason": f"excluded by '{hit}'" if hit else ""})
-        if hit:
-            names.append(name)
-    return layers, names, excl.unmatched()
-
-
-def calibrate(prepared, batches: list[tuple], method: str, progress: Callable[[int], None] | None = None) -> None:
-    """Run the calibration batches through a prepared (observed) model: two passes unless minmax."""
+def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
+    """The PT2E quantizer of ``flavour`` with the SDK's observers, quantizing exactly the plan's INT8 layers."""
     import torch
 
-    set_phase(prepared, "range")
+    if flavour != "xnnpack":
+        raise InputError(f"unknown PT2E quantizer flavour '{flavour}': known are {', '.join(FLAVOURS)}")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import QuantizationConfig
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    s = plan.calibration
+    base = get_symmetric_quantization_config(is_per_channel=True)
+    act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine, is_dynamic=False,
+                           observer_or_fake_quant_ctr=observer_class().with_args(method=s.get("method", "mse"),
+                                                                                 percentile=s.get("percentile", 99.999)))
+    config = QuantizationConfig(input_activation=act, output_activation=act, weight=base.weight, bias=None, is_qat=False)
+    int8 = [l.name for l in plan.layers if l.precision == "int8" and l.name in modules]
+    other = [l.name for l in plan.layers if l.precision != "int8" and l.name in modules]
+    quantizer = XNNPACKQuantizer()
+    if len(int8) >= len(other):  # mostly INT8: everything, but the float layers
+        quantizer.set_global(config)
+        for name in other:
+            quantizer.set_module_name(name, None)
+    else:  # a few layers (per-layer sensitivity): only those
+        for name in int8:
+            quantizer.set_module_name(name, config)
+    return quantizer
+
+
+def _prepare(exported_module, flavour: str, plan: QuantPlan, modules: set[str]):
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from compressor.io.export_torch import quiet
+
+    with quiet():
+        prepared = prepare_pt2e(exported_module, _quantizer(flavour, plan, modules))
+    return prepared, fold_clamps(prepared)
+
+
+def _probe(prepared, batch: tuple) -> dict[str, np.ndarray]:
+    import torch
+
+    _set_phase(prepared, "probe")
     with torch.no_grad():
-        for args in batches:
-            prepared(*args)
-            if progress:
-                progress(1)
-        if method != "minmax":
-            set_phase(prepared, "histogram")
-            for args in batches:
-                prepared(*args)
-                if progress:
-                    progress(1)
+        prepared(*batch)
+    return {name: m.probe for name, m in _observers(prepared).items() if m.probe is not None}
+
+
+def observed_tensors(exported_module, flavour: str, plan: QuantPlan, modules: set[str], probe_batch: tuple,
+                     index: TensorIndex) -> tuple[list[str], int]:
+    """The float ONNX tensors whose ranges this flavour's quantizer needs (to calibrate them with the rest),
+    and how many of its observers have no equivalent tensor."""
+    prepared, _ = _prepare(exported_module, flavour, plan, modules)
+    found, missing = [], 0
+    for x in _probe(prepared, probe_batch).values():
+        t = index.match(x)
+        if t is None:
+            missing += 1
+        else:
+            found.append(t)
+    return list(dict.fromkeys(found)), missing
+
+
+def realise(exported_module, flavour: str, plan: QuantPlan, modules: set[str], probe_batch: tuple, index: TensorIndex,
+            ranges: dict[str, tuple[float, float]], calib_batches: list[tuple], progress: Progress) -> tuple[Any, dict[str, Any]]:
+    """Prepare with ``flavour``'s quantizer, give each observer its plan range, convert; returns the converted
+    module and what was done (observers from the plan, observers calibrated here, clamps folded)."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from compressor.io.export_torch import quiet
+
+    prepared, folded = _prepare(exported_module, flavour, plan, modules)
+    observers = _observers(prepared)
+    shared, own = 0, []
+    for name, x in _probe(prepared, probe_batch).items():
+        t = index.match(x)
+        if t is not None and t in ranges:
+            observers[name].fixed = ranges[t]
+            shared += 1
+        else:
+            own.append(name)
+    if own:  # no equivalent ONNX tensor: calibrate these observers here, same method and data
+        phases = ("range",) if plan.calibration.get("method") == "minmax" else ("range", "histogram")
+        with progress.bar(f"calibrated {len(own)} PT2E-only tensor(s)", total=len(calib_batches) * len(phases)) as advance, \
+                torch.no_grad():
+            for phase in phases:
+                _set_phase(prepared, phase)
+                for batch in calib_batches:
+                    prepared(*batch)
+                    advance(1)
+    with quiet():
+        converted = convert_pt2e(prepared)
+    return converted, {"observers": len(observers), "ranges_from_plan": shared, "calibrated_in_pt2e": len(own),
+                       "clamps_folded_into_quantization": folded}

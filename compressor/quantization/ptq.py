@@ -7,36 +7,16 @@ quantized at run time). The model is executed through a ``run`` function the bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from compressor.core.errors import DataError, InputError
 from compressor.quantization.calibrate import RunFn, choose_range, observe, quant_params
-from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE, LayerQuant, QuantPlan, WeightQuant
+from compressor.quantization.plan import LayerQuant, QuantPlan, WeightQuant
 from compressor.quantization.qdq import quantize_weight, weight_axis
+from compressor.quantization.settings import MIN_CALIB_SAMPLES, QuantizationSettings
 from compressor.quantization.structure import UNSUPPORTED_WEIGHTED, analyse
-
-MIN_CALIB_SAMPLES = 10
-DEFAULT_CALIB_SAMPLES = 128
-
-
-@dataclass
-class QuantSettings:
-    calibration: str = DEFAULT_CALIBRATION
-    percentile: float = DEFAULT_PERCENTILE
-    calib_samples: int = DEFAULT_CALIB_SAMPLES
-    exclude: list[str] = field(default_factory=list)
-    sensitivity: bool = True
-    sensitivity_samples: int = 16
-    quantizer: str = "sdk"  # sdk (this package's plan) | nncf (OpenVINO targets only)
-
-    def __post_init__(self) -> None:
-        if self.calibration not in CALIBRATION_METHODS:
-            raise InputError(f"unknown calibration method '{self.calibration}': use one of {', '.join(CALIBRATION_METHODS)}")
-        if not 50.0 < self.percentile <= 100.0:
-            raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
 
 
 def _layers(model, structure, with_weights: bool) -> list[LayerQuant]:
@@ -75,18 +55,29 @@ def _check_structure(structure, warn: Callable[[str], None]) -> list[str]:
     return warnings
 
 
-def static_plan(model, module, settings: QuantSettings, calib_feeds: list[dict[str, np.ndarray]], run: RunFn,
-                progress=None, warn: Callable[[str], None] = lambda m: None, samples: int | None = None) -> QuantPlan:
-    n = samples if samples is not None else sum(int(next(iter(f.values())).shape[0]) for f in calib_feeds)
+def static_structure(model, module, settings: QuantizationSettings, warn: Callable[[str], None] = lambda m: None):
+    """What goes INT8 and which activation tensors get Q/DQ (before any calibration)."""
     structure = analyse(model, module, settings.exclude, mode="static")
-    warnings = _check_structure(structure, warn)
+    return structure, _check_structure(structure, warn)
+
+
+def static_plan(model, module, settings: QuantizationSettings, calib_feeds: list[dict[str, np.ndarray]], run: RunFn,
+                progress=None, warn: Callable[[str], None] = lambda m: None, samples: int | None = None,
+                extra_tensors: list[str] = (), structure=None) -> QuantPlan:
+    """Structure + one calibration pass over the plan's tensors and ``extra_tensors`` (other realisers' needs)."""
+    n = samples if samples is not None else sum(int(next(iter(f.values())).shape[0]) for f in calib_feeds)
+    if structure is None:
+        structure, warnings = static_structure(model, module, settings, warn)
+    else:
+        structure, warnings = structure
     unfolded = sum(1 for n in model.graph.node if n.op_type == "BatchNormalization")
     if unfolded:
         msg = (f"{unfolded} BatchNormalization node(s) were not folded into a convolution by the export: "
                "they run in float between INT8 layers, which costs speed")
         warnings.append(msg)
         warn(msg)
-    obs = observe(run, calib_feeds, structure.quantized, progress=progress,
+    extra = [t for t in dict.fromkeys(extra_tensors) if t not in set(structure.quantized)]
+    obs = observe(run, calib_feeds, list(structure.quantized) + extra, progress=progress,
                   need_histograms=settings.calibration != "minmax")
     missing = [t for t in structure.quantized if t not in obs]
     if missing:
@@ -112,10 +103,12 @@ def static_plan(model, module, settings: QuantSettings, calib_feeds: list[dict[s
         exclusions=list(settings.exclude),
         warnings=warnings,
         folded=structure.folded,
+        extra_activations={t: quant_params(t, *choose_range(obs[t], settings.calibration, settings.percentile), "uint8",
+                                           settings.calibration) for t in extra if t in obs},
     )
 
 
-def dynamic_plan(model, module, settings: QuantSettings, warn: Callable[[str], None] = lambda m: None) -> QuantPlan:
+def dynamic_plan(model, module, settings: QuantizationSettings, warn: Callable[[str], None] = lambda m: None) -> QuantPlan:
     structure = analyse(model, module, settings.exclude, mode="dynamic")
     for l in structure.layers:  # dynamic quantization needs a weight we can lay out as [K, N]
         if l["op_type"] == "Conv" and l["precision"] == "int8":

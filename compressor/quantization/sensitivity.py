@@ -2,27 +2,27 @@
 
 Two views, both against the float graph's outputs on the same samples:
 
-- **alone**: each INT8 layer quantized by itself (everything else float); the loss in output cosine
-  similarity and top-1 agreement is that layer's own cost;
-- **all quantized**: in the full INT8 model, the signal-to-quantization-noise ratio (SQNR, dB) of each
-  layer's output against its float value: where the accumulated error is worst.
+- **alone**: each INT8 layer quantized by itself (everything else float), realised and run by whatever
+  ``measure`` runs: the target's own runtime, so the ranking is of what the device will do; the loss
+  in output cosine similarity and top-1 agreement is that layer's own cost;
+- **all quantized**: the full plan on the same runtime, and, where the plan carries ranges, each
+  layer's output signal-to-quantization-noise ratio (SQNR, dB) in the QDQ simulation of the full plan:
+  where the accumulated error is worst.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from compressor.evaluation.validate import compare
+from compressor.core.fidelity import compare
 from compressor.quantization.plan import QuantPlan
-
-# run(model_proto, feeds_list, extra_tensor_names) -> list (per feed) of {name: array}; the graph's outputs under "__outputs__"
-RunModel = Callable[[object, Sequence[dict], Sequence[str]], list[dict]]
 
 
 def single_layer_plan(plan: QuantPlan, name: str) -> QuantPlan:
+    """``plan`` with only layer ``name`` INT8 (and only its own activations quantized)."""
     p = copy.copy(plan)
     p.layers = [copy.copy(l) for l in plan.layers]
     keep: set[str] = set()
@@ -32,15 +32,15 @@ def single_layer_plan(plan: QuantPlan, name: str) -> QuantPlan:
             if l.output:
                 keep.add(l.output)
         elif l.precision == "int8":
-            l.precision = "float"
+            l.precision, l.reason = "float", "sensitivity: measured alone"
     p.activations = {t: q for t, q in plan.activations.items() if t in keep}
     p.folded = {n: t for n, t in plan.folded.items() if t in keep}
     p.other_quantized_ops = []
     return p
 
 
-def _fidelity(ref: list[np.ndarray], got: list[np.ndarray], task: str) -> dict:
-    f = compare([np.concatenate(ref)], [np.concatenate(got)], None, synthetic=False, task=task)
+def _fidelity(ref: np.ndarray, got: np.ndarray, task: str) -> dict:
+    f = compare([ref], [got], None, synthetic=False, task=task)
     return {"cosine_mean": f.cosine_mean, "cosine_min": f.cosine_min, "top1_agreement": f.top1_agreement}
 
 
@@ -52,35 +52,42 @@ def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return 10.0 * np.log10(max(signal, 1e-30) / noise)
 
 
-def analyse_sensitivity(model, plan: QuantPlan, feeds: Sequence[dict], realize: Callable, run: RunModel,
-                        progress: Callable[[int], None] | None = None, task: str = "auto") -> dict:
-    """Sensitivity of every INT8 layer of ``plan`` on ``feeds`` (a few batches of real data)."""
+def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[str]], list[dict]],
+            measure: Callable[[QuantPlan], np.ndarray], simulate: Callable[[QuantPlan, list[str]], list[dict]] | None = None,
+            progress: Callable[[int], None] | None = None, task: str = "auto", runtime: str = "") -> dict:
+    """Sensitivity of every INT8 layer of ``plan`` on ``feeds`` (a few batches of real data).
+
+    ``run_float(names)`` runs the float graph on the feeds (with those intermediate tensors); ``measure(plan)``
+    realises a plan and returns its first output on the feeds, concatenated; ``simulate(plan, names)`` runs
+    the plan's QDQ simulation with intermediate tensors (for SQNR), or is None."""
     layers = plan.int8_layers
     outputs_of = {l.name: l.output for l in layers if l.output}
-    ref_runs = run(model, feeds, list(outputs_of.values()))
-    ref_out = [r["__outputs__"][0] for r in ref_runs]
+    ref_runs = run_float(list(outputs_of.values()) if simulate else [])
+    ref_out = np.concatenate([r["__outputs__"][0] for r in ref_runs])
     alone = []
     for l in layers:
-        got = [r["__outputs__"][0] for r in run(realize(model, single_layer_plan(plan, l.name)), feeds, [])]
-        f = _fidelity(ref_out, got, task)
+        f = _fidelity(ref_out, measure(single_layer_plan(plan, l.name)), task)
         alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f})
         if progress:
             progress(1)
     alone.sort(key=lambda d: d["loss"], reverse=True)
-    full_runs = run(realize(model, plan), feeds, list(outputs_of.values()))
-    full = _fidelity(ref_out, [r["__outputs__"][0] for r in full_runs], task)
+    full = _fidelity(ref_out, measure(plan), task)
     sqnr = []
-    for name, t in outputs_of.items():
-        ref = np.concatenate([r[t] for r in ref_runs])
-        got = np.concatenate([r[t] for r in full_runs])
-        sqnr.append({"layer": name, "sqnr_db": _sqnr_db(ref, got)})
-    sqnr.sort(key=lambda d: d["sqnr_db"])
+    if simulate is not None:
+        full_runs = simulate(plan, list(outputs_of.values()))
+        for name, t in outputs_of.items():
+            ref = np.concatenate([r[t] for r in ref_runs])
+            got = np.concatenate([r[t] for r in full_runs])
+            sqnr.append({"layer": name, "sqnr_db": _sqnr_db(ref, got)})
+        sqnr.sort(key=lambda d: d["sqnr_db"])
     if progress:
         progress(1)
     return {
-        "samples": int(sum(next(iter(f.values())).shape[0] for f in feeds)),
+        "samples": int(ref_out.shape[0]),
+        "runtime": runtime,
         "all_quantized": full,
         "layers_alone": alone,
         "all_quantized_worst_sqnr": sqnr,
-        "method": "alone: that layer INT8, the rest float, output cosine vs float; all: per-layer output SQNR in the full INT8 model",
+        "method": f"alone: that layer INT8, the rest float, run on {runtime}, output cosine vs the float graph; "
+                  "SQNR: per-layer output in the QDQ simulation of the full plan" + ("" if simulate else " (not available for this quantizer)"),
     }

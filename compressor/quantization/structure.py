@@ -21,12 +21,10 @@ Rules (the layout ONNX Runtime fuses into integer kernels, the same coverage as 
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressor.core.errors import InputError
+from compressor.core.selection import Exclusions
 from compressor.io.export_onnx import read_node_modules
 
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
@@ -65,36 +63,6 @@ def module_types(module) -> dict[str, str]:
         return {n: type(m).__name__ for n, m in module.named_modules()} if hasattr(module, "named_modules") else {}
     except Exception:  # noqa: BLE001 - TorchScript modules may refuse; types are only informative
         return {}
-
-
-class Exclusions:
-    """Layer exclusion patterns: a name or glob (``layer4.*``), ``re:<regex>``, or ``type:<Conv2d|Linear|Conv|Gemm|MatMul>``."""
-
-    def __init__(self, patterns: list[str] | None):
-        self.patterns = list(patterns or [])
-        self.hits = {p: 0 for p in self.patterns}
-        for p in self.patterns:
-            if p.startswith("re:"):
-                try:
-                    re.compile(p[3:])
-                except re.error as e:
-                    raise InputError(f"exclusion '{p}' is not a valid regular expression: {e}")
-
-    def match(self, name: str, op_type: str, module_type: str | None) -> str | None:
-        for p in self.patterns:
-            if p.startswith("type:"):
-                ok = p[5:] in (op_type, module_type)
-            elif p.startswith("re:"):
-                ok = re.search(p[3:], name) is not None
-            else:
-                ok = fnmatch.fnmatchcase(name, p)
-            if ok:
-                self.hits[p] += 1
-                return p
-        return None
-
-    def unmatched(self) -> list[str]:
-        return [p for p, n in self.hits.items() if n == 0]
 
 
 HEAVY_TAILED = {"Erf", "Gelu", "FastGelu", "BiasGelu", "Tanh"}

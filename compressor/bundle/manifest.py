@@ -1,0 +1,191 @@
+"""The bundle manifest (``manifest.json``), typed.
+
+:class:`Manifest` is what every bundle's manifest must be; its JSON Schema ships with the package as
+``manifest.schema.json`` (regenerate with ``python -m compressor.bundle.manifest``; a test keeps the two in
+step). ``schema_version`` is MAJOR.MINOR: a minor version only adds optional fields, so this SDK reads
+every manifest of its major version (bundles written by earlier releases still verify); another major
+version is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compressor.core.errors import VerificationError
+
+SCHEMA_VERSION = "1.1"
+SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
+
+
+class _Typed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """A section whose known fields are typed and which may carry more (runtime- or backend-specific facts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Sdk(_Typed):
+    name: str
+    version: str
+
+
+class Target(_Open):
+    name: str
+    backend: str
+    device: str
+    precision: str
+    artifact_format: str
+    ir: Optional[str] = None  # since 1.1
+    shape_profile: dict[str, dict[str, list[int]]]
+    runtime: dict[str, Any]
+
+
+class ArtifactInfo(_Typed):
+    path: str
+    files: list[str]
+    size_bytes: int = Field(ge=0)
+    build: dict[str, Any]
+
+
+class InputInfo(_Typed):
+    name: str
+    shape: list[Union[int, str]]
+    dtype: str
+    dynamic_axes: dict[str, dict[str, Any]]
+    spec: str
+
+
+class OutputInfo(_Typed):
+    name: str
+    shape: list[Union[int, str, None]]
+    dtype: str
+
+
+class DataInfo(_Typed):
+    eval: dict[str, Any]
+    calibration: Optional[dict[str, Any]]
+    eval_batch_size: int = Field(ge=1)
+
+
+class GateResult(_Open):
+    passed: bool
+    failures: list[str]
+    forced: bool
+
+
+class Fidelity(_Open):
+    samples: int = Field(ge=1)
+    synthetic: bool
+    top1_agreement: Optional[float]
+    cosine_mean: float
+    cosine_min: float
+    max_abs_error: float
+    accuracy: Optional[float] = None
+    reference_accuracy: Optional[float] = None
+
+
+class Metrics(_Open):
+    fidelity: Fidelity
+    latency_ms: Optional[dict[str, float]] = None
+    throughput_per_s: Optional[float] = None
+    peak_rss_mb: Optional[float] = None
+    model_rss_mb: Optional[float] = None
+    load_time_s: Optional[float] = None
+    iterations: Optional[int] = None
+    torch_eager_latency_ms: Optional[dict[str, float]] = None
+    speedup_vs_torch_eager: Optional[float] = None
+
+
+class BenchmarkInfo(_Open):
+    settings: Optional[dict[str, Any]]
+    method: str
+    runtime: Optional[dict[str, Any]] = None
+
+
+class Tolerance(_Typed):
+    atol: float = Field(ge=0)
+    rtol_of_max: float = Field(ge=0)
+    cosine_min: float = Field(ge=-1, le=1)
+
+
+class Reference(_Typed):
+    inputs: str
+    outputs: str
+    samples: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    tolerance: Tolerance
+    produced_by: str
+
+
+class Environment(_Open):
+    cpu: dict[str, Any]
+    gpu: list[Any]
+    os: str
+    python: str
+
+
+class Manifest(_Typed):
+    """manifest.json: what the bundle is, how it was made, how it measured, and a hash of every file."""
+
+    schema_version: str = Field(pattern=r"^\d+\.\d+$")
+    created_at: str
+    sdk: Sdk
+    target: Target
+    precision: str
+    artifact: ArtifactInfo
+    quantization: Optional[dict[str, Any]] = None
+    pruning: Optional[dict[str, Any]] = None
+    warnings: list[str] = Field(default_factory=list)
+    inputs: list[InputInfo] = Field(min_length=1)
+    outputs: list[OutputInfo] = Field(min_length=1)
+    preprocessing: Optional[dict[str, Any]] = None
+    source: dict[str, Any]
+    data: DataInfo
+    gate: GateResult
+    metrics: Metrics
+    benchmark: BenchmarkInfo
+    environment: Environment
+    reference: Reference
+    recipe: dict[str, Any]
+    files: dict[str, str] = Field(description="sha256 of every file of the bundle but manifest.json")
+
+
+def validate_manifest(data: Any, where: str) -> Manifest:
+    """A checked manifest, or a VerificationError naming the field that breaks the schema (or the unreadable version)."""
+    if not isinstance(data, dict):
+        raise VerificationError(f"{where}: manifest.json is not a JSON object: the bundle is damaged")
+    version = str(data.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise VerificationError(f"{where}: manifest schema {version or '(none)'} is not readable by this SDK (schema {SCHEMA_VERSION}): "
+                                "use a compressor release of that schema's major version, or rebuild the bundle")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        more = len(e.errors()) - 1
+        raise VerificationError(f"{where}: manifest.json breaks its schema at '{field}': {err['msg']}"
+                                + (f" (and {more} more)" if more else "") + "; the bundle is damaged or was edited") from None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema()
+    schema["$id"] = f"https://compressor.dev/schemas/manifest-{SCHEMA_VERSION}.json"
+    schema["title"] = f"compressor bundle manifest, schema {SCHEMA_VERSION}"
+    return schema
+
+
+def write_schema(path: Path = SCHEMA_FILE) -> Path:
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover - regenerates the shipped schema
+    print(write_schema())

@@ -1,0 +1,138 @@
+"""Backends and their targets, found through Python entry points (group ``compressor.backends``).
+
+The built-in backends are registered the same way as a third-party package's (see pyproject.toml), so a
+package adds a backend by declaring an entry point ``name = "package.module:BackendClass"``; nothing in
+this repository is edited. Backend modules import their runtime lazily, so listing targets stays light.
+A plugin that fails to load is reported, and the others go on.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from compressor.core.backend import Backend
+from compressor.core.errors import InputError, TargetError, first_line
+from compressor.core.targets import PLANNED, PLANNED_REASON, TargetSpec
+
+GROUP = "compressor.backends"
+_INSTANCES: dict[str, Backend] = {}
+
+
+@lru_cache(maxsize=1)
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    found = {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
+    if not found:
+        raise TargetError(f"no backends are registered under the entry-point group '{GROUP}': "
+                          "install the package (pip install -e . or make setup) so its entry points exist")
+    return found
+
+
+@lru_cache(maxsize=1)
+def _loaded() -> tuple[dict[str, type[Backend]], dict[str, str]]:
+    classes, errors = {}, {}
+    for name, ep in _entry_points().items():
+        try:
+            cls = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin is reported, the others go on
+            errors[name] = f"{ep.value}: {type(e).__name__}: {first_line(e)}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            errors[name] = f"{ep.value} is not a compressor.core.backend.Backend subclass"
+            continue
+        classes[name] = cls
+    return classes, errors
+
+
+def load_errors() -> dict[str, str]:
+    """Backends whose entry point could not be loaded, with why."""
+    return dict(_loaded()[1])
+
+
+def get_backend(name: str) -> Backend:
+    classes, errors = _loaded()
+    if name in errors:
+        raise TargetError(f"backend '{name}' failed to load ({errors[name]}): reinstall the package that provides it")
+    if name not in classes:
+        raise TargetError(f"no backend '{name}' is registered: known backends are {', '.join(classes)}")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = classes[name]()
+    return _INSTANCES[name]
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, TargetSpec]:
+    """Every known target: those the registered backends declare, then the planned ones nobody implements yet."""
+    out: dict[str, TargetSpec] = {}
+    for name, cls in _loaded()[0].items():
+        for spec in cls.TARGETS:
+            if spec.backend != name:
+                raise TargetError(f"backend '{name}' declares target '{spec.name}' for backend '{spec.backend}': fix its TARGETS")
+            if spec.name in out:
+                raise TargetError(f"target '{spec.name}' is declared by two backends ({out[spec.name].backend} and {name})")
+            out[spec.name] = spec
+    for spec in PLANNED:
+        out.setdefault(spec.name, spec)
+    return out
+
+
+def get_target(name: str) -> TargetSpec:
+    """The catalogue entry for ``name``; an unknown or unimplemented name raises a TargetError."""
+    cat = catalogue()
+    spec = cat.get(name)
+    if spec is None:
+        raise TargetError(f"unknown target '{name}': known targets are {', '.join(cat)}")
+    if not spec.implemented:
+        usable = ", ".join(n for n, t in cat.items() if t.implemented)
+        raise TargetError(f"target '{name}' is {PLANNED_REASON}: use one of {usable}")
+    return spec
+
+
+def reference_target() -> TargetSpec:
+    """The FP32 eager reference (its speed is the baseline every speed-up is measured against)."""
+    ref = next((t for t in catalogue().values() if t.reference), None)
+    if ref is None:
+        raise TargetError("no registered backend provides the FP32 reference target")
+    return ref
+
+
+def target_for_file(path: Path) -> TargetSpec:
+    """The target a bare artifact file runs as by default, from its suffix."""
+    suffix = Path(path).suffix
+    for spec in catalogue().values():
+        if suffix in spec.opens:
+            return spec
+    known = sorted({s for t in catalogue().values() for s in t.opens})
+    raise InputError(f"cannot tell the target of '{Path(path).name}' from its suffix: pass --target (known suffixes: {', '.join(known)})")
+
+
+def package_missing(dist: str, module: str | None = None) -> str | None:
+    """A reason string when ``module`` cannot be imported, else None (without importing it)."""
+    if importlib.util.find_spec(module or dist) is None:
+        return f"package '{dist}' is not installed (pip install '{dist}', or the project extra that provides it)"
+    return None
+
+
+def target_status(spec: TargetSpec) -> tuple[bool, str]:
+    """(usable here, reason if not) for a catalogue entry."""
+    if not spec.implemented:
+        return False, PLANNED_REASON
+    try:
+        backend = get_backend(spec.backend)
+    except TargetError as e:
+        return False, str(e)
+    return backend.available(spec)
+
+
+def require(spec: TargetSpec) -> Backend:
+    """The backend for ``spec``, or a TargetError saying why it cannot run here."""
+    ok, why = target_status(spec)
+    if not ok:
+        raise TargetError(f"target '{spec.name}' cannot run on this machine: {why}")
+    return get_backend(spec.backend)
+
+
+def all_targets() -> list[tuple[TargetSpec, bool, str]]:
+    return [(spec, *target_status(spec)) for spec in catalogue().values()]

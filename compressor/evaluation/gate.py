@@ -1,0 +1,63 @@
+"""The gate: accuracy, size and memory budgets an artifact must meet before a bundle is written (recipe
+section ``gate``; a run that fails it writes no bundle unless ``force``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from compressor.core.errors import GateError
+from compressor.core.fidelity import Fidelity
+from compressor.core.options import GATE, Settings, option
+
+
+class GateSettings(Settings):
+    max_accuracy_drop: Optional[float] = option(None, "Fail if accuracy drops more than X percentage points (needs labels).",
+                                                flag="--max-accuracy-drop", panel=GATE, ge=0)
+    min_agreement: Optional[float] = option(None, "Fail if top-1 agreement with FP32 is below X (0..1).", flag="--min-agreement",
+                                            panel=GATE, ge=0, le=1)
+    min_cosine: Optional[float] = option(None, "Fail if the mean cosine similarity with FP32 outputs is below X (embeddings).",
+                                         flag="--min-cosine", panel=GATE, ge=-1, le=1)
+    max_size_mb: Optional[float] = option(None, "Fail if the model file(s) exceed X MB (says by how much).", flag="--max-size-mb",
+                                          panel=GATE, gt=0)
+    max_memory_mb: Optional[float] = option(None, "Fail if loading and running the model takes more than X MB (measured).",
+                                            flag="--max-memory-mb", panel=GATE, gt=0)
+    force: bool = option(False, "Write the bundle even if it fails its gate (marked as failing).", flag="--force", panel=GATE)
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.max_accuracy_drop, self.min_agreement, self.min_cosine))
+
+    def size_failure(self, size_bytes: int) -> str | None:
+        mb = size_bytes / 2**20
+        if self.max_size_mb is not None and mb > self.max_size_mb:
+            return f"the model is {mb:.2f} MB, over --max-size-mb {self.max_size_mb:g} by {mb - self.max_size_mb:.2f} MB"
+        return None
+
+    def memory_failure(self, model_rss_mb: float | None) -> str | None:
+        if self.max_memory_mb is not None and model_rss_mb is not None and model_rss_mb > self.max_memory_mb:
+            return (f"running the model takes {model_rss_mb:.1f} MB, over --max-memory-mb {self.max_memory_mb:g} "
+                    f"by {model_rss_mb - self.max_memory_mb:.1f} MB")
+        return None
+
+    def check_possible(self, has_labels: bool) -> None:
+        if self.max_accuracy_drop is not None and not has_labels:
+            raise GateError(
+                "--max-accuracy-drop needs labelled eval data, and this eval data has no labels: add labels, or gate with --min-agreement"
+            )
+
+    def failures(self, f: Fidelity) -> list[str]:
+        out = []
+        drop = f.accuracy_drop_pp
+        if self.max_accuracy_drop is not None and drop is not None and drop > self.max_accuracy_drop:
+            out.append(f"accuracy dropped {drop:.2f} points (limit {self.max_accuracy_drop:g})")
+        if self.min_agreement is not None:
+            if f.top1_agreement is None:
+                out.append("--min-agreement needs a classifier output (N, classes); gate embeddings with --min-cosine")
+            elif f.top1_agreement < self.min_agreement:
+                out.append(f"top-1 agreement {f.top1_agreement:.4f} is below {self.min_agreement:g}")
+        if self.min_cosine is not None and f.cosine_mean < self.min_cosine:
+            out.append(f"mean cosine similarity {f.cosine_mean:.5f} is below {self.min_cosine:g}")
+        return out
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json", exclude={"force"})

@@ -1,0 +1,410 @@
+"""One evaluation session: a model, its eval data and its FP32 reference outputs, computed once, and
+``evaluate(candidate)`` for as many candidates as a command needs.
+
+A candidate is a target, optionally with pruning. Evaluating one builds it (the pruning stage, the
+IR the target consumes — exported once per model, quantized by the quantization stage, which plans
+once per model — then the backend's compile), validates it against the reference outputs, and
+benchmarks it in a fresh process per batch size. ``compress`` evaluates one candidate and writes its
+bundle; ``bench --targets`` evaluates many; a search is a strategy that proposes candidates. There is no
+second loop.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.core.backend import IR, Artifact, CompileContext, TorchModuleRunner
+from compressor.core.errors import CompressorError, InputError, TargetError, first_line
+from compressor.core.fidelity import Fidelity, compare
+from compressor.core.model import ModelHandle
+from compressor.core.progress import Progress
+from compressor.core.registry import get_backend, get_target, package_missing, reference_target, target_status
+from compressor.core.targets import IRFormat, Precision, TargetSpec
+from compressor.data.sources import DataSource
+from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
+from compressor.evaluation.validate import eval_batch_size, run_all
+from compressor.pruning.settings import FinetuneSettings, PruningSettings
+from compressor.quantization.plan import QuantPlan
+from compressor.quantization.settings import QuantizationSettings
+from compressor.quantization.stage import QuantizationStage
+
+PLAN_FILE = "quantization_plan.json"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What to build: a target, and the pruning to apply first (None: the model as loaded)."""
+
+    target: str
+    pruning: PruningSettings | None = None
+
+    @property
+    def label(self) -> str:
+        return self.target if self.pruning is None else f"{self.target} (pruned)"
+
+
+@dataclass
+class CandidateResult:
+    candidate: Candidate
+    target: TargetSpec | None
+    status: str  # ok | unusable | failed
+    reason: str = ""
+    artifact: Artifact | None = None
+    fidelity: Fidelity | None = None
+    outputs: list[np.ndarray] | None = None  # the artifact's outputs on the eval data
+    benchmarks: dict[int, dict[str, Any]] = field(default_factory=dict)  # batch size -> result (or {"error": …})
+    quantization: dict[str, Any] | None = None  # plan summary, kernel report, sensitivity
+    plan: QuantPlan | None = None
+    pruning: dict[str, Any] | None = None
+    build: dict[str, Any] = field(default_factory=dict)  # how the artifact was made (export, IR, backend details)
+    warnings: list[str] = field(default_factory=list)
+    build_seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self.artifact.size_bytes if self.artifact is not None else None
+
+
+@dataclass
+class _Variant:
+    """One model of the session (as loaded, or pruned) and what is made from it once: IRs, the quantization stage."""
+
+    model: ModelHandle
+    pruning: dict[str, Any] | None
+    onnx: IR | None = None
+    torch: IR | None = None
+    stage: QuantizationStage | None = None
+
+
+class EvaluationSession:
+    def __init__(self, model: ModelHandle, eval_data: DataSource, *, calib: DataSource | None = None, calib_samples: int | None = None,
+                 quantization: QuantizationSettings | None = None, benchmark: BenchmarkSettings | None = None, task: str = "auto",
+                 finetune: FinetuneSettings | None = None, finetune_data: DataSource | None = None, progress: Progress | None = None):
+        self.model = model
+        self.eval_data = eval_data
+        self.calib = calib
+        self.calib_samples = calib_samples
+        self.quantization = quantization or QuantizationSettings()
+        self.benchmark = (benchmark or BenchmarkSettings()).resolved()
+        self.task = task
+        self.finetune = finetune or FinetuneSettings()
+        self.finetune_data = finetune_data
+        self.progress = progress or Progress(quiet=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix="compressor-session-")
+        self._n = 0
+        self._variants: dict[str, _Variant] = {}
+        self._pt2e_wanted: dict[str, set[str]] = {}
+        self._reference: list[np.ndarray] | None = None
+        self._eager: dict[int, dict] = {}
+        self._eager_artifact: Artifact | None = None
+        self.warnings: list[str] = []  # every warning of the session, in order (builds take theirs from here)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            self.progress.warn(message)
+
+    # --- lifetime ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for v in self._variants.values():
+            if v.stage is not None:
+                v.stage.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> EvaluationSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _workdir(self, label: str) -> Path:
+        self._n += 1
+        d = Path(self._tmp.name) / f"{self._n:03d}-{label.replace(' ', '_').replace('(', '').replace(')', '')}"
+        d.mkdir(parents=True)
+        return d
+
+    # --- the reference -----------------------------------------------------------------------------
+
+    @property
+    def threads(self) -> int:
+        return self.benchmark.threads
+
+    @property
+    def eval_batch(self) -> int:
+        return eval_batch_size(self.model.inputs)
+
+    def reference_outputs(self) -> list[np.ndarray]:
+        """The FP32 PyTorch model's outputs on the eval data: what every artifact is compared with (computed once)."""
+        if self._reference is None:
+            runner = TorchModuleRunner(self.model.module, self.model.input_names, self.model.output_names, threads=self.threads)
+            with self.progress.bar(f"FP32 reference outputs on {len(self.eval_data)} samples", total=len(self.eval_data)) as advance:
+                self._reference = run_all(runner, self.eval_data, self.model.inputs, self.eval_batch, advance)
+        return self._reference
+
+    # --- what can run ------------------------------------------------------------------------------
+
+    def status(self, spec: TargetSpec) -> tuple[bool, str]:
+        """Whether ``spec`` can be built and run here in this session (its backend, and the data it needs)."""
+        ok, why = target_status(spec)
+        if not ok:
+            return ok, why
+        if spec.needs_calibration and self.calib is None:
+            return False, "static INT8 needs calibration data: pass --calib DATA"
+        if spec.precision.quantized:
+            if self.quantization.quantizer != "sdk" and self.quantization.quantizer not in spec.quantizers:
+                return False, f"--quantizer {self.quantization.quantizer} is not offered for {spec.name} (it takes: {', '.join(spec.quantizers)})"
+            missing = package_missing("onnxruntime")
+            if missing:
+                return False, f"quantization plans are calibrated by running the float ONNX graph with ONNX Runtime: {missing}"
+        return True, ""
+
+    def prepare(self, candidates: list[Candidate]) -> None:
+        """Announce every candidate before evaluating any, so each model is calibrated once for all its targets."""
+        for c in candidates:
+            try:
+                spec = get_target(c.target)
+            except TargetError:
+                continue
+            if spec.precision.quantized and spec.ir == IRFormat.TORCH and spec.pt2e_quantizer:
+                self._pt2e_wanted.setdefault(self._variant_key(c.pruning, spec), set()).add(spec.pt2e_quantizer)
+
+    # --- building ----------------------------------------------------------------------------------
+
+    def _variant_key(self, pruning: PruningSettings | None, spec: TargetSpec) -> str:
+        if pruning is None:
+            return "as loaded"
+        return json.dumps([pruning.model_dump(mode="json"), pruning.round_to or spec.prune_multiple])
+
+    def variant(self, pruning: PruningSettings | None, spec: TargetSpec) -> _Variant:
+        """The model a candidate is built from: as loaded, or pruned for the target's channel multiple (once per multiple)."""
+        key = self._variant_key(pruning, spec)
+        if key not in self._variants:
+            if pruning is None:
+                self._variants[key] = _Variant(self.model, None)
+            else:
+                from compressor.pruning.stage import prune_model
+
+                model, report = prune_model(self.model, pruning, self.finetune, self.finetune_data, pruning.round_to or spec.prune_multiple,
+                                            self.task, self.progress, self.eval_data, warn=self.warn)
+                self._variants[key] = _Variant(model, report)
+        return self._variants[key]
+
+    def float_ir(self, variant: _Variant, fmt: IRFormat, what: str) -> IR:
+        """The float IR of a model, exported once per format and shared by every target that consumes it."""
+        if fmt == IRFormat.ONNX:
+            if variant.onnx is None:
+                from compressor.io.export_onnx import export_onnx
+
+                path = self._workdir("float-onnx") / "model.onnx"
+                with self.progress.stage("exported to ONNX"):
+                    details = export_onnx(variant.model, path)
+                variant.onnx = IR(IRFormat.ONNX, Precision.FP32, path=path, export=details)
+            return variant.onnx
+        if fmt == IRFormat.TORCH:
+            if variant.torch is None:
+                from compressor.io.export_torch import export_program
+
+                program = export_program(variant.model, what=what)
+                variant.torch = IR(IRFormat.TORCH, Precision.FP32, program=program, export={"exporter": "torch.export"})
+            return variant.torch
+        raise InputError(f"no exporter for IR format {fmt}")
+
+    def stage(self, variant: _Variant, key: str) -> QuantizationStage:
+        if variant.stage is None:
+            float_onnx = self.float_ir(variant, IRFormat.ONNX, "quantization")
+            variant.stage = QuantizationStage(variant.model, float_onnx.path, self.quantization, self.calib, self.calib_samples,
+                                              progress=self.progress, warn=self.warn, threads=self.threads,
+                                              analysis=self.eval_data, task=self.task)
+            for flavour in self._pt2e_wanted.get(key, ()):
+                variant.stage.want_pt2e(flavour)
+        return variant.stage
+
+    def ir(self, variant: _Variant, key: str, spec: TargetSpec) -> IR:
+        if not spec.precision.quantized:
+            return self.float_ir(variant, spec.ir, f"the {spec.name} artifact")
+        return self.stage(variant, key).realise(spec)
+
+    def _resolve(self, candidate: Candidate) -> tuple[TargetSpec | None, CandidateResult | None]:
+        try:
+            spec = get_target(candidate.target).with_run(self.model.inputs, self.threads)
+        except TargetError as e:
+            return None, CandidateResult(candidate, None, "unusable", str(e))
+        ok, why = self.status(spec)
+        if not ok:
+            return spec, CandidateResult(candidate, spec, "unusable", why)
+        return spec, None
+
+    def build(self, candidate: Candidate) -> CandidateResult:
+        """Build one candidate: prune, make its IR, compile it; with its quantization section (kernels read back)."""
+        spec, refused = self._resolve(candidate)
+        if refused is not None:
+            return refused
+        backend = get_backend(spec.backend)
+        backend.check_model(self.model, spec)
+        t0, seen = time.perf_counter(), len(self.warnings)
+        key = self._variant_key(candidate.pruning, spec)
+        variant = self.variant(candidate.pruning, spec)
+        ctx = CompileContext(threads=self.threads, progress=self.progress, warnings=[])
+        with self.progress.stage(f"built {spec.name} artifact"):
+            ir = self.ir(variant, key, spec)
+            artifact = backend.compile(variant.model, ir, spec, self._workdir(candidate.label), ctx)
+        result = CandidateResult(candidate, spec, "ok", artifact=artifact, pruning=variant.pruning, plan=ir.plan,
+                                 build={**ir.export, **artifact.details}, warnings=ctx.warnings,
+                                 build_seconds=time.perf_counter() - t0)
+        if ir.plan is not None:
+            result.quantization = self._quantization_section(backend, artifact, ir, spec, ctx, variant, key)
+        result.warnings = list(dict.fromkeys(self.warnings[seen:] + ctx.warnings))
+        return result
+
+    def _quantization_section(self, backend, artifact: Artifact, ir: IR, spec: TargetSpec, ctx: CompileContext, variant, key) -> dict:
+        plan = ir.plan
+        kernels = backend.kernel_report(artifact, ir, spec, ctx) or {}
+        running_float = set(kernels.get("planned_int8_layers_running_float") or [])
+        if running_float:  # never claim INT8 for a layer the runtime runs in float
+            import copy
+
+            plan = copy.deepcopy(plan)
+            for layer in plan.layers:
+                if layer.name in running_float:
+                    layer.precision, layer.reason = "float", f"{spec.backend} did not fuse it into an INT8 kernel"
+            ctx.warn(f"{len(running_float)} planned INT8 layer(s) run in float on {spec.backend}: {', '.join(sorted(running_float)[:5])}")
+        summary = plan.summary()
+        if "weight_layers_int8" in kernels and kernels["weight_layers_int8"] < summary["layers_int8"]:
+            summary["layers_int8"] = kernels["weight_layers_int8"]
+        plan_path = artifact.path.parent / PLAN_FILE
+        plan_path.write_text(json.dumps(plan.to_dict(), separators=(",", ":")) + "\n")
+        artifact.files.append(plan_path)
+        section = {**summary, "kernels": kernels, "plan_file": PLAN_FILE, "realiser": ir.export.get("quantization_realiser")}
+        if "pt2e" in ir.export:
+            section["pt2e"] = ir.export["pt2e"]
+        if self.quantization.sensitivity and plan.int8_layers:
+            section["sensitivity"] = self.sensitivity(variant, key, spec, ir.plan)
+            if section["sensitivity"] is None:
+                section.pop("sensitivity")
+        return section
+
+    # --- sensitivity -------------------------------------------------------------------------------
+
+    def sensitivity(self, variant: _Variant, key: str, spec: TargetSpec, plan: QuantPlan) -> dict[str, Any] | None:
+        """Per-layer sensitivity of ``plan``: each layer alone realised and run on ``spec``'s own runtime (``--sensitivity-on
+        runtime``), or in the plan's QDQ simulation (the fast default of compress and bench)."""
+        stage = self.stage(variant, key)
+        if self.quantization.sensitivity_on == "simulation":
+            if plan.quantizer != "sdk":
+                self.warn(f"no per-layer sensitivity in simulation for the {plan.quantizer} quantizer (its ranges are its own): "
+                          "use --sensitivity-on runtime, or compressor analyze")
+                return None
+            return stage.sensitivity(plan, stage.simulate, runtime="QDQ simulation (ONNX Runtime, basic optimisation)")
+        backend = get_backend(spec.backend)
+        feeds = stage.sensitivity_feeds()
+        quiet = CompileContext(threads=self.threads)
+
+        def measure(p: QuantPlan) -> np.ndarray:
+            ir = stage.realise(spec, p, quiet=True)
+            with tempfile.TemporaryDirectory(prefix="compressor-sens-", dir=self._tmp.name) as tmp:
+                artifact = backend.compile(variant.model, ir, spec, Path(tmp), quiet)
+                runner = backend.load(artifact.path, spec, threads=self.threads)
+                out = np.concatenate([np.asarray(runner.run(f)[0]) for f in feeds])
+                del runner
+            return out
+
+        return stage.sensitivity(plan, measure, runtime=f"{spec.name} ({spec.backend})")
+
+    def analyze(self, target: str) -> dict[str, Any]:
+        """The quantization section (plan, kernels, per-layer sensitivity on the target's runtime) of ``target``, no validation."""
+        spec, refused = self._resolve(Candidate(target))
+        if refused is not None:
+            raise TargetError(f"target '{target}' cannot run here: {refused.reason}")
+        if not spec.precision.quantized:
+            raise InputError(f"analyze needs an INT8 target (e.g. --target ort-cpu-int8), not {spec.name}")
+        self.prepare([Candidate(target)])
+        self.quantization = self.quantization.model_copy(update={"sensitivity": True})
+        result = self.build(Candidate(target))
+        return {"target": spec.name, "quantization": result.quantization, "warnings": result.warnings}
+
+    # --- validation and benchmarks -----------------------------------------------------------------
+
+    def validate(self, result: CandidateResult) -> None:
+        backend = get_backend(result.target.backend)
+        runner = backend.load(result.artifact.path, result.target, threads=self.threads)
+        n = len(self.eval_data)
+        ref = self.reference_outputs()
+        with self.progress.bar(f"validated {result.target.name} on {n} samples", total=n) as advance:
+            outputs = run_all(runner, self.eval_data, self.model.inputs, self.eval_batch, advance)
+        del runner
+        result.fidelity = compare(ref, outputs, self.eval_data.labels, self.eval_data.synthetic, self.task)
+        result.outputs = outputs
+
+    def benchmark_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
+        return benchmark_feeds(self.eval_data, self.model.inputs, batch_size)
+
+    def bench(self, result: CandidateResult, batch_sizes: list[int] | None = None) -> None:
+        for b in batch_sizes or [self.benchmark.batch_size]:
+            settings = self.benchmark.with_batch(b)
+            with self.progress.stage(f"benchmarked {result.target.name} ({settings.threads} threads, batch {b})"):
+                try:
+                    result.benchmarks[b] = run_isolated(result.target.name, result.artifact.path, self.benchmark_feeds(b), settings)
+                except CompressorError as e:
+                    result.benchmarks[b] = {"error": str(e)}
+
+    def eager(self, batch_size: int) -> tuple[dict | None, int | None]:
+        """The FP32 eager baseline at ``batch_size`` (the unpruned model; measured once per batch size) and its size."""
+        if batch_size not in self._eager:
+            ref = reference_target().with_run(self.model.inputs, self.threads)
+            if self._eager_artifact is None:
+                with self.progress.stage("built the torch eager FP32 baseline"):
+                    ir = self.float_ir(self.variant(None, ref), ref.ir, f"the {ref.name} artifact")
+                    self._eager_artifact = get_backend(ref.backend).compile(self.model, ir, ref, self._workdir("eager"), CompileContext())
+            with self.progress.stage(f"benchmarked torch eager FP32 (the baseline, batch {batch_size})"):
+                self._eager[batch_size] = run_isolated(ref.name, self._eager_artifact.path, self.benchmark_feeds(batch_size),
+                                                       self.benchmark.with_batch(batch_size))
+        return self._eager[batch_size], self._eager_artifact.size_bytes
+
+    def evaluate(self, candidate: Candidate, batch_sizes: list[int] | None = None, benchmark: bool = True,
+                 raise_errors: bool = False) -> CandidateResult:
+        """Build, validate and benchmark one candidate. Unless ``raise_errors``, a failure is the result's status."""
+        try:
+            result = self.build(candidate)
+            if not result.ok:
+                return result
+            self.validate(result)
+            if benchmark:
+                self.bench(result, batch_sizes)
+            return result
+        except Exception as e:  # noqa: BLE001 - one candidate's failure is its result; the caller decides
+            if raise_errors:
+                raise
+            spec = next((t for t in [self._safe_target(candidate.target)] if t is not None), None)
+            return CandidateResult(candidate, spec, "failed", first_line(e))
+
+    @staticmethod
+    def _safe_target(name: str) -> TargetSpec | None:
+        try:
+            return get_target(name)
+        except TargetError:
+            return None
+
+
+def benchmark_feeds(data: DataSource, inputs, batch_size: int) -> dict[str, np.ndarray]:
+    """``batch_size`` real samples (repeated if the data has fewer), shaped for the input specs."""
+    for spec in inputs:
+        d0 = spec.dims[0]
+        if not d0.dynamic and d0.value != batch_size:
+            raise InputError(f"--batch-size {batch_size} does not fit input '{spec.name}' with fixed batch {d0.value}: "
+                             f"use --batch-size {d0.value} or a dynamic batch (batch,…) in --input-shape")
+        if d0.dynamic and not d0.accepts(batch_size):
+            raise InputError(f"--batch-size {batch_size} is outside the batch range {d0.min}..{d0.max} of input '{spec.name}'")
+    reps = -(-batch_size // len(data))
+    return {s.name: np.ascontiguousarray(np.concatenate([a] * reps)[:batch_size]) for s, a in zip(inputs, data.inputs)}

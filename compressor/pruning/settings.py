@@ -1,0 +1,66 @@
+"""Pruning and recovery fine-tuning settings: the recipe sections ``pruning`` and ``finetune``, their CLI
+flags and API keywords (see compressor/core/options.py), and what the algorithms receive as they are."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import ValidationInfo, field_validator, model_validator
+
+from compressor.core.errors import InputError
+from compressor.core.options import PRUNE, Settings, option
+
+IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
+
+
+class PruningSettings(Settings):
+    ratio: Optional[float] = option(None, "Prune this fraction of channels instead.", flag="--prune-ratio", panel=PRUNE)
+    macs: Optional[float] = option(None, "Prune channels until this fraction of MACs is gone (e.g. 0.5).", flag="--prune-macs", panel=PRUNE)
+    heads: Optional[float] = option(None, "Remove this fraction of attention heads (transformers).", flag="--prune-heads", panel=PRUNE)
+    importance: Literal[IMPORTANCES] = option("l2", "l1 | l2 (default) | taylor (needs labelled --finetune data) | bn_scale.",  # type: ignore[valid-type]
+                                              flag="--prune-importance", panel=PRUNE)
+    global_pruning: bool = option(False, "Rank channels across layers instead of per layer.", flag="--prune-global", panel=PRUNE)
+    round_to: Optional[int] = option(None, "Round channel counts to this multiple (default: the target's channel multiple).",
+                                     flag="--round-to", panel=PRUNE, ge=1)
+    exclude: list[str] = option(help="Keep layers whole: name/glob, re:<regex>, type:<Conv2d|Linear>; repeatable.",
+                                flag="--prune-exclude", panel=PRUNE, default_factory=list)
+    keep_first_and_last: bool = option(True, "Keep the first layer and the classifier whole.")
+    save: Optional[str] = option(None, "Also write the pruned model as a .safetensors that reloads with --arch + the file.",
+                                 flag="--save-pruned", panel=PRUNE)
+    hook: Optional[str] = option(None, "package.module:callable(model, step) run after each pruning step (your own training).",
+                                 flag="--prune-hook", panel=PRUNE)
+    max_steps: int = option(40, "Most iterative steps to reach a MACs target.", ge=1)
+
+    @field_validator("ratio", "macs", "heads")
+    @classmethod
+    def _fraction(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and not 0.0 < v < 1.0:
+            flag = cls.model_fields[info.field_name].json_schema_extra["cli"]["flag"]
+            raise ValueError(f"{flag} must be between 0 and 1 (exclusive), got {v}: e.g. 0.5 removes half")
+        return v
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PruningSettings:
+        if self.ratio is None and self.macs is None and not self.heads:
+            raise InputError("pruning needs a target: --prune-ratio R, --prune-macs R or --prune-heads R (each in (0, 1))")
+        if self.ratio is not None and self.macs is not None:
+            raise InputError("give either --prune-ratio or --prune-macs, not both")
+        return self
+
+
+class FinetuneSettings(Settings):
+    data: Optional[str] = option(None, "Fine-tune after pruning on this data (same forms as --eval).", flag="--finetune", panel=PRUNE)
+    labels: Optional[str] = option(None, "Labels for --finetune.", flag="--finetune-labels", panel=PRUNE)
+    samples: Optional[int] = option(None, "Use at most N fine-tuning samples.", flag="--finetune-samples", panel=PRUNE, ge=1)
+    epochs: int = option(1, "Fine-tuning epochs (default 1; early stop on a held-out tenth).", flag="--finetune-epochs", panel=PRUNE, ge=1)
+    lr: float = option(1e-3, "Peak learning rate (one-cycle, AdamW; default 1e-3).", flag="--finetune-lr", panel=PRUNE, gt=0)
+    batch_size: int = option(64, "Fine-tuning batch size (default 64).", flag="--finetune-batch-size", panel=PRUNE, ge=1)
+    distill: bool = option(False, "Distil from the unpruned model as well as the labels.", flag="--distill", panel=PRUNE)
+    temperature: float = option(2.0, "Distillation temperature.", gt=0)
+    alpha: float = option(0.5, "Weight of the label loss when distilling.", ge=0, le=1)
+    patience: int = option(2, "Stop after this many epochs without improvement.", ge=1)
+    val_fraction: float = option(0.1, "Fraction held out to choose the best epoch.", gt=0, lt=1)
+    amp: Literal["auto", "bf16", "off"] = option("auto", "bf16 autocast: auto (where the CPU has native bf16) | bf16 | off.",
+                                                 flag="--finetune-amp", panel=PRUNE)
+    loss: Optional[str] = option(None, "package.module:callable(student_out, teacher_out, labels) -> loss.", flag="--finetune-loss", panel=PRUNE)
+    seed: int = option(0, "Seed of the data order and the held-out split.")

@@ -1,0 +1,31 @@
+"""Quantization settings: the recipe section ``quantization``, its CLI flags and API keywords, and what the
+quantization stage receives as it is (see compressor/core/options.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from compressor.core.options import QUANT, Settings, option
+from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
+
+QUANTIZERS = ("sdk", "nncf")
+MIN_CALIB_SAMPLES = 10
+DEFAULT_CALIB_SAMPLES = 128
+
+
+class QuantizationSettings(Settings):
+    calibration: Literal[CALIBRATION_METHODS] = option(  # type: ignore[valid-type]
+        DEFAULT_CALIBRATION, "Activation calibration: minmax | percentile | mse (default) | entropy.", flag="--calibration", panel=QUANT)
+    percentile: float = option(DEFAULT_PERCENTILE, "Percentile for --calibration percentile (default 99.999).", flag="--percentile",
+                               panel=QUANT, gt=50, le=100)
+    exclude: list[str] = option(help="Keep layers float: a name or glob (layer4.*), re:<regex>, or type:<Conv2d|Linear|…>; repeatable.",
+                                flag="--exclude", panel=QUANT, default_factory=list)
+    quantizer: Literal[QUANTIZERS] = option("sdk", "sdk (default: this SDK's plan) | nncf (OpenVINO INT8 only, for comparison).",  # type: ignore[valid-type]
+                                            flag="--quantizer", panel=QUANT)
+    sensitivity: bool = option(True, "Skip the per-layer sensitivity analysis of INT8 targets.", flag="--no-sensitivity", negate=True,
+                               panel=QUANT)
+    sensitivity_on: Literal["simulation", "runtime"] = option(
+        "simulation", "Where per-layer sensitivity is measured: simulation (the plan's QDQ on ONNX Runtime; fast, the default of "
+        "compress and bench) | runtime (each layer realised and run on the target's own runtime; the default of analyze).",
+        flag="--sensitivity-on", panel=QUANT)
+    sensitivity_samples: int = option(16, "Samples the per-layer sensitivity is measured on.", ge=1)
