@@ -229,18 +229,20 @@ class ExecuTorchBackend(Backend):
         return Artifact(target.name, path, [path], [path, readme, names_file], details)
 
     def kernel_report(self, artifact, ir, target, ctx):
-        """INT8 layers are the plan's INT8 layers whose quantized convolution or linear XNNPACK took: a quantized op
-        left on the portable kernels runs as reference code, not as an INT8 kernel."""
+        """INT8 layers read back from the lowered program: each int8 weight XNNPACK took arrives through a per-channel
+        dequantize inside the delegate (a quantized op left on the portable kernels runs as reference code, not INT8)."""
         if ir.plan is None:
             return None
         d = artifact.details["delegation"]
         weight_layers = [l for l in ir.plan.layers if l.op_type in ("Conv", "Gemm", "MatMul")]
-        int8 = [l.name for l in weight_layers if l.precision == "int8"]
-        heavy_portable = sum(v for k, v in d["portable_ops"].items() if k.startswith(("convolution", "linear", "addmm", "mm")))
-        return {"weight_layers_total": len(weight_layers), "weight_layers_int8": max(0, len(int8) - heavy_portable),
+        int8 = min(len(weight_layers), d["delegated_ops"].get("quantized_decomposed.dequantize_per_channel", 0))
+        planned = sum(l.precision == "int8" for l in weight_layers)
+        if int8 < planned:
+            ctx.warn(f"XNNPACK runs {int8} layers with weights in INT8 but {planned} were planned: the rest run in float")
+        return {"weight_layers_total": len(weight_layers), "weight_layers_int8": int8,
                 "delegated_ops": d["delegated_op_count"], "portable_ops": d["portable_op_count"],
                 "summary": f"{d['delegated_op_count']} ops delegated to XNNPACK, {d['portable_op_count']} on portable kernels",
-                "method": "ExecuTorch delegation report: quantized layers lowered to XNNPACK"}
+                "method": "ExecuTorch lowered program: int8 weights (per-channel dequantize) inside the XNNPACK delegate"}
 
     def report_sections(self, manifest) -> list[str]:
         build = manifest["artifact"]["build"]

@@ -108,7 +108,8 @@ def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
     out = {**row, "status": "ok", "size_bytes": r.size_bytes, "fidelity": r.fidelity.to_dict(),
            "batches": {str(b): res for b, res in r.benchmarks.items()},
            "runtime": next((res.get("runtime") for res in r.benchmarks.values() if "runtime" in res), None),
-           "int8_layers": q.get("kernels"), "build_seconds": r.build_seconds, "warnings": list(r.warnings)}
+           "int8_layers": q.get("kernels"), "quantization": {k: q[k] for k in ("quantizer", "realiser", "calibration", "pt2e") if k in q} or None,
+           "build_seconds": r.build_seconds, "warnings": list(r.warnings)}
     if r.pruning is not None:
         out["pruning"] = {k: v for k, v in r.pruning.items() if k != "layers_changed"}
     return out

@@ -183,8 +183,7 @@ def _analyze(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
     q = result["quantization"]
     s = q["sensitivity"]
     sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
-    table = Table(title=f"{result['model']} → {result['target']}: per-layer sensitivity on {s['samples']} samples, run on {s['runtime']} "
-                        f"(all INT8: output cosine {s['all_quantized']['cosine_mean']:.5f})")
+    table = Table(title=f"{result['model']} → {result['target']}: per-layer sensitivity")
     for c in ("rank", "layer", "op", "loss alone (1 − cosine)", "top-1 agreement alone", "SQNR all-INT8 (dB)"):
         table.add_column(c, justify="left" if c in ("layer", "op") else "right", no_wrap=c == "layer")
     for i, d in enumerate(s["layers_alone"], 1):
@@ -192,6 +191,9 @@ def _analyze(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
         db = sqnr.get(d["layer"])
         table.add_row(str(i), d["layer"], d["op_type"], f"{d['loss']:.2e}", agree, "–" if db is None else f"{db:.1f}")
     console().print(table)
+    # facts a user needs go on their own lines, never into a title a narrow terminal cuts
+    console().print(f"measured on {s['samples']} samples, run on {s['runtime']}; all layers INT8: output cosine "
+                    f"{s['all_quantized']['cosine_mean']:.5f}", soft_wrap=True)
     if q["float_layers"]:
         console().print("kept float: " + "; ".join(f"{n} ({why})" for n, why in q["float_layers"].items()))
     console().print("to keep a layer float: --exclude NAME (or a glob, re:REGEX, type:Conv2d)")

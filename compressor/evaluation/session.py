@@ -108,6 +108,7 @@ class EvaluationSession:
         self._reference: list[np.ndarray] | None = None
         self._eager: dict[int, dict] = {}
         self._eager_artifact: Artifact | None = None
+        self._simulated: dict[tuple, dict] = {}
         self.warnings: list[str] = []  # every warning of the session, in order (builds take theirs from here)
 
     def warn(self, message: str) -> None:
@@ -306,7 +307,10 @@ class EvaluationSession:
                 self.warn(f"no per-layer sensitivity in simulation for the {plan.quantizer} quantizer (its ranges are its own): "
                           "use --sensitivity-on runtime, or compressor analyze")
                 return None
-            return stage.sensitivity(plan, stage.simulate, runtime="QDQ simulation (ONNX Runtime, basic optimisation)")
+            cache = (key, id(plan))  # the same plan simulates the same for every target built from it
+            if cache not in self._simulated:
+                self._simulated[cache] = stage.sensitivity(plan, stage.simulate, runtime="QDQ simulation (ONNX Runtime, basic optimisation)")
+            return self._simulated[cache]
         backend = get_backend(spec.backend)
         feeds = stage.sensitivity_feeds()
         quiet = CompileContext(threads=self.threads)

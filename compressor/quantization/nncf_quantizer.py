@@ -7,6 +7,8 @@ the same plan shape (layers, precisions, reasons) and the OpenVINO backend's ker
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -38,6 +40,7 @@ def quantize(float_onnx: Path, plan: QuantPlan, feeds: list[dict], progress: Pro
     ov_model = ov.convert_model(str(float_onnx))
     # OpenVINO names an ONNX node's weight op "<node>/WithoutBiases" and its bias add "<node>"
     patterns = [f"^{re.escape(node)}(/.*)?$" for node in ignored]
-    with progress.stage(f"NNCF quantized with {plan.calibration['samples']} samples"):
+    # NNCF draws its own progress bars on stdout: ours says the same on stderr, so stdout stays the command's results
+    with progress.stage(f"NNCF quantized with {plan.calibration['samples']} samples"), contextlib.redirect_stdout(io.StringIO()):
         return nncf.quantize(ov_model, nncf.Dataset(feeds), subset_size=len(feeds),
                              ignored_scope=nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None)

@@ -155,6 +155,38 @@ def fold_clamps(prepared) -> int:
     return n
 
 
+_FOLLOWERS = ("batch_norm", "getitem", "relu", "hardtanh", "clamp")
+_LAYER_OPS = ("conv", "linear", "addmm", "mm")
+
+
+def layer_filter(layers: list[str]):
+    """A node filter accepting the nodes of ``layers``: their conv/linear, its weight and bias, and what a
+    quantizer fuses after it (BatchNorm, ReLU, ReLU6). A pattern spans several modules (conv in ``features.0.0``,
+    its BN in ``features.0.1``), so a filter by one module's name would never accept it; and the quantizer
+    folds BatchNorm into new weight nodes before it annotates, so the filter looks at the graph it is given."""
+    wanted = set(layers)
+
+    def is_layer(n) -> bool:
+        if getattr(n, "op", None) != "call_function" or not any(k in str(n.target) for k in _LAYER_OPS):
+            return False
+        stack = n.meta.get("nn_module_stack") or {}
+        return bool(stack) and next(reversed(stack.values()))[0] in wanted
+
+    def accept(n) -> bool:
+        if n.op in ("get_attr", "placeholder"):
+            return any(is_layer(u) and u.args[0] is not n for u in n.users)
+        cur = n
+        for _ in range(6):
+            if is_layer(cur):
+                return True
+            if getattr(cur, "op", None) != "call_function" or not any(k in str(cur.target) for k in _FOLLOWERS) or not cur.args:
+                return False
+            cur = cur.args[0]
+        return False
+
+    return accept
+
+
 def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
     """The PT2E quantizer of ``flavour`` with the SDK's observers, quantizing exactly the plan's INT8 layers."""
     import torch
@@ -173,14 +205,13 @@ def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
     config = QuantizationConfig(input_activation=act, output_activation=act, weight=base.weight, bias=None, is_qat=False)
     int8 = [l.name for l in plan.layers if l.precision == "int8" and l.name in modules]
     other = [l.name for l in plan.layers if l.precision != "int8" and l.name in modules]
-    quantizer = XNNPACKQuantizer()
-    if len(int8) >= len(other):  # mostly INT8: everything, but the float layers
-        quantizer.set_global(config)
-        for name in other:
-            quantizer.set_module_name(name, None)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if len(int8) >= len(other):  # mostly INT8: everything but the float layers (and what is fused after them)
+        if other:
+            excluded = layer_filter(other)
+            quantizer.set_filter_function(lambda n: not excluded(n))
     else:  # a few layers (per-layer sensitivity): only those
-        for name in int8:
-            quantizer.set_module_name(name, config)
+        quantizer.set_filter_function(layer_filter(int8))
     return quantizer
 
 
@@ -194,13 +225,36 @@ def _prepare(exported_module, flavour: str, plan: QuantPlan, modules: set[str]):
     return prepared, fold_clamps(prepared)
 
 
+def _unpadded(node, x: np.ndarray) -> np.ndarray:
+    """A zero ``pad``'s output cropped back to its input. Pads that the ONNX export folds into the next
+    convolution have no ONNX tensor of their own; their input does, with the same range (ranges hold 0)."""
+    import torch
+
+    pads = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
+    if getattr(node, "op", None) != "call_function" or node.target not in pads:
+        return x
+    amounts = list(node.args[1])
+    mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+    value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", 0.0)
+    if (isinstance(mode, str) and mode != "constant") or (value or 0.0) != 0.0 or any(a < 0 for a in amounts):
+        return x
+    index = [slice(None)] * x.ndim
+    for i in range(0, len(amounts), 2):  # (left, right) of the last dimension first
+        axis = x.ndim - 1 - i // 2
+        index[axis] = slice(amounts[i], x.shape[axis] - amounts[i + 1])
+    return x[tuple(index)]
+
+
 def _probe(prepared, batch: tuple) -> dict[str, np.ndarray]:
+    """What each activation observer sees on ``batch`` (its clamp applied, a zero pad taken off)."""
     import torch
 
     _set_phase(prepared, "probe")
     with torch.no_grad():
         prepared(*batch)
-    return {name: m.probe for name, m in _observers(prepared).items() if m.probe is not None}
+    observers = _observers(prepared)
+    fed_by = {n.target: n.args[0] for n in prepared.graph.nodes if n.op == "call_module" and n.target in observers}
+    return {name: _unpadded(fed_by.get(name), m.probe) for name, m in observers.items() if m.probe is not None}
 
 
 def observed_tensors(exported_module, flavour: str, plan: QuantPlan, modules: set[str], probe_batch: tuple,
