@@ -40,10 +40,12 @@ PLAN_FILE = "quantization_plan.json"
 
 @dataclass(frozen=True)
 class Candidate:
-    """What to build: a target, and the pruning to apply first (None: the model as loaded)."""
+    """What to build: a target, the pruning to apply first (None: the model as loaded), and the quantization
+    settings (None: the session's)."""
 
     target: str
     pruning: PruningSettings | None = None
+    quantization: QuantizationSettings | None = None
 
     @property
     def label(self) -> str:
@@ -84,7 +86,7 @@ class _Variant:
     pruning: dict[str, Any] | None
     onnx: IR | None = None
     torch: IR | None = None
-    stage: QuantizationStage | None = None
+    stages: dict[str, QuantizationStage] = field(default_factory=dict)  # one per quantization settings
 
 
 class EvaluationSession:
@@ -120,8 +122,8 @@ class EvaluationSession:
 
     def close(self) -> None:
         for v in self._variants.values():
-            if v.stage is not None:
-                v.stage.close()
+            for stage in v.stages.values():
+                stage.close()
         self._tmp.cleanup()
 
     def __enter__(self) -> EvaluationSession:
@@ -156,16 +158,17 @@ class EvaluationSession:
 
     # --- what can run ------------------------------------------------------------------------------
 
-    def status(self, spec: TargetSpec) -> tuple[bool, str]:
+    def status(self, spec: TargetSpec, quantization: QuantizationSettings | None = None) -> tuple[bool, str]:
         """Whether ``spec`` can be built and run here in this session (its backend, and the data it needs)."""
+        q = quantization or self.quantization
         ok, why = target_status(spec)
         if not ok:
             return ok, why
         if spec.needs_calibration and self.calib is None:
             return False, "static INT8 needs calibration data: pass --calib DATA"
         if spec.precision.quantized:
-            if self.quantization.quantizer != "sdk" and self.quantization.quantizer not in spec.quantizers:
-                return False, f"--quantizer {self.quantization.quantizer} is not offered for {spec.name} (it takes: {', '.join(spec.quantizers)})"
+            if q.quantizer != "sdk" and q.quantizer not in spec.quantizers:
+                return False, f"--quantizer {q.quantizer} is not offered for {spec.name} (it takes: {', '.join(spec.quantizers)})"
             missing = package_missing("onnxruntime")
             if missing:
                 return False, f"quantization plans are calibrated by running the float ONNX graph with ONNX Runtime: {missing}"
@@ -222,27 +225,30 @@ class EvaluationSession:
             return variant.torch
         raise InputError(f"no exporter for IR format {fmt}")
 
-    def stage(self, variant: _Variant, key: str) -> QuantizationStage:
-        if variant.stage is None:
+    def stage(self, variant: _Variant, key: str, settings: QuantizationSettings | None = None) -> QuantizationStage:
+        """The quantization stage of a model for some quantization settings: it plans (and calibrates) once."""
+        settings = settings or self.quantization
+        skey = settings.model_dump_json()
+        if skey not in variant.stages:
             float_onnx = self.float_ir(variant, IRFormat.ONNX, "quantization")
-            variant.stage = QuantizationStage(variant.model, float_onnx.path, self.quantization, self.calib, self.calib_samples,
-                                              progress=self.progress, warn=self.warn, threads=self.threads,
-                                              analysis=self.eval_data, task=self.task)
+            stage = QuantizationStage(variant.model, float_onnx.path, settings, self.calib, self.calib_samples, progress=self.progress,
+                                      warn=self.warn, threads=self.threads, analysis=self.eval_data, task=self.task)
             for flavour in self._pt2e_wanted.get(key, ()):
-                variant.stage.want_pt2e(flavour)
-        return variant.stage
+                stage.want_pt2e(flavour)
+            variant.stages[skey] = stage
+        return variant.stages[skey]
 
-    def ir(self, variant: _Variant, key: str, spec: TargetSpec) -> IR:
+    def ir(self, variant: _Variant, key: str, spec: TargetSpec, settings: QuantizationSettings | None = None) -> IR:
         if not spec.precision.quantized:
             return self.float_ir(variant, spec.ir, f"the {spec.name} artifact")
-        return self.stage(variant, key).realise(spec)
+        return self.stage(variant, key, settings).realise(spec)
 
     def _resolve(self, candidate: Candidate) -> tuple[TargetSpec | None, CandidateResult | None]:
         try:
             spec = get_target(candidate.target).with_run(self.model.inputs, self.threads)
         except TargetError as e:
             return None, CandidateResult(candidate, None, "unusable", str(e))
-        ok, why = self.status(spec)
+        ok, why = self.status(spec, candidate.quantization)
         if not ok:
             return spec, CandidateResult(candidate, spec, "unusable", why)
         return spec, None
@@ -259,17 +265,19 @@ class EvaluationSession:
         variant = self.variant(candidate.pruning, spec)
         ctx = CompileContext(threads=self.threads, progress=self.progress, warnings=[])
         with self.progress.stage(f"built {spec.name} artifact"):
-            ir = self.ir(variant, key, spec)
+            ir = self.ir(variant, key, spec, candidate.quantization)
             artifact = backend.compile(variant.model, ir, spec, self._workdir(candidate.label), ctx)
         result = CandidateResult(candidate, spec, "ok", artifact=artifact, pruning=variant.pruning, plan=ir.plan,
                                  build={**ir.export, **artifact.details}, warnings=ctx.warnings,
                                  build_seconds=time.perf_counter() - t0)
         if ir.plan is not None:
-            result.quantization = self._quantization_section(backend, artifact, ir, spec, ctx, variant, key)
+            result.quantization = self._quantization_section(backend, artifact, ir, spec, ctx, variant, key,
+                                                             candidate.quantization or self.quantization)
         result.warnings = list(dict.fromkeys(self.warnings[seen:] + ctx.warnings))
         return result
 
-    def _quantization_section(self, backend, artifact: Artifact, ir: IR, spec: TargetSpec, ctx: CompileContext, variant, key) -> dict:
+    def _quantization_section(self, backend, artifact: Artifact, ir: IR, spec: TargetSpec, ctx: CompileContext, variant, key,
+                              settings: QuantizationSettings) -> dict:
         plan = ir.plan
         kernels = backend.kernel_report(artifact, ir, spec, ctx) or {}
         running_float = set(kernels.get("planned_int8_layers_running_float") or [])
@@ -290,19 +298,21 @@ class EvaluationSession:
         section = {**summary, "kernels": kernels, "plan_file": PLAN_FILE, "realiser": ir.export.get("quantization_realiser")}
         if "pt2e" in ir.export:
             section["pt2e"] = ir.export["pt2e"]
-        if self.quantization.sensitivity and plan.int8_layers:
-            section["sensitivity"] = self.sensitivity(variant, key, spec, ir.plan)
+        if settings.sensitivity and plan.int8_layers:
+            section["sensitivity"] = self.sensitivity(variant, key, spec, ir.plan, settings)
             if section["sensitivity"] is None:
                 section.pop("sensitivity")
         return section
 
     # --- sensitivity -------------------------------------------------------------------------------
 
-    def sensitivity(self, variant: _Variant, key: str, spec: TargetSpec, plan: QuantPlan) -> dict[str, Any] | None:
+    def sensitivity(self, variant: _Variant, key: str, spec: TargetSpec, plan: QuantPlan,
+                    settings: QuantizationSettings | None = None) -> dict[str, Any] | None:
         """Per-layer sensitivity of ``plan``: each layer alone realised and run on ``spec``'s own runtime (``--sensitivity-on
         runtime``), or in the plan's QDQ simulation (the fast default of compress and bench)."""
-        stage = self.stage(variant, key)
-        if self.quantization.sensitivity_on == "simulation":
+        settings = settings or self.quantization
+        stage = self.stage(variant, key, settings)
+        if settings.sensitivity_on == "simulation":
             if plan.quantizer != "sdk":
                 self.warn(f"no per-layer sensitivity in simulation for the {plan.quantizer} quantizer (its ranges are its own): "
                           "use --sensitivity-on runtime, or compressor analyze")
