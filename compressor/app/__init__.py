@@ -1,0 +1,1 @@
+"""The commands: the one option table, the recipe, compress, analyze, bench, the CLI and the Python API."""

@@ -269,15 +269,13 @@ def _register_generated() -> None:
         JSON,
         _param("plot", Optional[Path], typer.Option(None, "--plot", help="--targets: write a PNG of latency against fidelity.",
                                                     rich_help_panel="Output")),
-    ], "Benchmark. Two forms:\n\n"
+    ], "Benchmark a model on many targets (--targets), or an artifact or bundle already built.\n\n"
        "compressor bench MODEL --targets LIST|all [compress options] [--batch-sizes 1,8,32] [--json R.json] [--plot R.png]: "
        "build every listed target from one checkpoint, validate each against FP32, benchmark each in a fresh process, one table.\n\n"
        "compressor bench ARTIFACT_OR_BUNDLE [--target T] [--threads N] [--batch-size B] [--duration S] [--json R.json]: "
        "benchmark something already built, in a fresh process.")
 
 
-@app.command("bench-artifact", hidden=True)
-@one_line_errors
 def bench_artifact(
     artifact: Path = typer.Argument(..., help="A bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2, .xml, .pte, .ort)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target to run it as (default: the bundle's, or from the file suffix)."),
@@ -291,8 +289,6 @@ def bench_artifact(
     _bench_artifact(artifact, target, threads, batch_size, duration, iterations, json_path)
 
 
-@app.command()
-@one_line_errors
 def verify(
     bundle: Path = typer.Argument(..., help="A bundle directory or .tar.gz."),
     threads: Optional[int] = typer.Option(None, help="Threads for the runtime."),
@@ -308,8 +304,6 @@ def verify(
     _write_json(json_path, result)
 
 
-@app.command()
-@one_line_errors
 def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write the list to this JSON file.")) -> None:
     """List every known target, whether it is usable on this machine, and if not, why."""
     from rich.table import Table
@@ -331,8 +325,18 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     _write_json(json_path, rows)
 
 
-def run() -> None:  # console-script entry point
+def _register() -> None:
+    """The commands, in the order `compressor --help` lists them."""
+    if app.registered_commands:
+        return
     _register_generated()
+    app.command()(one_line_errors(verify))
+    app.command()(one_line_errors(targets))
+    app.command("bench-artifact", hidden=True)(one_line_errors(bench_artifact))
+
+
+def run() -> None:  # console-script entry point
+    _register()
     app()
 
 

@@ -1,0 +1,1 @@
+"""Bundles: the typed manifest and its schema, the atomic writer, verification, and the human report."""

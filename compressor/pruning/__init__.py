@@ -1,2 +1,2 @@
-"""Structured pruning (channels, attention heads) on Torch-Pruning, recovery fine-tuning, and a pruned
-checkpoint format that reloads with plain ``--arch`` + the file."""
+"""The pruning stage: structured pruning (channels, attention heads) on Torch-Pruning, and recovery fine-tuning.
+Pruned checkpoints are written and read by compressor.io.pruned (they reload with plain ``--arch`` + the file)."""

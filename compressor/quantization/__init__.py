@@ -1,2 +1,3 @@
-"""Backend-neutral quantization: plans (what is INT8), calibration (with which ranges), exporters
-that realise a plan (QDQ / dynamic ONNX), and per-layer sensitivity analysis."""
+"""The quantization stage, backend-neutral: plans (what is INT8), one calibration per model shared by every
+target, realisers that turn a plan into a target's IR (QDQ / dynamic ONNX, PT2E torch programs, NNCF's OpenVINO
+model), and per-layer sensitivity analysis."""
