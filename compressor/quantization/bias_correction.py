@@ -9,7 +9,7 @@ corrections travel in the plan (``LayerQuant.bias_correction``) and every realis
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
