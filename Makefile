@@ -67,6 +67,7 @@ bench: setup fashion-mnist-data
 	$(PY) benchmarks/openvino_suite.py
 	$(PY) benchmarks/edge.py
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/outliers.py
 
 # The full Fashion-MNIST (Debian package): pruning recovery fine-tunes on its 60,000 training images.
 fashion-mnist-data:

@@ -184,18 +184,23 @@ def _analyze(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
     s = q["sensitivity"]
     sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
     table = Table(title=f"{result['model']} → {result['target']}: per-layer sensitivity")
-    for c in ("rank", "layer", "op", "loss alone (1 − cosine)", "top-1 agreement alone", "SQNR all-INT8 (dB)"):
+    for c in ("rank", "layer", "op", "loss alone (1 − cosine)", "top-1 agreement alone", "SQNR all-INT8 (dB)", "input range spread"):
         table.add_column(c, justify="left" if c in ("layer", "op") else "right", no_wrap=c == "layer")
     for i, d in enumerate(s["layers_alone"], 1):
         agree = "–" if d["top1_agreement"] is None else f"{d['top1_agreement']:.3f}"
-        db = sqnr.get(d["layer"])
-        table.add_row(str(i), d["layer"], d["op_type"], f"{d['loss']:.2e}", agree, "–" if db is None else f"{db:.1f}")
+        db, spread = sqnr.get(d["layer"]), d.get("input_range_spread")
+        table.add_row(str(i), d["layer"], d["op_type"], f"{d['loss']:.2e}", agree, "–" if db is None else f"{db:.1f}",
+                      "–" if spread is None else f"{spread:.1f}")
     console().print(table)
     # facts a user needs go on their own lines, never into a title a narrow terminal cuts
     console().print(f"measured on {s['samples']} samples, run on {s['runtime']}; all layers INT8: output cosine "
                     f"{s['all_quantized']['cosine_mean']:.5f}", soft_wrap=True)
     if q["float_layers"]:
         console().print("kept float: " + "; ".join(f"{n} ({why})" for n, why in q["float_layers"].items()))
+    from compressor.bundle.report import transforms_lines
+
+    for line in transforms_lines(q.get("transforms") or {}):
+        console().print(line.lstrip("- "), soft_wrap=True)
     console().print("to keep a layer float: --exclude NAME (or a glob, re:REGEX, type:Conv2d)")
     _write_json(json_path, result)
 

@@ -131,10 +131,32 @@ def quantization_section(q: dict, top: int = 10) -> list[str]:
     ]
     if q["float_layers"]:
         lines.append("- Float layers: " + "; ".join(f"`{n}` ({why})" for n, why in q["float_layers"].items()))
+    lines += transforms_lines(q.get("transforms") or {})
     s = q.get("sensitivity")
     if s:
         lines += ["", sensitivity_markdown(s, top)]
     return lines + [""]
+
+
+def transforms_lines(tr: dict) -> list[str]:
+    """What equalization, scale migration and bias correction did (or why they did not)."""
+    lines = []
+    for e in tr.get("equalized", []):
+        lines.append(f"- Equalized `{e['first']}` → `{e['second']}` (through {', '.join(e['joined_by'])}): scales {e['scale_min']:.3g}–"
+                     f"{e['scale_max']:.3g}; activation channel spread {e['spread_before']:.1f} → {e['spread_after']:.1f}")
+    for m in tr.get("migrated", []):
+        lines.append(f"- Scale migration into {', '.join(f'`{n}`' for n in m['layers'])} (α {m['alpha']}, by {m['into']}): input spread "
+                     f"{m['input_spread']:.1f}, INT8 output error ×{m['error_after'] / m['error_before']:.2f}")
+    if tr.get("equalized") or tr.get("migrated"):
+        lines.append(f"- The transformed model's outputs differ from the original's by at most {tr['max_abs_output_change']:.2g} "
+                     f"(outputs up to {tr['reference_max_abs']:.3g}): the FP32 function is unchanged")
+    elif tr.get("reason"):
+        lines.append(f"- Equalization and scale migration: {tr['reason']}")
+    bc = tr.get("bias_correction")
+    if bc:
+        lines.append(f"- Bias correction of {bc['layers']} layer(s): output MSE on calibration data {bc['output_mse_before']:.3g} → "
+                     f"{bc['output_mse_after']:.3g}, {'applied' if bc['applied'] else 'not applied (it did not help)'}")
+    return lines
 
 
 def sensitivity_markdown(s: dict, top: int = 10) -> str:
@@ -143,10 +165,13 @@ def sensitivity_markdown(s: dict, top: int = 10) -> str:
             f"(all layers INT8: output cosine {a['cosine_mean']:.5f}"
             + (f", top-1 agreement {a['top1_agreement']:.3f}" if a.get("top1_agreement") is not None else "") + ").",
             "Layers ranked by the output-cosine loss when quantized alone (keep the top ones float with --exclude if accuracy drops):", "",
-            "| rank | layer | op | loss alone (1 − cosine) | top-1 agreement alone | output SQNR with all INT8 (dB) |", "|---|---|---|---|---|---|"]
+            "| rank | layer | op | loss alone (1 − cosine) | top-1 agreement alone | output SQNR with all INT8 (dB) | input range spread |",
+            "|---|---|---|---|---|---|---|"]
     sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
     for i, d in enumerate(s["layers_alone"][:top], 1):
         agree = "–" if d["top1_agreement"] is None else f"{d['top1_agreement']:.3f}"
         db = sqnr.get(d["layer"])
-        rows.append(f"| {i} | `{d['layer']}` | {d['op_type']} | {d['loss']:.2e} | {agree} | {'–' if db is None else f'{db:.1f}'} |")
+        spread = d.get("input_range_spread")
+        rows.append(f"| {i} | `{d['layer']}` | {d['op_type']} | {d['loss']:.2e} | {agree} | {'–' if db is None else f'{db:.1f}'} | "
+                    f"{'–' if spread is None else f'{spread:.1f}'} |")
     return "\n".join(rows)

@@ -15,7 +15,7 @@ import numpy as np
 
 from compressor.quantization.plan import QuantPlan
 
-MAX_SAMPLES = 64
+MAX_SAMPLES = 32
 
 
 def _attrs(node) -> dict:
@@ -51,29 +51,42 @@ def _layer_out(node, x: np.ndarray, w: np.ndarray):
     return (xt @ wt).numpy(), -1  # MatMul with a [K, N] weight
 
 
-def corrections(model, plan: QuantPlan, feeds: list[dict], run: Callable[[list[str]], list[dict]]) -> dict[str, np.ndarray]:
-    """Per INT8 layer name: the correction to add to its bias (one value per output channel)."""
+def corrections(model, plan: QuantPlan, feeds: list[dict], run: Callable[[dict, list[str]], dict],
+                max_samples: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
+    """Per INT8 Conv/Gemm layer name: the correction to add to its bias (one value per output channel), from the
+    mean output shift over at most ``max_samples`` calibration samples (streamed, one feed at a time)."""
     from onnx import numpy_helper
 
     from compressor.quantization.qdq import quantize_weight
 
     inits = {i.name: i for i in model.graph.initializer}
     nodes = {n.name: n for n in model.graph.node}
-    layers = [l for l in plan.int8_layers if l.op_type in ("Conv", "Gemm", "MatMul") and l.inputs and l.inputs[0] in plan.activations]
+    layers = [l for l in plan.int8_layers if l.op_type in ("Conv", "Gemm") and l.inputs and l.inputs[0] in plan.activations
+              and l.weight is not None]
     if not layers:
         return {}
-    runs = run([l.inputs[0] for l in layers])
-    out: dict[str, np.ndarray] = {}
+    weights = {}
     for l in layers:
-        node = nodes[l.node]
-        x = np.concatenate([r[l.inputs[0]] for r in runs])[:MAX_SAMPLES].astype(np.float32)
-        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        w = numpy_helper.to_array(inits[nodes[l.node].input[1]]).astype(np.float32)
         q, scales = quantize_weight(w, l.weight.axis)
         shape = [1] * w.ndim
         shape[l.weight.axis] = -1
-        wq = (q.astype(np.float32) * scales.reshape(shape)).astype(np.float32)
-        y, axis = _layer_out(node, x, w)
-        yq, _ = _layer_out(node, _fake_quant(x, plan.activations[l.inputs[0]]), wq)
-        moved = np.moveaxis(yq - y, axis, 0).reshape(y.shape[axis], -1)
-        out[l.name] = (-moved.mean(axis=1)).astype(np.float32)
-    return out
+        weights[l.name] = (w, (q.astype(np.float32) * scales.reshape(shape)).astype(np.float32))
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    seen = 0
+    for feed in feeds:
+        if seen >= max_samples:
+            break
+        values = run(feed, [l.inputs[0] for l in layers])
+        seen += int(next(iter(feed.values())).shape[0])
+        for l in layers:
+            x = values[l.inputs[0]].astype(np.float32)
+            w, wq = weights[l.name]
+            node = nodes[l.node]
+            y, axis = _layer_out(node, x, w)
+            yq, _ = _layer_out(node, _fake_quant(x, plan.activations[l.inputs[0]]), wq)
+            moved = np.moveaxis(yq - y, axis, 0).reshape(y.shape[axis], -1)
+            sums[l.name] = sums.get(l.name, 0.0) + moved.sum(axis=1)
+            counts[l.name] = counts.get(l.name, 0) + moved.shape[1]
+    return {name: (-sums[name] / counts[name]).astype(np.float32) for name in sums}

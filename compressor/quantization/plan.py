@@ -51,6 +51,7 @@ class LayerQuant:
     inputs: list[str] = field(default_factory=list)  # activation tensors feeding it
     output: str | None = None  # the (quantized) tensor it produces
     macs: int | None = None
+    bias_correction: list[float] | None = None  # added to the layer's bias by every realiser (see bias_correction.py)
 
 
 @dataclass
@@ -71,6 +72,8 @@ class QuantPlan:
     # calibrated in the same pass so every target of a run shares one calibration
     extra_activations: dict[str, TensorQuant] = field(default_factory=dict)
     quantizer: str = "sdk"  # sdk (this SDK's calibration) | nncf (NNCF chose the ranges; activations stay empty)
+    # float transforms applied to the model before it was planned (equalization, scale migration) and bias correction
+    transforms: dict[str, Any] = field(default_factory=dict)
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         """Every calibrated tensor's range: the Q/DQ tensors and the extra ones."""
@@ -106,6 +109,7 @@ class QuantPlan:
             "other_quantized_ops": len(self.other_quantized_ops),
             "exclusions": self.exclusions,
             "warnings": self.warnings,
+            "transforms": self.transforms,
         }
 
     def to_dict(self) -> dict[str, Any]:

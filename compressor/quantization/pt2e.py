@@ -12,6 +12,7 @@ sensitivity).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -302,5 +303,30 @@ def realise(exported_module, flavour: str, plan: QuantPlan, modules: set[str], p
                     advance(1)
     with quiet():
         converted = convert_pt2e(prepared)
+    corrected = _correct_biases(converted, {l.name: l.bias_correction for l in plan.layers if l.bias_correction is not None})
     return converted, {"observers": len(observers), "ranges_from_plan": shared, "calibrated_in_pt2e": len(own),
-                       "clamps_folded_into_quantization": folded}
+                       "clamps_folded_into_quantization": folded, "bias_corrections_applied": corrected}
+
+
+def _correct_biases(converted, corrections: dict[str, list[float]]) -> int:
+    """Add the plan's bias corrections to the float biases of the converted model's conv/linear nodes."""
+    import torch
+
+    done = 0
+    if not corrections:
+        return done
+    for node in converted.graph.nodes:
+        if node.op != "call_function" or not any(k in str(node.target) for k in _LAYER_OPS):
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        owner = next(reversed(stack.values()))[0] if stack else None
+        bias = node.args[2] if len(node.args) > 2 else None
+        if owner not in corrections or getattr(bias, "op", None) != "get_attr":
+            continue
+        param = functools.reduce(getattr, bias.target.split("."), converted)
+        corr = torch.as_tensor(corrections[owner], dtype=param.dtype)
+        if corr.shape == param.shape:
+            with torch.no_grad():
+                param.add_(corr)
+            done += 1
+    return done

@@ -122,19 +122,26 @@ def realize_static(model, plan: QuantPlan):
                                           + ([f"{dq_out}_zero_point"] if with_zp else []),
                                           [dq_out], name=f"{dq_out}_DequantizeLinear", axis=axis))
         node.input[1] = dq_out
-        if len(node.input) > 2 and node.input[2] in inits and layer.inputs and layer.inputs[0] in plan.activations:
-            b = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64)
+        bias_name = node.input[2] if len(node.input) > 2 and node.input[2] in inits else None
+        corr = np.asarray(layer.bias_correction, dtype=np.float64) if layer.bias_correction is not None else None
+        if (bias_name or corr is not None) and layer.inputs and layer.inputs[0] in plan.activations:
+            b = numpy_helper.to_array(inits[bias_name]).astype(np.float64) if bias_name else np.zeros(scales.shape[0])
+            if corr is not None and corr.shape == b.shape:
+                b = b + corr
             if b.ndim == 1 and b.shape[0] == scales.shape[0]:
                 bscale = (plan.activations[layer.inputs[0]].scale * scales.astype(np.float64)).astype(np.float32)
                 bq = np.clip(np.round(b / np.where(bscale > 0, bscale, 1.0)), -(2**31), 2**31 - 1).astype(np.int32)
-                bout = f"{node.input[2]}_dq_{layer.node}"
+                bout = f"{bias_name or layer.node + '_bias'}_dq_{layer.node}"
                 new_inits += [numpy_helper.from_array(bq, f"{bout}_quantized"), numpy_helper.from_array(bscale, f"{bout}_scale")]
                 if with_zp:
                     new_inits.append(numpy_helper.from_array(np.zeros_like(bq), f"{bout}_zero_point"))
                 new_nodes.append(helper.make_node("DequantizeLinear", [f"{bout}_quantized", f"{bout}_scale"]
                                                   + ([f"{bout}_zero_point"] if with_zp else []),
                                                   [bout], name=f"{bout}_DequantizeLinear", axis=0))
-                node.input[2] = bout
+                if bias_name:
+                    node.input[2] = bout
+                else:
+                    node.input.append(bout)
 
     _finish(m, nodes + new_nodes, new_inits)
     return m

@@ -39,6 +39,13 @@ def single_layer_plan(plan: QuantPlan, name: str) -> QuantPlan:
     return p
 
 
+def range_spread(x: np.ndarray, axis: int) -> float:
+    """max / median of the per-channel |x| maxima: how much of a per-tensor INT8 scale a few channels take (1 = even)."""
+    ch = np.abs(np.moveaxis(np.asarray(x, dtype=np.float32), axis, 0)).reshape(x.shape[axis], -1).max(axis=1)
+    med = float(np.median(ch))
+    return float(ch.max() / med) if med > 0 else float("inf")
+
+
 def _fidelity(ref: np.ndarray, got: np.ndarray, task: str) -> dict:
     f = compare([ref], [got], None, synthetic=False, task=task)
     return {"cosine_mean": f.cosine_mean, "cosine_min": f.cosine_min, "top1_agreement": f.top1_agreement}
@@ -62,12 +69,15 @@ def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[st
     the plan's QDQ simulation with intermediate tensors (for SQNR), or is None."""
     layers = plan.int8_layers
     outputs_of = {l.name: l.output for l in layers if l.output}
-    ref_runs = run_float(list(outputs_of.values()) if simulate else [])
+    inputs_of = {l.name: l.inputs[0] for l in layers if l.inputs}
+    ref_runs = run_float(list(dict.fromkeys((list(outputs_of.values()) if simulate else []) + list(inputs_of.values()))))
     ref_out = np.concatenate([r["__outputs__"][0] for r in ref_runs])
     alone = []
     for l in layers:
         f = _fidelity(ref_out, measure(single_layer_plan(plan, l.name)), task)
-        alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f})
+        spread = range_spread(np.concatenate([r[inputs_of[l.name]] for r in ref_runs]), 1 if l.op_type == "Conv" else -1) \
+            if l.name in inputs_of else None
+        alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f, "input_range_spread": spread})
         if progress:
             progress(1)
     alone.sort(key=lambda d: d["loss"], reverse=True)
@@ -89,5 +99,6 @@ def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[st
         "layers_alone": alone,
         "all_quantized_worst_sqnr": sqnr,
         "method": f"alone: that layer INT8, the rest float, run on {runtime}, output cosine vs the float graph; "
-                  "SQNR: per-layer output in the QDQ simulation of the full plan" + ("" if simulate else " (not available for this quantizer)"),
+                  "SQNR: per-layer output in the QDQ simulation of the full plan" + ("" if simulate else " (not available for this quantizer)")
+                  + "; input range spread: max / median of the per-channel |x| maxima of the layer's float input (outlier channels)",
     }

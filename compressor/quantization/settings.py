@@ -20,6 +20,13 @@ class QuantizationSettings(Settings):
                                panel=QUANT, gt=50, le=100)
     exclude: list[str] = option(help="Keep layers float: a name or glob (layer4.*), re:<regex>, or type:<Conv2d|Linear|…>; repeatable.",
                                 flag="--exclude", panel=QUANT, default_factory=list)
+    equalize: bool = option(True, "Do not equalize channel ranges across layers joined by ReLU/pooling (cross-layer equalization).",
+                            flag="--no-equalize", negate=True, panel=QUANT)
+    scale_migration: bool = option(True, "Do not migrate activation scale into the Linear layers that read a LayerNorm (SmoothQuant).",
+                                   flag="--no-scale-migration", negate=True, panel=QUANT)
+    bias_correction: bool = option(False, "Correct the shift INT8 puts in each layer's mean output (fast bias correction; kept only "
+                                          "where it lowers the output error on calibration data). Not exact, so not on by default.",
+                                   flag="--bias-correction", panel=QUANT)
     quantizer: Literal[QUANTIZERS] = option("sdk", "sdk (default: this SDK's plan) | nncf (OpenVINO INT8 only, for comparison).",  # type: ignore[valid-type]
                                             flag="--quantizer", panel=QUANT)
     sensitivity: bool = option(True, "Skip the per-layer sensitivity analysis of INT8 targets.", flag="--no-sensitivity", negate=True,

@@ -46,6 +46,9 @@ class QuantizationStage:
     def __init__(self, model: ModelHandle, float_onnx: Path, settings: QuantizationSettings, calib: DataSource | None,
                  calib_samples: int | None = None, progress: Progress | None = None, warn: Callable[[str], None] = lambda m: None,
                  threads: int | None = None, analysis: DataSource | None = None, task: str = "auto"):
+        # the model as given (dynamic INT8 and NNCF start from it), and the one static plans start from: the same,
+        # or its equalized / scale-migrated copy (see _transform)
+        self.original, self.original_onnx = model, Path(float_onnx)
         self.model = model
         self.float_onnx = Path(float_onnx)
         self.settings = settings
@@ -57,6 +60,7 @@ class QuantizationStage:
         self.analysis = analysis  # held-out data for sensitivity (the eval data in a run), else the calibration data
         self.task = task
         self._float = None
+        self._original_float = None
         self._plans: dict[str, QuantPlan] = {}
         self._pt2e: set[str] = set()
         self._index = None
@@ -64,16 +68,33 @@ class QuantizationStage:
         self._feeds: list[dict] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-quant-")
         self._n = 0
+        self._transformed = False
+        self.transforms: dict[str, Any] = {}  # what the float transforms did (equalization, scale migration)
 
     # --- inputs ------------------------------------------------------------------------------------
 
     @property
     def float_model(self):
+        """The float graph static plans are made on (transformed where that helped)."""
         if self._float is None:
             import onnx
 
             self._float = onnx.load(str(self.float_onnx))
         return self._float
+
+    @property
+    def original_float(self):
+        """The float graph as exported from the model as given (dynamic INT8 and NNCF start from it)."""
+        if self.original_onnx == self.float_onnx:
+            return self.float_model
+        if self._original_float is None:
+            import onnx
+
+            self._original_float = onnx.load(str(self.original_onnx))
+        return self._original_float
+
+    def float_for(self, plan: QuantPlan):
+        return self.float_model if plan.mode == "static" and plan.quantizer == "sdk" else self.original_float
 
     def run(self, model, feeds, names):
         from compressor.quantization.onnx_exec import run_model
@@ -132,8 +153,63 @@ class QuantizationStage:
             self.progress.note(f"  the {flavour} PT2E quantizer was not announced before calibrating: calibrating again")
             self._plans.pop("static")
 
+    # --- float transforms ----------------------------------------------------------------------------
+
+    def _transform(self) -> None:
+        """Equalize channel ranges and migrate activation scale (where exact and measured to help), once, before any
+        plan: every realiser then starts from the same transformed model (see equalize.py)."""
+        if self._transformed:
+            return
+        self._transformed = True
+        s = self.settings
+        if not (s.equalize or s.scale_migration):
+            return
+        if self.calib is None or self.model.exported_program is not None or not hasattr(self.model.module, "named_modules"):
+            why = "no calibration data" if self.calib is None else "the model is an exported program or TorchScript, not a module"
+            self.transforms = {"applied": False, "reason": f"not attempted: {why}"}
+            return
+        from compressor.core.errors import first_line
+        from compressor.quantization.equalize import transform
+
+        feeds, batches, n = self._calib_feeds(), [], 0
+        for f in feeds:  # a few samples are enough to measure channel ranges
+            batches.append(self._torch_batch(f))
+            n += int(next(iter(f.values())).shape[0])
+            if n >= 32:
+                break
+        try:
+            with self.progress.stage("equalization and scale migration checked"):
+                module, report = transform(self.model.module, self.model.example_inputs(for_export=True), batches, s.equalize,
+                                           s.scale_migration)
+        except Exception as e:  # noqa: BLE001 - a model the analysis cannot trace is quantized as it is
+            self.transforms = {"applied": False, "reason": f"the model could not be analysed ({first_line(e)}): quantized as it is"}
+            self.warn(f"equalization skipped: {self.transforms['reason']}")
+            return
+        self.transforms = {"applied": report.changed, **report.to_dict()}
+        if not report.changed:
+            return
+        limit = 1e-4 * max(report.reference_max_abs, 1e-6) + 1e-5
+        if report.max_abs_output_change > limit:  # never quantize a model that computes something else
+            self.transforms = {**self.transforms, "applied": False,
+                               "reason": f"the transformed model's outputs moved by {report.max_abs_output_change:.3g} (limit {limit:.3g})"}
+            self.warn(f"equalization not applied: {self.transforms['reason']}")
+            return
+        from compressor.io.export_onnx import export_onnx
+
+        self.model = ModelHandle(module=module, inputs=self.model.inputs, output_names=list(self.model.output_names),
+                                 preprocessing=self.model.preprocessing, source=self.model.source)
+        path = Path(self._tmp.name) / "transformed.onnx"
+        with self.progress.stage(f"exported the transformed model ({len(report.equalized)} pair(s) equalized, "
+                                 f"{len(report.migrated)} LayerNorm(s) migrated)"):
+            export_onnx(self.model, path)
+        self.float_onnx, self._float, self._index = path, None, None
+
+    # --- plans -------------------------------------------------------------------------------------
+
     def plan(self, mode: str) -> QuantPlan:
         """The plan for ``static`` or ``dynamic`` quantization, made once."""
+        if mode == "static":
+            self._transform()
         if mode not in self._plans:
             self._plans[mode] = self._static_plan() if mode == "static" else self._dynamic_plan()
         return self._plans[mode]
@@ -141,7 +217,7 @@ class QuantizationStage:
     def _dynamic_plan(self) -> QuantPlan:
         from compressor.quantization.ptq import dynamic_plan
 
-        return dynamic_plan(self.float_model, self.model.module, self.settings, warn=self.warn)
+        return dynamic_plan(self.original_float, self.original.module, self.settings, warn=self.warn)
 
     def _static_plan(self) -> QuantPlan:
         from compressor.quantization.ptq import static_plan, static_structure
@@ -168,7 +244,50 @@ class QuantizationStage:
                                samples=n, extra_tensors=extra, structure=structure)
         if self.calib is not None and self.calib.synthetic:
             plan.warnings.append("calibrated on synthetic (random) data: scales may not fit real inputs")
+        plan.transforms = dict(self.transforms)
+        if self.settings.bias_correction:
+            self._correct_biases(plan, feeds)
         return plan
+
+    def _correct_biases(self, plan: QuantPlan, feeds: list[dict]) -> None:
+        """Fast bias correction, kept only when it lowers the plan's output error on calibration data."""
+        from compressor.quantization.bias_correction import MAX_SAMPLES, corrections
+        from compressor.quantization.qdq import realize_static
+
+        with self.progress.stage("bias correction measured"):
+            found = corrections(self.float_model, plan, feeds, lambda f, names: self.run(self.float_model, [f], names)[0])
+            if not found:
+                return
+            probe, n = [], 0
+            for f in feeds:
+                probe.append(f)
+                n += int(next(iter(f.values())).shape[0])
+                if n >= MAX_SAMPLES:
+                    break
+            ref = np.concatenate([r["__outputs__"][0] for r in self.run(self.float_model, probe, [])])
+
+            classifier = ref.ndim == 2 and ref.shape[1] > 1 and self.task in ("auto", "classification")
+
+            def error() -> tuple[float, float]:
+                got = np.concatenate([r["__outputs__"][0] for r in self.run(realize_static(self.float_model, plan), probe, [])])
+                agree = float((got.argmax(1) == ref.argmax(1)).mean()) if classifier else 1.0
+                return float(np.mean((got.astype(np.float64) - ref) ** 2)), agree
+
+            (before, agree_before) = error()
+            for layer in plan.layers:
+                if layer.name in found:
+                    layer.bias_correction = [float(v) for v in found[layer.name]]
+            (after, agree_after) = error()
+        kept = after < before and agree_after >= agree_before
+        if not kept:
+            for layer in plan.layers:
+                layer.bias_correction = None
+        plan.transforms["bias_correction"] = {"applied": kept, "layers": len(found), "output_mse_before": before, "output_mse_after": after,
+                                              **({"top1_agreement_before": agree_before, "top1_agreement_after": agree_after} if classifier else {}),
+                                              "max_abs_correction": float(max(np.abs(v).max() for v in found.values())),
+                                              "samples": n, "method": "fast per-layer: mean output shift of each INT8 layer "
+                                              "(quantized input and weights vs float) on calibration data, kept if the output error drops and "
+                                              "no top-1 prediction of the calibration data flips"}
 
     def _structure_plan(self, structure) -> QuantPlan:
         from compressor.quantization.ptq import _layers
@@ -187,8 +306,8 @@ class QuantizationStage:
             if self.calib is None:
                 raise InputError("INT8 needs calibration data: pass --calib DATA (100 or more representative inputs recommended)")
             check_calibration(self._samples())
-            structure, warnings = static_structure(self.float_model, self.model.module, self.settings, warn=self.warn)
-            self._plans["nncf"] = nncf_plan(self.float_model, structure, warnings, self._samples(), self.settings.exclude)
+            structure, warnings = static_structure(self.original_float, self.original.module, self.settings, warn=self.warn)
+            self._plans["nncf"] = nncf_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
         return self._plans["nncf"]
 
     def plan_for(self, target: TargetSpec) -> QuantPlan:
@@ -227,7 +346,7 @@ class QuantizationStage:
 
         from compressor.quantization.qdq import realize_dynamic, realize_static
 
-        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(self.float_model, plan)
+        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(self.float_for(plan), plan)
         path = self._path("qdq" if plan.mode == "static" else "dynamic")
         onnx.save_model(qmodel, str(path))
         return IR(IRFormat.ONNX, target.precision, path=path, plan=plan,
@@ -238,7 +357,7 @@ class QuantizationStage:
         from compressor.quantization.nncf_quantizer import quantize
 
         feeds = calibration_feeds(self.calib, self.model.inputs, self._samples())
-        native = quantize(self.float_onnx, plan, feeds, progress)
+        native = quantize(self.original_onnx, plan, feeds, progress)
         return IR(target.ir, target.precision, native=native, plan=plan, export={"quantization_realiser": plan.quantizer})
 
     def _realise_pt2e(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
@@ -272,7 +391,7 @@ class QuantizationStage:
         """The first output of ``plan`` realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor, on the sensitivity feeds."""
         from compressor.quantization.qdq import realize_dynamic, realize_static
 
-        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(self.float_model, plan)
+        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(self.float_for(plan), plan)
         return np.concatenate([r["__outputs__"][0] for r in self.run(qmodel, self.sensitivity_feeds(), [])])
 
     def sensitivity(self, plan: QuantPlan, measure: Measure, runtime: str) -> dict[str, Any]:
@@ -286,10 +405,10 @@ class QuantizationStage:
         simulate = None
         if plan.mode == "static" and plan.activations:
             def simulate(p: QuantPlan, names: list[str]) -> list[dict]:
-                return self.run(realize_static(self.float_model, p), feeds, names)
+                return self.run(realize_static(self.float_for(p), p), feeds, names)
         layers = plan.int8_layers
         with self.progress.bar(f"per-layer sensitivity on {runtime} ({len(layers)} layers)", total=len(layers) + 1) as advance:
-            return analyse(plan, feeds, lambda names: self.run(self.float_model, feeds, names), measure, simulate,
+            return analyse(plan, feeds, lambda names: self.run(self.float_for(plan), feeds, names), measure, simulate,
                            progress=advance, task=self.task, runtime=runtime)
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """Make the bundled Fashion-MNIST CNN into a model with activation outliers, without changing what it computes.
 
-A few output channels of three BatchNorm layers are scaled by 64 (their weight and bias), and the matching input
+A few output channels of every BatchNorm layer are scaled by 64 (their weight and bias), and the matching input
 channels of the layer after them by 1/64. ReLU, max pooling and average pooling commute with a positive
 per-channel scale, so the network's function is unchanged (the largest output difference is printed), but those
 activation channels now span 64x the range of the others: a per-tensor INT8 scale spends its levels on them and
@@ -23,10 +23,12 @@ from compressor.zoo.fashion_cnn import fashion_cnn
 
 HERE = Path(__file__).resolve().parent
 FACTOR = 64.0
-# (BatchNorm whose output channels grow, the layer that reads them, channels): blocks 0 → 1, 3 → 4 and 6 → classifier
+# (BatchNorm whose output channels grow, the layer that reads them, channels): each block into the next
 EDITS = [("features.0.1", "features.1.0", [2, 11, 27]),
+         ("features.1.1", "features.3.0", [4, 19]),  # through max pooling
          ("features.3.1", "features.4.0", [5, 40]),
-         ("features.6.1", "classifier.1", [7, 64, 100])]
+         ("features.4.1", "features.6.0", [9, 33, 50]),  # through max pooling
+         ("features.6.1", "classifier.1", [7, 64, 100])]  # through average pooling and flatten
 
 
 def main() -> None:
