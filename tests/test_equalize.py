@@ -26,8 +26,8 @@ def _batches(n=4):
 
 
 def test_equalization_keeps_the_function_and_narrows_the_outliers():
-    from compressor.io.loading import load_model
     from compressor.core.specs import InputSpec
+    from compressor.io.loading import load_model
 
     h = load_model(OUTLIERS, [InputSpec.parse("1,1,28,28")], FASHION_ARCH)
     model, report = transform(h.module, h.example_inputs(for_export=True), _batches(), equalization=True, migration=False)
@@ -43,8 +43,8 @@ def test_equalization_keeps_the_function_and_narrows_the_outliers():
 
 
 def test_a_balanced_model_is_left_as_it_is():
-    from compressor.io.loading import load_model
     from compressor.core.specs import InputSpec
+    from compressor.io.loading import load_model
 
     h = load_model(FASHION / "fashion_cnn.safetensors", [InputSpec.parse("1,1,28,28")], FASHION_ARCH)
     model, report = transform(h.module, h.example_inputs(for_export=True), _batches(), equalization=True, migration=True)
