@@ -44,12 +44,25 @@ def _session_with_outputs(model, names: tuple, threads: int | None):
     extra = [n for n in names if n not in {o.name for o in model.graph.output} | {i.name for i in model.graph.input}]
     if extra:
         m = copy.deepcopy(model)
+        types = _elem_types(model)
         for n in dict.fromkeys(extra):
-            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None))
     sess = ort.InferenceSession(m.SerializeToString(), ort_session_options(threads, "basic"), providers=["CPUExecutionProvider"])
     _SESSIONS.append((model, names, sess, n_out))  # holding the model keeps its id from being reused
     del _SESSIONS[:-SESSIONS_KEPT]
     return sess, n_out
+
+
+def _elem_types(model) -> dict[str, int]:
+    """Element type of every tensor the graph knows or shape inference finds (requested outputs must declare theirs)."""
+    import onnx
+
+    try:
+        g = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - an uninferable graph: the caller falls back to float
+        g = model.graph
+    return {vi.name: vi.type.tensor_type.elem_type for vi in list(g.value_info) + list(g.output) + list(g.input)
+            if vi.type.tensor_type.elem_type}
 
 
 def run_model(model, feeds_list: Sequence[dict], names: Sequence[str], threads: int | None = None) -> list[dict]:
