@@ -165,6 +165,9 @@ def test_bench_on_bundle_and_artifact(tmp_path, fashion_ckpt, fashion_small):
     assert r["feeds"].startswith("bundle reference inputs") and "cpu" in r["environment"]
     res = cli("bench", str(out / "model.onnx"), "--batch-size", "4", "--duration", "0.3", "--iterations", "10")
     assert res.returncode == 0 and "random inputs" in res.stdout
+    # what a user needs to know never depends on the terminal's width (a narrow one cuts table titles)
+    narrow = cli("bench", str(out / "model.onnx"), "--duration", "0.2", "--iterations", "5", env={"COLUMNS": "40"})
+    assert narrow.returncode == 0 and "random inputs" in narrow.stdout, narrow.stdout
     one_line_error(cli("bench", str(out), "--duration", "0"), "--duration", "greater than 0")
     one_line_error(cli("bench", str(out), "--batch-size", "100"), "outside the batch range")
     one_line_error(cli("bench", str(tmp_path / "none")), "not found")
