@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compressor.core.backend import Backend
 from compressor.core.errors import InputError, TargetError, first_line
-from compressor.core.targets import PLANNED, PLANNED_REASON, TargetSpec
+from compressor.core.targets import PLANNED, PLANNED_REASON, Device, TargetSpec
 
 GROUP = "compressor.backends"
 _INSTANCES: dict[str, Backend] = {}
@@ -75,7 +75,8 @@ def catalogue() -> dict[str, TargetSpec]:
             out[spec.name] = spec
     for spec in PLANNED:
         out.setdefault(spec.name, spec)
-    return out
+    rank = {Device.CPU: 0, Device.GPU: 1, Device.EDGE: 2}  # the reference first, then servers before edge devices
+    return dict(sorted(out.items(), key=lambda kv: (not kv[1].reference, rank.get(kv[1].device, 3))))
 
 
 def get_target(name: str) -> TargetSpec:
