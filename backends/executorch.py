@@ -23,6 +23,7 @@ import numpy as np
 
 from compressor.core.backend import Artifact, Backend, Runner
 from compressor.core.errors import ExportError, first_line
+from compressor.core.files import fmt_size
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
@@ -251,7 +252,7 @@ class ExecuTorchBackend(Backend):
             return []
         m = manifest["metrics"]
         return ["## Edge program", "",
-                f"- Written by ExecuTorch {build.get('executorch_version')}; .pte {_mb(build.get('pte_size_bytes', 0) / 2**20)}; model memory "
+                f"- Written by ExecuTorch {build.get('executorch_version')}; .pte {fmt_size(build.get('pte_size_bytes'))}; model memory "
                 f"at load and while running {_mb(m.get('model_rss_mb'))} (process peak {_mb(m.get('peak_rss_mb'), '.0f')})",
                 f"- Delegated to {d['delegate']} ({d['delegated_op_count']} ops): {d['delegated_ops']}",
                 f"- On ExecuTorch's portable CPU operators ({d['portable_op_count']} ops): {d['portable_ops'] or 'none'}",

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import compressor
-from compressor.quantization.equalize import TransformReport, migrate, transform
+from compressor.quantization.equalize import transform
 
 from .conftest import FASHION, FASHION_ARCH, FASHION_PRE
 
@@ -102,10 +102,8 @@ def test_scale_migration_keeps_the_function_and_lowers_the_int8_error():
     with torch.no_grad():
         m.norm.weight[[3, 17]] = 40.0  # two outlier channels, as transformers grow them
     batches = [(torch.randn(8, 16, 32),) for _ in range(4)]
-    report = TransformReport()
     ref = [m(*b) for b in batches]
-    smoothed = __import__("copy").deepcopy(m)
-    migrate(smoothed, batches[0], batches, report)
+    smoothed, report = transform(m, batches[0], batches, equalization=False, migration=True)
     assert report.migrated and report.migrated[0]["layers"] == ["fc"] and report.migrated[0]["into"] == "a multiply before the layer"
     assert report.migrated[0]["error_after"] < 0.5 * report.migrated[0]["error_before"]
     with torch.no_grad():

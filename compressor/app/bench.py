@@ -143,7 +143,7 @@ def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
 
 
 def table_rows(result: dict) -> list[dict]:
-    from compressor.bundle.report import fmt_size
+    from compressor.core.files import fmt_size
 
     out = []
     for r in result["rows"]:

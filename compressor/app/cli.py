@@ -228,7 +228,6 @@ def _bench(kwargs: dict[str, Any], targets: Optional[str], batch_sizes: Optional
                                given("duration", 3.0), given("iterations", 50), json_path)
     from compressor.app import bench as multibench
     from compressor.bundle.report import console, print_table
-    from compressor.core.files import write_json
 
     result = multibench.bench_targets(_config(kwargs, output=False), targets, batch_sizes)
     env = result["environment"]["cpu"]
@@ -236,7 +235,7 @@ def _bench(kwargs: dict[str, Any], targets: Optional[str], batch_sizes: Optional
                 title=f"{result['model']['checkpoint']} on {env['model']} — {result['settings']['threads']} threads, "
                       f"eval {result['eval']['samples']} samples{' (synthetic)' if result['eval']['synthetic'] else ''}")
     if json_path:
-        write_json(json_path, result)
+        _write_json(json_path, result)
         console().print(f"results: {json_path}")
     if plot:
         multibench.plot(result, plot)

@@ -5,18 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from compressor.core.files import fmt_size
+
 COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine mean", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS",
            "speed-up vs torch")
-
-
-def fmt_size(n: int | None) -> str:
-    if n is None:
-        return "–"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _f(v: Any, spec: str, suffix: str = "") -> str:

@@ -16,6 +16,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def fmt_size(n: int | None) -> str:
+    """Bytes for people: ``812 B``, ``150.7 KB``, ``4.7 MB``."""
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def json_default(o: Any) -> Any:
     """What json.dumps cannot write by itself: numpy scalars and arrays, paths, enums, dataclass-like objects."""
     import enum

@@ -268,8 +268,7 @@ class EvaluationSession:
             ir = self.ir(variant, key, spec, candidate.quantization)
             artifact = backend.compile(variant.model, ir, spec, self._workdir(candidate.label), ctx)
         result = CandidateResult(candidate, spec, "ok", artifact=artifact, pruning=variant.pruning, plan=ir.plan,
-                                 build={**ir.export, **artifact.details}, warnings=ctx.warnings,
-                                 build_seconds=time.perf_counter() - t0)
+                                 build={**ir.export, **artifact.details}, build_seconds=time.perf_counter() - t0)
         if ir.plan is not None:
             result.quantization = self._quantization_section(backend, artifact, ir, spec, ctx, variant, key,
                                                              candidate.quantization or self.quantization)
@@ -343,9 +342,9 @@ class EvaluationSession:
             raise TargetError(f"target '{target}' cannot run here: {refused.reason}")
         if not spec.precision.quantized:
             raise InputError(f"analyze needs an INT8 target (e.g. --target ort-cpu-int8), not {spec.name}")
-        self.prepare([Candidate(target)])
-        self.quantization = self.quantization.model_copy(update={"sensitivity": True})
-        result = self.build(Candidate(target))
+        candidate = Candidate(target, quantization=self.quantization.model_copy(update={"sensitivity": True}))
+        self.prepare([candidate])
+        result = self.build(candidate)
         return {"target": spec.name, "quantization": result.quantization, "warnings": result.warnings}
 
     # --- validation and benchmarks -----------------------------------------------------------------
@@ -400,8 +399,7 @@ class EvaluationSession:
         except Exception as e:  # noqa: BLE001 - one candidate's failure is its result; the caller decides
             if raise_errors:
                 raise
-            spec = next((t for t in [self._safe_target(candidate.target)] if t is not None), None)
-            return CandidateResult(candidate, spec, "failed", first_line(e))
+            return CandidateResult(candidate, self._safe_target(candidate.target), "failed", first_line(e))
 
     @staticmethod
     def _safe_target(name: str) -> TargetSpec | None:

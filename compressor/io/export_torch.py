@@ -30,6 +30,12 @@ def quiet():
         yield
 
 
+def module_owner(node) -> str | None:
+    """The path of the innermost module a node of a torch.export graph came from (``features.1.0``), or None."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack.values()))[0] if stack else None
+
+
 def export_program(handle: ModelHandle, module=None, strict: bool = False, what: str = "the torch program"):
     """``torch.export`` of ``module`` (default: the handle's own, or its exported program as loaded)."""
     import torch

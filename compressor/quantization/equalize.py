@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from compressor.core.model import flatten_outputs
+from compressor.io.export_torch import module_owner
+
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: equalization is kept where it narrows the channel spread of the activation between the pair by this factor at least
 #: (1.5x ~ 0.6 bit of a per-tensor INT8 scale given back): well-balanced layers are left as they are
@@ -60,11 +63,6 @@ class TransformReport:
     @property
     def changed(self) -> bool:
         return bool(self.equalized or self.migrated)
-
-
-def _owner(node) -> str | None:
-    stack = node.meta.get("nn_module_stack") or {}
-    return next(reversed(stack.values()))[0] if stack else None
 
 
 def _is_layer(node) -> bool:
@@ -98,7 +96,7 @@ def fold_batchnorms(model, example: tuple, report: TransformReport) -> None:
         user = next(iter(node.users))
         if user.op != "call_function" or "batch_norm" not in str(user.target):
             continue
-        conv, bn = modules.get(_owner(node)), modules.get(_owner(user))
+        conv, bn = modules.get(module_owner(node)), modules.get(module_owner(user))
         if not isinstance(conv, nn.modules.conv._ConvNd) or not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_var is None:
             continue
         with torch.no_grad():
@@ -107,25 +105,23 @@ def fold_batchnorms(model, example: tuple, report: TransformReport) -> None:
             conv.weight.mul_(scale.reshape(-1, *[1] * (conv.weight.dim() - 1)))
             bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
             conv.bias = nn.Parameter(bias * scale + shift)
-        _set_module(model, _owner(user), nn.Identity())
-        report.batchnorm_folded.append(_owner(user))
+        _set_module(model, module_owner(user), nn.Identity())
+        report.batchnorm_folded.append(module_owner(user))
 
 
-def _pairs(model, example: tuple):
+def _pairs(model, graph):
     """(first, second, joined by) for layers joined only by scale-commuting operations, plus the skipped and why."""
-
-    graph = _graph(model, example)
     modules = dict(model.named_modules())
     pairs, skipped = [], []
     for node in graph.nodes:
         if not _is_layer(node):
             continue
-        first = _owner(node)
+        first = module_owner(node)
         chain, cur = [], node
         while len(cur.users) == 1:
             nxt = next(iter(cur.users))
             if _is_layer(nxt):
-                second = _owner(nxt)
+                second = module_owner(nxt)
                 a, b = modules.get(first), modules.get(second)
                 if a is None or b is None or first == second:
                     break
@@ -221,17 +217,18 @@ def _channel_maxima(model, layers: list, batches: list[tuple], flat: bool = Fals
     return [torch.cat(s) if flat else torch.stack(s).amax(0).numpy().astype(np.float64) for s in seen]
 
 
-def _spread(ch: np.ndarray) -> float:
+def spread(ch: np.ndarray) -> float:
+    """max / median of per-channel ranges: how much of a per-tensor INT8 scale a few channels take (1 = even)."""
     med = float(np.median(ch))
     return float(ch.max() / med) if med > 0 else float("inf")
 
 
-def equalize(model, example: tuple, batches: list[tuple], report: TransformReport) -> None:
+def equalize(model, graph, batches: list[tuple], report: TransformReport) -> None:
     """Cross-layer equalization of every supported pair, kept where it narrows the activation between them.
 
     One pass over the probe data gives every pair's activation channel maxima; equalizing divides channel i of that
     activation by s_i exactly (the function is preserved), so its spread afterwards is computed, not measured again."""
-    pairs, skipped, modules = _pairs(model, example)
+    pairs, skipped, modules = _pairs(model, graph)
     report.skipped += skipped
     if not pairs:
         return
@@ -241,7 +238,7 @@ def equalize(model, example: tuple, batches: list[tuple], report: TransformRepor
         ra, rb = _weight_ranges(a, b)
         s = np.where((ra > 0) & (rb > 0), np.sqrt(np.maximum(ra, 1e-12) / np.maximum(rb, 1e-12)), 1.0)
         ch = maxima[second]
-        before, after = _spread(ch), _spread(ch / s)
+        before, after = spread(ch), spread(ch / s)
         if not after * MIN_GAIN < before:  # not measured to help: leave the pair as it is
             report.skipped.append({"first": first, "second": second,
                                    "reason": f"equalizing would not narrow the activation between (spread {before:.1f} → {after:.1f})"})
@@ -275,6 +272,7 @@ def smoothed_linear_class():
     """A Linear that divides its input by a per-channel scale first (x * inv_scale) and holds weights multiplied by it:
     the same function, with the scale's outlier channels taken out of the quantized input. It keeps the Linear's module
     path and parameter names, so plans, exclusions and sensitivity name it as before."""
+    import torch
     import torch.nn.functional as F
     from torch import nn
 
@@ -282,7 +280,7 @@ def smoothed_linear_class():
         def __init__(self, linear, scale):
             super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
                              device=linear.weight.device, dtype=linear.weight.dtype)
-            with torch_no_grad():
+            with torch.no_grad():
                 self.weight.copy_(linear.weight * scale.reshape(1, -1))
                 if linear.bias is not None:
                     self.bias.copy_(linear.bias)
@@ -294,26 +292,19 @@ def smoothed_linear_class():
     return SmoothedLinear
 
 
-def torch_no_grad():
-    import torch
-
-    return torch.no_grad()
-
-
-def migrate(model, example: tuple, batches: list[tuple], report: TransformReport) -> None:
+def migrate(model, graph, batches: list[tuple], report: TransformReport) -> None:
     """SmoothQuant-style scale migration for Linear layers (grouped by the tensor they read), alpha chosen per group by
     the measured INT8 error of their outputs. Absorbed into a LayerNorm that feeds only those layers; otherwise the
     division happens in the layer itself (one float multiply before the quantized input)."""
     import torch
     from torch import nn
 
-    graph = _graph(model, example)
     modules = dict(model.named_modules())
     groups: dict = {}
     for node in graph.nodes:
-        if node.op == "call_function" and "linear" in str(node.target) and isinstance(modules.get(_owner(node)), nn.Linear):
+        if node.op == "call_function" and "linear" in str(node.target) and isinstance(modules.get(module_owner(node)), nn.Linear):
             groups.setdefault(node.args[0], []).append(node)
-    members = [list(dict.fromkeys(_owner(u) for u in users)) for users in groups.values()]
+    members = [list(dict.fromkeys(module_owner(u) for u in users)) for users in groups.values()]
     inputs = _channel_maxima(model, [modules[names[0]] for names in members], batches, flat=True) if members else []
     for (source, users), names, x in zip(groups.items(), members, inputs):
         linears = [modules[n] for n in names]
@@ -330,7 +321,7 @@ def migrate(model, example: tuple, batches: list[tuple], report: TransformReport
         if best[1] is None or best[0] > MIN_ERROR_GAIN * base:  # not measured to help enough to change the model
             continue
         s = best[2]
-        norm = modules.get(_owner(source)) if getattr(source, "op", None) == "call_function" and "layer_norm" in str(source.target) else None
+        norm = modules.get(module_owner(source)) if getattr(source, "op", None) == "call_function" and "layer_norm" in str(source.target) else None
         absorbed = isinstance(norm, nn.LayerNorm) and norm.elementwise_affine and set(source.users) <= set(users)
         with torch.no_grad():
             if absorbed:
@@ -342,7 +333,7 @@ def migrate(model, example: tuple, batches: list[tuple], report: TransformReport
                 cls = smoothed_linear_class()
                 for name, m in zip(names, linears):
                     _set_module(model, name, cls(m, s))
-        report.migrated.append({"layers": names, "into": _owner(source) if absorbed else "a multiply before the layer",
+        report.migrated.append({"layers": names, "into": module_owner(source) if absorbed else "a multiply before the layer",
                                 "alpha": best[1], "input_spread": float(xmax.max() / xmax.median()),
                                 "error_before": base, "error_after": best[0]})
 
@@ -357,18 +348,16 @@ def transform(module, example: tuple, batches: list[tuple], equalization: bool, 
     model = copy.deepcopy(module).eval()
     if equalization:
         fold_batchnorms(model, example, report)
-        equalize(model, example, batches, report)
+    graph = _graph(model, example)  # once, after folding: equalizing and migrating change weights, not the graph
+    if equalization:
+        equalize(model, graph, batches, report)
     if migration:
-        migrate(model, example, batches, report)
+        migrate(model, graph, batches, report)
     if not report.changed:
         return module, report
     with torch.no_grad():
-        ref = [_first(module(*b)) for b in batches]
-        got = [_first(model(*b)) for b in batches]
+        ref = [flatten_outputs(module(*b))[0] for b in batches]
+        got = [flatten_outputs(model(*b))[0] for b in batches]
     report.max_abs_output_change = max(float((r - g).abs().max()) for r, g in zip(ref, got))
     report.reference_max_abs = max(float(r.abs().max()) for r in ref)
     return model, report
-
-
-def _first(out):
-    return out[0] if isinstance(out, (tuple, list)) else out

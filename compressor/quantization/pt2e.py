@@ -21,6 +21,7 @@ import numpy as np
 
 from compressor.core.errors import InputError
 from compressor.core.progress import Progress
+from compressor.io.export_torch import module_owner
 from compressor.quantization.calibrate import BINS, Observation, choose_range
 from compressor.quantization.plan import QuantPlan
 
@@ -49,10 +50,9 @@ class TensorIndex:
     by_size: dict[int, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, values: dict[str, np.ndarray], prefer: list[str]) -> TensorIndex:
-        order = {t: i for i, t in enumerate(prefer)}
+    def build(cls, values: dict[str, np.ndarray]) -> TensorIndex:
         idx = cls()
-        for name in sorted(values, key=lambda n: (order.get(n, len(order)), n)):
+        for name in sorted(values):
             a = values[name]
             idx.by_size.setdefault(int(np.asarray(a).size), []).append((name, fingerprint(a)))
         return idx
@@ -170,8 +170,7 @@ def layer_filter(layers: list[str]):
     def is_layer(n) -> bool:
         if getattr(n, "op", None) != "call_function" or not any(k in str(n.target) for k in _LAYER_OPS):
             return False
-        stack = n.meta.get("nn_module_stack") or {}
-        return bool(stack) and next(reversed(stack.values()))[0] in wanted
+        return module_owner(n) in wanted
 
     def accept(n) -> bool:
         if n.op in ("get_attr", "placeholder"):
@@ -259,18 +258,12 @@ def _probe(prepared, batch: tuple) -> dict[str, np.ndarray]:
 
 
 def observed_tensors(exported_module, flavour: str, plan: QuantPlan, modules: set[str], probe_batch: tuple,
-                     index: TensorIndex) -> tuple[list[str], int]:
-    """The float ONNX tensors whose ranges this flavour's quantizer needs (to calibrate them with the rest),
-    and how many of its observers have no equivalent tensor."""
+                     index: TensorIndex) -> list[str]:
+    """The float ONNX tensors whose ranges this flavour's quantizer needs (to calibrate them with the rest); observers
+    with no equivalent tensor are calibrated by the realiser itself, and counted there."""
     prepared, _ = _prepare(exported_module, flavour, plan, modules)
-    found, missing = [], 0
-    for x in _probe(prepared, probe_batch).values():
-        t = index.match(x)
-        if t is None:
-            missing += 1
-        else:
-            found.append(t)
-    return list(dict.fromkeys(found)), missing
+    found = (index.match(x) for x in _probe(prepared, probe_batch).values())
+    return list(dict.fromkeys(t for t in found if t is not None))
 
 
 def realise(exported_module, flavour: str, plan: QuantPlan, modules: set[str], probe_batch: tuple, index: TensorIndex,
@@ -318,8 +311,7 @@ def _correct_biases(converted, corrections: dict[str, list[float]]) -> int:
     for node in converted.graph.nodes:
         if node.op != "call_function" or not any(k in str(node.target) for k in _LAYER_OPS):
             continue
-        stack = node.meta.get("nn_module_stack") or {}
-        owner = next(reversed(stack.values()))[0] if stack else None
+        owner = module_owner(node)
         bias = node.args[2] if len(node.args) > 2 else None
         if owner not in corrections or getattr(bias, "op", None) != "get_attr":
             continue

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from compressor.core.fidelity import compare
+from compressor.quantization.equalize import spread
 from compressor.quantization.plan import QuantPlan
 
 
@@ -40,10 +41,8 @@ def single_layer_plan(plan: QuantPlan, name: str) -> QuantPlan:
 
 
 def range_spread(x: np.ndarray, axis: int) -> float:
-    """max / median of the per-channel |x| maxima: how much of a per-tensor INT8 scale a few channels take (1 = even)."""
-    ch = np.abs(np.moveaxis(np.asarray(x, dtype=np.float32), axis, 0)).reshape(x.shape[axis], -1).max(axis=1)
-    med = float(np.median(ch))
-    return float(ch.max() / med) if med > 0 else float("inf")
+    """The spread (see equalize.spread) of the per-channel |x| maxima of ``x`` along ``axis``."""
+    return spread(np.abs(np.moveaxis(np.asarray(x, dtype=np.float32), axis, 0)).reshape(x.shape[axis], -1).max(axis=1))
 
 
 def _fidelity(ref: np.ndarray, got: np.ndarray, task: str) -> dict:
@@ -75,9 +74,9 @@ def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[st
     alone = []
     for l in layers:
         f = _fidelity(ref_out, measure(single_layer_plan(plan, l.name)), task)
-        spread = range_spread(np.concatenate([r[inputs_of[l.name]] for r in ref_runs]), 1 if l.op_type == "Conv" else -1) \
+        input_spread = range_spread(np.concatenate([r[inputs_of[l.name]] for r in ref_runs]), 1 if l.op_type == "Conv" else -1) \
             if l.name in inputs_of else None
-        alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f, "input_range_spread": spread})
+        alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f, "input_range_spread": input_spread})
         if progress:
             progress(1)
     alone.sort(key=lambda d: d["loss"], reverse=True)

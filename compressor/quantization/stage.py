@@ -42,6 +42,21 @@ def calibration_feeds(data: DataSource, inputs, samples: int) -> list[dict[str, 
     return [feeds for feeds, _ in iter_feeds(data.take(samples), inputs, batch)]
 
 
+def _samples_in(feed: dict[str, np.ndarray]) -> int:
+    return int(next(iter(feed.values())).shape[0])
+
+
+def _first_samples(feeds: list[dict], n: int) -> list[dict]:
+    """The first feeds holding at least ``n`` samples (all of them when there are fewer)."""
+    out, seen = [], 0
+    for f in feeds:
+        if seen >= n:
+            break
+        out.append(f)
+        seen += _samples_in(f)
+    return out
+
+
 class QuantizationStage:
     def __init__(self, model: ModelHandle, float_onnx: Path, settings: QuantizationSettings, calib: DataSource | None,
                  calib_samples: int | None = None, progress: Progress | None = None, warn: Callable[[str], None] = lambda m: None,
@@ -64,8 +79,8 @@ class QuantizationStage:
         self._plans: dict[str, QuantPlan] = {}
         self._pt2e: set[str] = set()
         self._index = None
-        self._pt2e_missing: dict[str, int] = {}
         self._feeds: list[dict] | None = None
+        self._sens_feeds: list[dict] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-quant-")
         self._n = 0
         self._transformed = False
@@ -139,10 +154,10 @@ class QuantizationStage:
             names = float_tensors(self.float_model)
             values = self.run(self.float_model, [self._probe_feed()], names)[0]
             values.pop("__outputs__")
-            self._index = TensorIndex.build(values, prefer=[])
+            self._index = TensorIndex.build(values)
         return self._index
 
-    # --- plans -------------------------------------------------------------------------------------
+    # --- realisers to plan for ---------------------------------------------------------------------
 
     def want_pt2e(self, flavour: str) -> None:
         """A PT2E realiser of this flavour will run: calibrate the tensors its quantizer observes too."""
@@ -171,12 +186,7 @@ class QuantizationStage:
         from compressor.core.errors import first_line
         from compressor.quantization.equalize import transform
 
-        feeds, batches, n = self._calib_feeds(), [], 0
-        for f in feeds:  # a few samples are enough to measure channel ranges
-            batches.append(self._torch_batch(f))
-            n += int(next(iter(f.values())).shape[0])
-            if n >= 32:
-                break
+        batches = [self._torch_batch(f) for f in _first_samples(self._calib_feeds(), 32)]  # enough to measure channel ranges
         try:
             with self.progress.stage("equalization and scale migration checked"):
                 module, report = transform(self.model.module, self.model.example_inputs(for_export=True), batches, s.equalize,
@@ -232,10 +242,8 @@ class QuantizationStage:
             probe_plan = self._structure_plan(structure)
             captured = export_program(self.model, what="PT2E quantization").module()
             for flavour in sorted(self._pt2e):
-                found, missing = observed_tensors(captured, flavour, probe_plan, self._modules(), self._torch_batch(self._probe_feed()),
-                                                  self._tensor_index())
-                extra += found
-                self._pt2e_missing[flavour] = missing
+                extra += observed_tensors(captured, flavour, probe_plan, self._modules(), self._torch_batch(self._probe_feed()),
+                                          self._tensor_index())
         n = self._samples()
         steps = len(feeds) * (1 if self.settings.calibration == "minmax" else 2)
         with self.progress.bar(f"calibrated {n} samples ({self.settings.calibration})", total=steps) as advance:
@@ -258,12 +266,8 @@ class QuantizationStage:
             found = corrections(self.float_model, plan, feeds, lambda f, names: self.run(self.float_model, [f], names)[0])
             if not found:
                 return
-            probe, n = [], 0
-            for f in feeds:
-                probe.append(f)
-                n += int(next(iter(f.values())).shape[0])
-                if n >= MAX_SAMPLES:
-                    break
+            probe = _first_samples(feeds, MAX_SAMPLES)
+            n = sum(_samples_in(f) for f in probe)
             ref = np.concatenate([r["__outputs__"][0] for r in self.run(self.float_model, probe, [])])
 
             classifier = ref.ndim == 2 and ref.shape[1] > 1 and self.task in ("auto", "classification")
@@ -301,11 +305,9 @@ class QuantizationStage:
         """The plan NNCF follows (the SDK's structure and exclusions; NNCF's own ranges)."""
         if "nncf" not in self._plans:
             from compressor.quantization.nncf_quantizer import nncf_plan
-            from compressor.quantization.ptq import check_calibration, static_structure
+            from compressor.quantization.ptq import static_structure
 
-            if self.calib is None:
-                raise InputError("INT8 needs calibration data: pass --calib DATA (100 or more representative inputs recommended)")
-            check_calibration(self._samples())
+            self._calib_feeds()  # refuses missing or too little calibration data, as for the SDK's own plan
             structure, warnings = static_structure(self.original_float, self.original.module, self.settings, warn=self.warn)
             self._plans["nncf"] = nncf_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
         return self._plans["nncf"]
@@ -356,8 +358,7 @@ class QuantizationStage:
     def _realise_nncf(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
         from compressor.quantization.nncf_quantizer import quantize
 
-        feeds = calibration_feeds(self.calib, self.model.inputs, self._samples())
-        native = quantize(self.original_onnx, plan, feeds, progress)
+        native = quantize(self.original_onnx, plan, self._calib_feeds(), progress)
         return IR(target.ir, target.precision, native=native, plan=plan, export={"quantization_realiser": plan.quantizer})
 
     def _realise_pt2e(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
@@ -382,10 +383,12 @@ class QuantizationStage:
     # --- sensitivity -------------------------------------------------------------------------------
 
     def sensitivity_feeds(self) -> list[dict[str, np.ndarray]]:
-        source = self.analysis if self.analysis is not None else self.calib
-        if source is None:
-            raise InputError("per-layer sensitivity needs data: pass --eval DATA (or --calib DATA)")
-        return calibration_feeds(source, self.model.inputs, min(len(source), self.settings.sensitivity_samples))
+        if self._sens_feeds is None:
+            source = self.analysis if self.analysis is not None else self.calib
+            if source is None:
+                raise InputError("per-layer sensitivity needs data: pass --eval DATA (or --calib DATA)")
+            self._sens_feeds = calibration_feeds(source, self.model.inputs, min(len(source), self.settings.sensitivity_samples))
+        return self._sens_feeds
 
     def simulate(self, plan: QuantPlan) -> np.ndarray:
         """The first output of ``plan`` realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor, on the sensitivity feeds."""
