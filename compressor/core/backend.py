@@ -131,6 +131,11 @@ class Backend(abc.ABC):
     def preload(self) -> None:  # noqa: B027 - optional hook
         """Import the runtime's libraries, so a benchmark's memory baseline excludes them and counts the model."""
 
+    def target_for(self, path: Path) -> str | None:
+        """The name of this backend's target a bare file is, when the backend recognises the file by its content (several
+        backends open the same suffix: a torch.export program and an AOTInductor package are both ``.pt2``); else None."""
+        return None
+
     def check_compatible(self, manifest: dict) -> str | None:
         """Why a bundle written elsewhere cannot be trusted to run here (e.g. another runtime version), or None."""
         return None

@@ -102,9 +102,16 @@ def reference_target() -> TargetSpec:
 def target_for_file(path: Path) -> TargetSpec:
     """The target a bare artifact file runs as by default, from its suffix."""
     suffix = Path(path).suffix
-    for spec in catalogue().values():
-        if suffix in spec.opens:
-            return spec
+    candidates = [spec for spec in catalogue().values() if suffix in spec.opens]
+    for backend in dict.fromkeys(spec.backend for spec in candidates):  # a backend that recognises the content wins
+        try:
+            name = get_backend(backend).target_for(Path(path))
+        except (TargetError, OSError):
+            continue
+        if name is not None:
+            return get_target(name)
+    if candidates:
+        return candidates[0]
     known = sorted({s for t in catalogue().values() for s in t.opens})
     raise InputError(f"cannot tell the target of '{Path(path).name}' from its suffix: pass --target (known suffixes: {', '.join(known)})")
 

@@ -1,5 +1,6 @@
 """The PT2E realiser: a quantization plan realised as a PT2E-quantized torch program (the ExecuTorch
-targets; later the Inductor ones).
+targets, with ExecuTorch's ``XNNPACKQuantizer``; the Inductor targets, with the ``X86InductorQuantizer`` as
+Intel Neural Compressor configures it for static INT8).
 
 A PT2E quantizer (e.g. ExecuTorch's ``XNNPACKQuantizer``) decides where the runtime's INT8 kernels want
 observers; this module decides their ranges, from the plan, so every target of a run shares one
@@ -25,7 +26,7 @@ from compressor.io.export_torch import module_owner
 from compressor.quantization.calibrate import BINS, Observation, choose_range
 from compressor.quantization.plan import QuantPlan
 
-FLAVOURS = ("xnnpack",)
+FLAVOURS = ("xnnpack", "x86_inductor")
 _PROBE_POSITIONS = 8
 
 
@@ -189,22 +190,38 @@ def layer_filter(layers: list[str]):
 
 def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
     """The PT2E quantizer of ``flavour`` with the SDK's observers, quantizing exactly the plan's INT8 layers."""
-    import torch
-
-    if flavour != "xnnpack":
+    if flavour not in FLAVOURS:
         raise InputError(f"unknown PT2E quantizer flavour '{flavour}': known are {', '.join(FLAVOURS)}")
+    int8 = [l.name for l in plan.layers if l.precision == "int8" and l.name in modules]
+    other = [l.name for l in plan.layers if l.precision != "int8" and l.name in modules]
+    observer = observer_class().with_args(method=plan.calibration.get("method", "mse"), percentile=plan.calibration.get("percentile", 99.999))
+    return (_xnnpack if flavour == "xnnpack" else _x86_inductor)(observer, int8, other)
+
+
+def inc_quiet() -> None:
+    """Intel Neural Compressor logs every step (and its accelerator detection at import) at INFO/WARNING: keep errors only.
+    A filter, not a level: INC sets its logger's level from $LOGLEVEL when it is imported."""
+    import logging
+
+    inc = logging.getLogger("neural_compressor")
+    if not any(getattr(f, "compressor", False) for f in inc.filters):
+        def errors_only(record):
+            return record.levelno >= logging.ERROR
+        errors_only.compressor = True
+        inc.addFilter(errors_only)
+
+
+def _xnnpack(observer, int8: list[str], other: list[str]):
+    """ExecuTorch's XNNPACK quantizer: int8 weights per channel (symmetric), int8 activations per tensor."""
+    import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import QuantizationConfig
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
-    s = plan.calibration
     base = get_symmetric_quantization_config(is_per_channel=True)
     act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine, is_dynamic=False,
-                           observer_or_fake_quant_ctr=observer_class().with_args(method=s.get("method", "mse"),
-                                                                                 percentile=s.get("percentile", 99.999)))
+                           observer_or_fake_quant_ctr=observer)
     config = QuantizationConfig(input_activation=act, output_activation=act, weight=base.weight, bias=None, is_qat=False)
-    int8 = [l.name for l in plan.layers if l.precision == "int8" and l.name in modules]
-    other = [l.name for l in plan.layers if l.precision != "int8" and l.name in modules]
     quantizer = XNNPACKQuantizer().set_global(config)
     if len(int8) >= len(other):  # mostly INT8: everything but the float layers (and what is fused after them)
         if other:
@@ -212,6 +229,31 @@ def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
             quantizer.set_filter_function(lambda n: not excluded(n))
     else:  # a few layers (per-layer sensitivity): only those
         quantizer.set_filter_function(layer_filter(int8))
+    return quantizer
+
+
+def _x86_inductor(observer, int8: list[str], other: list[str]):
+    """The X86InductorQuantizer as Intel Neural Compressor sets it up for static INT8 (its default ``StaticQuantConfig``:
+    int8 weights per channel, symmetric; uint8 activations per tensor, asymmetric), with the SDK's activation
+    observers. Inductor fuses what it annotates into oneDNN ``qconv``/``qlinear`` kernels."""
+    import dataclasses
+
+    inc_quiet()
+    from neural_compressor.torch.algorithms.pt2e_quant.core import W8A8PT2EQuantizer
+    from neural_compressor.torch.quantization import get_default_static_config
+
+    quantizer = W8A8PT2EQuantizer.update_quantizer_based_on_quant_config(get_default_static_config())
+    base = quantizer.global_config
+    config = dataclasses.replace(base, input_activation=dataclasses.replace(base.input_activation, observer_or_fake_quant_ctr=observer),
+                                 output_activation=dataclasses.replace(base.output_activation, observer_or_fake_quant_ctr=observer))
+    if len(int8) >= len(other):
+        quantizer.set_global(config)
+        for name in other:
+            quantizer.set_module_name_qconfig(name, None)
+    else:
+        quantizer.global_config = None
+        for name in int8:
+            quantizer.set_module_name_qconfig(name, config)
     return quantizer
 
 

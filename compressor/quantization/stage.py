@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import IR
-from compressor.core.errors import InputError
+from compressor.core.errors import ExportError, InputError, first_line
 from compressor.core.model import ModelHandle
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, TargetSpec
@@ -31,6 +31,8 @@ from compressor.data.sources import DataSource
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
 
+#: the PT2E flavour captured with a strict torch.export first (see QuantizationStage._capture)
+STRICT_FLAVOUR = "x86_inductor"
 #: measure(plan) -> the first output of the realised plan on the sensitivity feeds, concatenated
 Measure = Callable[[QuantPlan], np.ndarray]
 
@@ -236,13 +238,11 @@ class QuantizationStage:
         structure = static_structure(self.float_model, self.model.module, self.settings, warn=self.warn)
         extra: list[str] = []
         if self._pt2e:
-            from compressor.io.export_torch import export_program
             from compressor.quantization.pt2e import observed_tensors
 
             probe_plan = self._structure_plan(structure)
-            captured = export_program(self.model, what="PT2E quantization").module()
             for flavour in sorted(self._pt2e):
-                extra += observed_tensors(captured, flavour, probe_plan, self._modules(), self._torch_batch(self._probe_feed()),
+                extra += observed_tensors(self._capture(flavour), flavour, probe_plan, self._modules(), self._torch_batch(self._probe_feed()),
                                           self._tensor_index())
         n = self._samples()
         steps = len(feeds) * (1 if self.settings.calibration == "minmax" else 2)
@@ -361,6 +361,22 @@ class QuantizationStage:
         native = quantize(self.original_onnx, plan, self._calib_feeds(), progress)
         return IR(target.ir, target.precision, native=native, plan=plan, export={"quantization_realiser": plan.quantizer})
 
+    def _capture(self, flavour: str, quiet: bool = False):
+        """The model captured by ``torch.export`` for a PT2E quantizer. The x86 Inductor quantizer gets a strict export
+        first (as Intel Neural Compressor's own export does): on a non-strict graph of a residual net its annotation
+        fails with "Input partition has more than one output node"."""
+        from compressor.io.export_torch import export_program
+
+        if flavour == STRICT_FLAVOUR:
+            try:
+                return export_program(self.model, strict=True, what="PT2E quantization (strict)").module()
+            except ExportError as e:
+                if not quiet:
+                    self.warn(f"{e}; using a non-strict export instead, which is known to break the x86 Inductor quantizer on "
+                              "residual nets ('Input partition has more than one output node'): if INT8 fails, remove what stops "
+                              "TorchDynamo in forward (graph breaks, Python side effects)")
+        return export_program(self.model, what="PT2E quantization").module()
+
     def _realise_pt2e(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
         from compressor.io.export_torch import export_program
         from compressor.quantization import pt2e
@@ -372,10 +388,17 @@ class QuantizationStage:
         if unmapped and progress is self.progress:
             self.warn(f"{len(unmapped)} layer(s) of the plan are not PyTorch modules and follow the PT2E quantizer's default: "
                       f"{', '.join(unmapped[:5])}")
-        captured = export_program(self.model, what="PT2E quantization").module()
+        captured = self._capture(target.pt2e_quantizer, quiet=progress is not self.progress)
         batches = [self._torch_batch(f) for f in self._calib_feeds()]
-        converted, done = pt2e.realise(captured, target.pt2e_quantizer, plan, modules, self._torch_batch(self._probe_feed()),
-                                       self._tensor_index(), plan.ranges(), batches, progress)
+        try:
+            converted, done = pt2e.realise(captured, target.pt2e_quantizer, plan, modules, self._torch_batch(self._probe_feed()),
+                                           self._tensor_index(), plan.ranges(), batches, progress)
+        except Exception as e:  # noqa: BLE001 - the quantizer's own failures, named with what to try
+            if "more than one output node" in str(e):
+                raise ExportError(f"the {target.pt2e_quantizer} PT2E quantizer could not annotate this graph ({first_line(e)}): "
+                                  "it needs a strict torch.export of the model (see the warning above); make forward traceable by "
+                                  "TorchDynamo, or use ort-cpu-int8 / openvino-cpu-int8") from e
+            raise
         program = export_program(self.model, converted, what=f"the PT2E-quantized model ({target.name})")
         return IR(IRFormat.TORCH, target.precision, program=program, plan=plan,
                   export={"quantization_realiser": f"PT2E {target.pt2e_quantizer} quantizer, ranges from the SDK's plan", "pt2e": done})
