@@ -82,7 +82,8 @@ def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> Ev
         with ui.stage("read fine-tuning data"):
             train = load_data(f.data, handle.inputs, pre, f.labels, f.samples, what="fine-tuning data")
     return EvaluationSession(handle, eval_data, calib=calib, calib_samples=d.calib_samples, quantization=config.quantization,
-                             benchmark=config.benchmark, task=config.model.task, finetune=config.finetune, finetune_data=train, progress=ui)
+                             benchmark=config.benchmark, task=config.model.task, finetune=config.finetune, finetune_data=train, progress=ui,
+                             gate=config.gate)
 
 
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:

@@ -124,6 +124,11 @@ def quantization_section(q: dict, top: int = 10) -> list[str]:
     if q["float_layers"]:
         lines.append("- Float layers: " + "; ".join(f"`{n}` ({why})" for n, why in q["float_layers"].items()))
     lines += transforms_lines(q.get("transforms") or {})
+    t = q.get("autotune")
+    if t:
+        lines.append(f"- Autotune (Intel Neural Compressor, {t['space']}): {t['metric']} {t['trials'][t['chosen_trial'] - 1]:.4f} in trial "
+                     f"{t['chosen_trial']} of {len(t['trials'])} against {t['baseline']:.4f} in FP32 (needed ≥ {t['threshold']:.4f}: "
+                     f"{'met' if t['met'] else 'not met, the best trial kept'}); trials: {', '.join(f'{v:.4f}' for v in t['trials'])}")
     s = q.get("sensitivity")
     if s:
         lines += ["", sensitivity_markdown(s, top)]

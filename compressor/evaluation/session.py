@@ -29,6 +29,7 @@ from compressor.core.registry import get_backend, get_target, package_missing, r
 from compressor.core.targets import IRFormat, Precision, TargetSpec
 from compressor.data.sources import DataSource
 from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
+from compressor.evaluation.gate import GateSettings
 from compressor.evaluation.validate import eval_batch_size, run_all
 from compressor.pruning.settings import FinetuneSettings, PruningSettings
 from compressor.quantization.plan import QuantPlan
@@ -36,6 +37,8 @@ from compressor.quantization.settings import QuantizationSettings
 from compressor.quantization.stage import QuantizationStage
 
 PLAN_FILE = "quantization_plan.json"
+#: eval samples INC's autotune measures each trial on (the final artifact is validated on all of them)
+TUNING_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class _Variant:
 class EvaluationSession:
     def __init__(self, model: ModelHandle, eval_data: DataSource, *, calib: DataSource | None = None, calib_samples: int | None = None,
                  quantization: QuantizationSettings | None = None, benchmark: BenchmarkSettings | None = None, task: str = "auto",
-                 finetune: FinetuneSettings | None = None, finetune_data: DataSource | None = None, progress: Progress | None = None):
+                 finetune: FinetuneSettings | None = None, finetune_data: DataSource | None = None, progress: Progress | None = None,
+                 gate: GateSettings | None = None):
         self.model = model
         self.eval_data = eval_data
         self.calib = calib
@@ -103,6 +107,7 @@ class EvaluationSession:
         self.finetune = finetune or FinetuneSettings()
         self.finetune_data = finetune_data
         self.progress = progress or Progress(quiet=True)
+        self.gate = gate or GateSettings()
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-session-")
         self._n = 0
         self._variants: dict[str, _Variant] = {}
@@ -241,7 +246,33 @@ class EvaluationSession:
     def ir(self, variant: _Variant, key: str, spec: TargetSpec, settings: QuantizationSettings | None = None) -> IR:
         if not spec.precision.quantized:
             return self.float_ir(variant, spec.ir, f"the {spec.name} artifact")
-        return self.stage(variant, key, settings).realise(spec)
+        settings = settings or self.quantization
+        tuning = self.tuning(variant) if settings.quantizer == "inc" and self.gate.active else None
+        return self.stage(variant, key, settings).realise(spec, tuning=tuning)
+
+    def tuning(self, variant: _Variant):
+        """The gate as Intel Neural Compressor's autotune objective: one metric on (up to TUNING_SAMPLES of) the eval data,
+        with the relative loss the gate tolerates; the quantized module is run eagerly (it computes what its package does)."""
+        from compressor.quantization.inc_quantizer import Tuning
+
+        g = self.gate
+        data = self.eval_data.take(TUNING_SAMPLES)
+        ref = [r[:len(data)] for r in self.reference_outputs()]
+        base = compare(ref, ref, data.labels, data.synthetic, self.task)
+        if g.max_accuracy_drop is not None and base.accuracy:
+            metric, loss = "accuracy", g.max_accuracy_drop / 100 / base.accuracy
+        elif g.min_agreement is not None:
+            metric, loss = "top1_agreement", 1 - g.min_agreement
+        else:
+            metric, loss = "cosine_mean", 1 - (g.min_cosine if g.min_cosine is not None else 1.0)
+
+        def evaluate(module) -> float:
+            runner = TorchModuleRunner(module, variant.model.input_names, variant.model.output_names, threads=self.threads)
+            f = compare(ref, run_all(runner, data, variant.model.inputs, self.eval_batch, lambda n: None), data.labels,
+                        data.synthetic, self.task)
+            return float(getattr(f, metric))
+
+        return Tuning(metric=metric, evaluate=evaluate, tolerable_loss=max(loss, 0.0))
 
     def _resolve(self, candidate: Candidate) -> tuple[TargetSpec | None, CandidateResult | None]:
         try:
@@ -295,8 +326,9 @@ class EvaluationSession:
         plan_path.write_text(json.dumps(plan.to_dict(), separators=(",", ":")) + "\n")
         artifact.files.append(plan_path)
         section = {**summary, "kernels": kernels, "plan_file": PLAN_FILE, "realiser": ir.export.get("quantization_realiser")}
-        if "pt2e" in ir.export:
-            section["pt2e"] = ir.export["pt2e"]
+        for key in ("pt2e", "autotune"):
+            if ir.export.get(key):
+                section[key] = ir.export[key]
         if settings.sensitivity and plan.int8_layers:
             section["sensitivity"] = self.sensitivity(variant, key, spec, ir.plan, settings)
             if section["sensitivity"] is None:

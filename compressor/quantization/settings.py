@@ -27,8 +27,9 @@ class QuantizationSettings(Settings):
     bias_correction: bool = option(False, "Correct the shift INT8 puts in each layer's mean output (fast bias correction; kept only "
                                           "where it lowers the output error on calibration data). Not exact, so not on by default.",
                                    flag="--bias-correction", panel=QUANT)
-    quantizer: Literal[QUANTIZERS] = option("sdk", "sdk (default: this SDK's plan) | nncf (OpenVINO INT8, NNCF's own ranges) | inc (torch-inductor-cpu-int8: Intel Neural Compressor's observers; with a gate, its autotune).",  # type: ignore[valid-type]
-                                            flag="--quantizer", panel=QUANT)
+    quantizer: Literal[QUANTIZERS] = option(  # type: ignore[valid-type]
+        "sdk", "sdk (default: this SDK's plan) | nncf (OpenVINO INT8, NNCF's own ranges) | inc (torch-inductor-cpu-int8: Intel Neural "
+        "Compressor's observers; with a gate, its autotune).", flag="--quantizer", panel=QUANT)
     sensitivity: bool = option(True, "Skip the per-layer sensitivity analysis of INT8 targets.", flag="--no-sensitivity", negate=True,
                                panel=QUANT)
     sensitivity_on: Literal["simulation", "runtime"] = option(

@@ -312,16 +312,30 @@ class QuantizationStage:
             self._plans["nncf"] = nncf_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
         return self._plans["nncf"]
 
+    def inc_plan(self) -> QuantPlan:
+        """The plan Intel Neural Compressor follows (the SDK's structure and exclusions; INC's own ranges)."""
+        if "inc" not in self._plans:
+            from compressor.quantization.inc_quantizer import inc_plan
+            from compressor.quantization.ptq import static_structure
+
+            self._calib_feeds()
+            structure, warnings = static_structure(self.original_float, self.original.module, self.settings, warn=self.warn)
+            self._plans["inc"] = inc_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
+        return self._plans["inc"]
+
     def plan_for(self, target: TargetSpec) -> QuantPlan:
         if self.settings.quantizer == "nncf" and "nncf" in target.quantizers:
             return self.nncf_plan()
+        if self.settings.quantizer == "inc" and "inc" in target.quantizers:
+            return self.inc_plan()
         return self.plan(target.precision.quant_mode)
 
     # --- realisers ---------------------------------------------------------------------------------
 
-    def realise(self, target: TargetSpec, plan: QuantPlan | None = None, quiet: bool = False) -> IR:
+    def realise(self, target: TargetSpec, plan: QuantPlan | None = None, quiet: bool = False, tuning=None) -> IR:
         """The IR ``target`` compiles, with ``plan`` (default: the stage's plan for it) realised in it
-        (``quiet``: no progress lines, e.g. for the many realisations of a sensitivity analysis)."""
+        (``quiet``: no progress lines, e.g. for the many realisations of a sensitivity analysis; ``tuning``: an
+        :class:`~compressor.quantization.inc_quantizer.Tuning` for INC's autotune)."""
         progress = Progress(quiet=True) if quiet else self.progress
         if not target.precision.quantized:
             raise InputError(f"{target.name} is {target.precision}: nothing to quantize")
@@ -333,6 +347,8 @@ class QuantizationStage:
         plan = plan if plan is not None else self.plan_for(target)
         if plan.quantizer.startswith("nncf"):
             return self._realise_nncf(target, plan, progress)
+        if plan.quantizer.startswith("inc"):
+            return self._realise_inc(target, plan, progress, tuning)
         if target.ir == IRFormat.ONNX:
             return self._realise_onnx(target, plan)
         if target.ir == IRFormat.TORCH:
@@ -360,6 +376,18 @@ class QuantizationStage:
 
         native = quantize(self.original_onnx, plan, self._calib_feeds(), progress)
         return IR(target.ir, target.precision, native=native, plan=plan, export={"quantization_realiser": plan.quantizer})
+
+    def _realise_inc(self, target: TargetSpec, plan: QuantPlan, progress: Progress, tuning) -> IR:
+        from compressor.io.export_torch import dynamic_shapes, export_program
+        from compressor.quantization.inc_quantizer import quantize
+
+        model = self.original
+        batches = [self._torch_batch(f) for f in self._calib_feeds()]
+        converted, done = quantize(model.module, model.example_inputs(for_export=True), dynamic_shapes(model), plan, self._modules(),
+                                   batches, progress, tuning)
+        program = export_program(model, converted, what=f"the INC-quantized model ({target.name})")
+        return IR(IRFormat.TORCH, target.precision, program=program, plan=plan,
+                  export={"quantization_realiser": f"{plan.quantizer}, INC's observers", **done})
 
     def _capture(self, flavour: str, quiet: bool = False):
         """The model captured by ``torch.export`` for a PT2E quantizer. The x86 Inductor quantizer gets a strict export
