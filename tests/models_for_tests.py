@@ -85,3 +85,22 @@ def no_weights() -> NoWeights:
 def with_deconv() -> WithDeconv:
     torch.manual_seed(0)
     return WithDeconv()
+
+
+class GraphBreakCnn(nn.Module):
+    """A small CNN whose forward TorchDynamo cannot capture whole: a strict torch.export fails, a non-strict one works."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        torch._dynamo.graph_break()
+        return self.fc(y.mean((2, 3)))
+
+
+def graph_break_cnn() -> GraphBreakCnn:
+    torch.manual_seed(0)
+    return GraphBreakCnn().eval()

@@ -108,7 +108,7 @@ def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
     out = {**row, "status": "ok", "size_bytes": r.size_bytes, "fidelity": r.fidelity.to_dict(),
            "batches": {str(b): res for b, res in r.benchmarks.items()},
            "runtime": next((res.get("runtime") for res in r.benchmarks.values() if "runtime" in res), None),
-           "int8_layers": q.get("kernels"), "quantization": {k: q[k] for k in ("quantizer", "realiser", "calibration", "pt2e") if k in q} or None,
+           "int8_layers": q.get("kernels"), "quantization": {k: q[k] for k in ("quantizer", "realiser", "calibration", "pt2e", "autotune") if k in q} or None,
            "build_seconds": r.build_seconds, "warnings": list(r.warnings)}
     if r.pruning is not None:
         out["pruning"] = {k: v for k, v in r.pruning.items() if k != "layers_changed"}
@@ -161,13 +161,13 @@ def table_rows(result: dict) -> list[dict]:
             lat = res["latency_ms"]
             out.append({**base, "p50 ms": f"{lat['p50']:.2f}", "p90 ms": f"{lat['p90']:.2f}", "throughput/s": f"{res['throughput_per_s']:.1f}",
                         "speed-up vs torch": "–" if "speedup_vs_torch_eager" not in res else f"{res['speedup_vs_torch_eager']:.2f}×",
-                        "peak RSS": f"{res['peak_rss_mb']:.0f} MB",
+                        "peak RSS": f"{res['peak_rss_mb']:.0f} MB", "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
                         "status": "ok" if "slower_than_float" not in res else f"SLOWER than fp32 ({res['slower_than_float']:.2f}×)"})
     return out
 
 
 TABLE_COLUMNS = ("target", "precision", "batch", "size", "top-1", "agreement", "cosine mean", "p50 ms", "p90 ms", "throughput/s",
-                 "speed-up vs torch", "peak RSS", "status")
+                 "speed-up vs torch", "peak RSS", "build s", "status")
 
 
 def plot(result: dict, path: Path) -> None:
