@@ -68,6 +68,7 @@ bench: setup fashion-mnist-data
 	$(PY) benchmarks/edge.py
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/outliers.py
+	$(PY) benchmarks/inductor.py --repeats 1
 
 # The full Fashion-MNIST (Debian package): pruning recovery fine-tunes on its 60,000 training images.
 fashion-mnist-data:

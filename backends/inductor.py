@@ -11,6 +11,7 @@ torch version only (checked: the version is stored in the package's metadata and
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import logging
 import os
@@ -134,7 +135,8 @@ def bf16_module(module):
     class Bf16(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
-            self.inner = inner.to(torch.bfloat16)
+            # a copy: the module of an exported program shares its parameters with the program and the user's model
+            self.inner = copy.deepcopy(inner).to(torch.bfloat16)
 
         def forward(self, *xs):
             out = self.inner(*[x.to(torch.bfloat16) if x.is_floating_point() else x for x in xs])
@@ -215,8 +217,9 @@ class InductorBackend(Backend):
         program = ir.program
         if target.precision == Precision.BF16:
             with quiet():
+                dims = dynamic_shapes(model)
                 program = torch.export.export(bf16_module(program.module()), model.example_inputs(for_export=True),
-                                              dynamic_shapes=dynamic_shapes(model))
+                                              dynamic_shapes=None if dims is None else (dims,))  # forward(*xs): one tuple
         workdir = Path(workdir)
         path = workdir / "model.pt2"
         meta = {META_PREFIX + "torch": torch.__version__, META_PREFIX + "target": target.name,

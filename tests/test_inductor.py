@@ -158,3 +158,18 @@ def test_strict_export_failure_falls_back_with_a_warning(tmp_path):
         assert ir.program is not None and _agreement(s, ir) >= 0.9
         x = np.asarray(s.eval_data.inputs[0][:1])
         assert ir.program.module()(torch.from_numpy(x)).shape == (1, 10)
+
+
+@pytest.mark.slow
+def test_bf16_package_leaves_the_model_float_for_the_next_target(tmp_path):
+    from compressor.core.environment import cpu_info
+
+    res = compressor.bench_targets(FASHION / "fashion_cnn.safetensors", targets="torch-inductor-cpu-bf16,ort-cpu-fp32", sensitivity=False,
+                                   duration=0.2, iterations=5, eval_samples=256, **{**FIXED, "input_shape": "batch=1:16,1,28,28"})
+    rows = {r["target"]: r for r in res["rows"]}
+    if not {"avx512_bf16", "amx_bf16"} & set(cpu_info()["isa"]):
+        assert rows["torch-inductor-cpu-bf16"]["status"] == "unusable" and "no native bf16" in rows["torch-inductor-cpu-bf16"]["reason"]
+    else:
+        assert rows["torch-inductor-cpu-bf16"]["status"] == "ok" and rows["torch-inductor-cpu-bf16"]["fidelity"]["top1_agreement"] >= 0.98
+    # the bf16 build casts a copy: the FP32 target built after it from the same session is still exact
+    assert rows["ort-cpu-fp32"]["status"] == "ok" and rows["ort-cpu-fp32"]["fidelity"]["cosine_min"] > 0.99999
