@@ -11,10 +11,36 @@ from dataclasses import replace
 from pathlib import Path
 
 from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
-from compressor.core.errors import ExportError
+from compressor.core.errors import ExportError, TargetError
+from compressor.core.model import flatten_outputs
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 
 IO_NAMES = "compressor_io.json"  # input/output names of the model, stored inside the .pt2
+
+
+class CudaHalfRunner(TorchModuleRunner):
+    """The module on the GPU in float16: float inputs cast on the device, outputs back to float32 on the host."""
+
+    def __init__(self, module, input_names, output_names):
+        import torch
+
+        super().__init__(module.to("cuda", torch.float16), input_names, output_names)
+
+    def run(self, feeds):
+        import numpy as np
+        import torch
+
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).cuda() for n in self.input_names]
+        args = [a.half() if a.is_floating_point() else a for a in args]
+        with torch.inference_mode():
+            out = self.module(*args)
+        torch.cuda.synchronize()
+        return [t.detach().float().cpu().numpy() for t in flatten_outputs(out)]
+
+    def describe(self):
+        import torch
+
+        return {"runtime": "torch CUDA eager (float16)", "version": torch.__version__, "gpu": torch.cuda.get_device_name(0)}
 
 
 class TorchBackend(Backend):
@@ -23,12 +49,21 @@ class TorchBackend(Backend):
     TARGETS = (
         TargetSpec("torch-cpu-fp32", name, Device.CPU, Precision.FP32, IRFormat.TORCH, "pt2",
                    "PyTorch eager, the FP32 reference (torch.export program)", opens=(".pt2",), reference=True),
+        TargetSpec("torch-gpu-fp16", name, Device.GPU, Precision.FP16, IRFormat.TORCH, "pt2",
+                   "PyTorch eager on an NVIDIA GPU in FP16 (the GPU baseline; torch.export program)", needs="an NVIDIA GPU to run"),
     )
 
     def preload(self) -> None:
         import torch  # noqa: F401
 
     def available(self, target):
+        return True, ""
+
+    def runnable(self, target):
+        import torch
+
+        if target.device == Device.GPU and not torch.cuda.is_available():
+            return False, "no NVIDIA GPU here (torch sees no CUDA device)"
         return True, ""
 
     def compile(self, model, ir, target, workdir, ctx) -> Artifact:
@@ -55,6 +90,11 @@ class TorchBackend(Backend):
 
     def load(self, path, target, threads=None) -> Runner:
         ep, names, outs = self._read(path)
+        if target.device == Device.GPU:
+            ok, why = self.runnable(target)
+            if not ok:
+                raise TargetError(f"{target.name}: {why}")
+            return CudaHalfRunner(ep.module(), names, outs)
         return TorchModuleRunner(ep.module(), names, outs, threads=threads)
 
     def artifact_inputs(self, path):

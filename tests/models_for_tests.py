@@ -104,3 +104,20 @@ class GraphBreakCnn(nn.Module):
 def graph_break_cnn() -> GraphBreakCnn:
     torch.manual_seed(0)
     return GraphBreakCnn().eval()
+
+
+class WithDeterminant(nn.Module):
+    """A Linear followed by a determinant (ONNX Det), an op TensorRT's ONNX parser does not import."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        y = self.fc(x).reshape(-1, 4, 4)
+        return torch.linalg.det(y).unsqueeze(1)
+
+
+def with_determinant() -> WithDeterminant:
+    torch.manual_seed(0)
+    return WithDeterminant().eval()

@@ -56,8 +56,13 @@ def bench(artifact_or_bundle: str | Path, *, target: str | None = None, threads:
 
 def list_targets() -> list[dict[str, Any]]:
     """Every known target, whether it is usable on this machine, and if not, why."""
-    from compressor.core.registry import all_targets
+    from compressor.core.registry import all_targets, runs_here
 
-    return [{"name": s.name, "backend": s.backend, "device": s.device.value, "precision": s.precision.value, "format": s.artifact_format,
-             "ir": s.ir.value, "usable": ok, "reason": why, "description": s.description, "needs": s.needs}
-            for s, ok, why in all_targets()]
+    rows = []
+    for s, ok, why in all_targets():
+        runs, not_here = runs_here(s) if ok else (False, why)
+        rows.append({"name": s.name, "backend": s.backend, "device": s.device.value, "precision": s.precision.value,
+                     "format": s.artifact_format, "ir": s.ir.value, "usable": ok, "runs_here": runs,
+                     "reason": why if not ok else (f"built, not run: {not_here}" if not runs else ""), "description": s.description,
+                     "needs": s.needs})
+    return rows

@@ -92,6 +92,9 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
     return result
 
 
+QUANT_KEYS = ("quantizer", "realiser", "calibration", "pt2e", "autotune")  # of the quantization section, into a bench row
+
+
 def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
     """One table/JSON row of a candidate's result."""
     spec = r.target
@@ -101,6 +104,10 @@ def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
     if r.status == "unusable":
         ui.note(f"[yellow]–[/] {r.candidate.label}: not run here ({r.reason})")
         return {**row, "status": "unusable", "reason": r.reason}
+    if r.status == "built":
+        ui.note(f"[yellow]–[/] {r.candidate.label}: built, {r.reason}")
+        return {**row, "status": "built", "reason": r.reason, "size_bytes": r.size_bytes, "build_seconds": r.build_seconds,
+                "int8_layers": (r.quantization or {}).get("kernels"), "build": r.build, "warnings": list(r.warnings)}
     if r.status == "failed":
         ui.warn(f"{r.candidate.label} failed: {r.reason}")
         return {**row, "status": "failed", "reason": r.reason}
@@ -108,7 +115,7 @@ def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
     out = {**row, "status": "ok", "size_bytes": r.size_bytes, "fidelity": r.fidelity.to_dict(),
            "batches": {str(b): res for b, res in r.benchmarks.items()},
            "runtime": next((res.get("runtime") for res in r.benchmarks.values() if "runtime" in res), None),
-           "int8_layers": q.get("kernels"), "quantization": {k: q[k] for k in ("quantizer", "realiser", "calibration", "pt2e", "autotune") if k in q} or None,
+           "int8_layers": q.get("kernels"), "quantization": {k: q[k] for k in QUANT_KEYS if k in q} or None,
            "build_seconds": r.build_seconds, "warnings": list(r.warnings)}
     if r.pruning is not None:
         out["pruning"] = {k: v for k, v in r.pruning.items() if k != "layers_changed"}
@@ -126,8 +133,11 @@ def _speedups(rows: list[dict], sizes: list[int]) -> None:
 
 
 def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
-    """An INT8 artifact slower than the FP32 one on the same runtime is the field's commonest complaint: say so loudly."""
-    fp32 = {(r["backend"], bool(r.get("pruned"))): r for r in rows if r.get("status") == "ok" and r["precision"] == Precision.FP32}
+    """An INT8 artifact slower than the float one on the same runtime (FP32, else FP16 on GPUs) is the field's commonest
+    complaint: say so loudly."""
+    fp32: dict[tuple, dict] = {}
+    for p in (Precision.BF16, Precision.FP16, Precision.FP32):  # the last written wins: FP32 where there is one
+        fp32.update({(r["backend"], bool(r.get("pruned"))): r for r in rows if r.get("status") == "ok" and r["precision"] == p})
     for r in rows:
         base = fp32.get((r["backend"], bool(r.get("pruned"))))
         if r.get("status") != "ok" or not Precision(r["precision"]).quantized or base is None:
@@ -147,6 +157,10 @@ def table_rows(result: dict) -> list[dict]:
 
     out = []
     for r in result["rows"]:
+        if r.get("status") == "built":
+            out.append({"target": r["target"], "precision": r["precision"], "size": fmt_size(r["size_bytes"]),
+                        "build s": f"{r['build_seconds']:.1f}", "status": f"built, {r['reason']}"})
+            continue
         if r.get("status") != "ok":
             out.append({"target": r["target"], "precision": r["precision"], "status": f"{r['status']}: {r['reason']}"})
             continue
@@ -162,7 +176,7 @@ def table_rows(result: dict) -> list[dict]:
             out.append({**base, "p50 ms": f"{lat['p50']:.2f}", "p90 ms": f"{lat['p90']:.2f}", "throughput/s": f"{res['throughput_per_s']:.1f}",
                         "speed-up vs torch": "–" if "speedup_vs_torch_eager" not in res else f"{res['speedup_vs_torch_eager']:.2f}×",
                         "peak RSS": f"{res['peak_rss_mb']:.0f} MB", "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
-                        "status": "ok" if "slower_than_float" not in res else f"SLOWER than fp32 ({res['slower_than_float']:.2f}×)"})
+                        "status": "ok" if "slower_than_float" not in res else f"SLOWER than float ({res['slower_than_float']:.2f}×)"})
     return out
 
 

@@ -164,6 +164,9 @@ def _compress(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
     result = run(config)
     print_table(result.rows, title=f"{Path(config.model.checkpoint).name} → {config.target}")
     status = "[green]passed its gate[/]" if result.passed else "[red]FAILED its gate (written because of --force)[/]"
+    validation = result.manifest.get("validation") or {"validated": True}
+    if not validation["validated"]:
+        status = f"[yellow]built, NOT validated ({validation['reason']})[/]: run `compressor verify` on the device"
     console().print(f"bundle: [bold]{result.bundle}[/] — {status}")
     _write_json(json_path, {"bundle": str(result.bundle), "passed": result.passed, "metrics": result.metrics})
 
@@ -322,7 +325,10 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
         table.add_column(c, no_wrap=c != "why not / description")
     for r in rows:
         why = r["description"] + (f" (needs {r['needs']})" if r["needs"] else "") if r["usable"] else r["reason"]
-        table.add_row(r["name"], r["backend"], r["device"], r["precision"], r["format"], "[green]yes[/]" if r["usable"] else "[red]no[/]", why)
+        usable = "[green]yes[/]" if r["usable"] and r["runs_here"] else "[yellow]build only[/]" if r["usable"] else "[red]no[/]"
+        if r["usable"] and not r["runs_here"]:
+            why = f"{r['reason']}; {why}"
+        table.add_row(r["name"], r["backend"], r["device"], r["precision"], r["format"], usable, why)
     console().print(table)
     for name, why in load_errors().items():
         console().print(f"[red]backend '{name}' failed to load:[/] {why}")

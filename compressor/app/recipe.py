@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from compressor.bundle.writer import OutputSettings
+from compressor.core.build import BuildSettings
 from compressor.core.errors import RecipeError
 from compressor.core.options import Settings, clean_message, option
 from compressor.core.specs import InputSpec, Preprocessing
@@ -40,6 +41,7 @@ class RunConfig(Settings):
     pruning: Optional[PruningSettings] = None
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    build: BuildSettings = Field(default_factory=BuildSettings)
     output: Optional[OutputSettings] = None  # required by compress (checked there), not by analyze or bench
 
     @field_validator("inputs")

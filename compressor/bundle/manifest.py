@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.core.errors import VerificationError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 
 
@@ -91,8 +91,13 @@ class Fidelity(_Open):
     reference_accuracy: Optional[float] = None
 
 
+class Validation(_Typed):
+    validated: bool
+    reason: Optional[str] = None
+
+
 class Metrics(_Open):
-    fidelity: Fidelity
+    fidelity: Optional[Fidelity] = Field(description="None when the artifact could not run where it was built (see validation)")
     latency_ms: Optional[dict[str, float]] = None
     throughput_per_s: Optional[float] = None
     peak_rss_mb: Optional[float] = None
@@ -141,6 +146,8 @@ class Manifest(_Typed):
     precision: str
     artifact: ArtifactInfo
     quantization: Optional[dict[str, Any]] = None
+    validation: Optional[Validation] = Field(None, description="1.2: absent or validated=true when the artifact ran here; "
+                                                                 "false, with the reason, when it was built for hardware this machine lacks")
     pruning: Optional[dict[str, Any]] = None
     warnings: list[str] = Field(default_factory=list)
     inputs: list[InputInfo] = Field(min_length=1)

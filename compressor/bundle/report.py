@@ -66,23 +66,30 @@ def bundle_report(manifest: dict, rows: Sequence[dict], sections: Sequence[str] 
     fid = m["metrics"]["fidelity"]
     env = m["environment"]
     status = "PASSED" if m["gate"]["passed"] else "FAILED its gate: " + "; ".join(m["gate"]["failures"])
+    validation = m.get("validation") or {"validated": True}
+    if not validation["validated"]:
+        status = f"NOT VALIDATED ({validation['reason']}): run `compressor verify` on the device"
     bs = m["benchmark"]["settings"]
-    measured = f"{bs['threads']} threads, batch {bs['batch_size']}" if bs else "not benchmarked (--no-benchmark)"
+    measured = (f"{bs['threads']} threads, batch {bs['batch_size']}" if bs else "not benchmarked (--no-benchmark)"
+                if validation["validated"] else f"built here, not run ({validation['reason']})")
     lines = [
         f"# {m['source']['file']} → {m['target']['name']}",
         "",
         f"- Status: **{status}**",
         f"- Artifact: `{m['artifact']['path']}` ({fmt_size(m['artifact']['size_bytes'])}, {m['target']['artifact_format']}, {m['precision']})",
         "- Inputs: " + ", ".join(f"`{i['name']}` ({i['spec']}, {i['dtype']})" for i in m["inputs"]),
-        f"- Eval data: {m['data']['eval']['description']}" + (" — **synthetic: fidelity says nothing about accuracy**" if fid["synthetic"] else ""),
+        f"- Eval data: {m['data']['eval']['description']}" + (" — **synthetic: fidelity says nothing about accuracy**"
+                                                              if fid and fid["synthetic"] else ""),
         f"- Measured on: {env['cpu']['model']} ({env['cpu']['usable_cpus']} CPUs, ISA: {', '.join(env['cpu']['isa']) or 'n/a'}), "
         f"{measured}",
         "",
         markdown_table(rows),
         "",
-        f"Fidelity against the FP32 PyTorch reference on {fid['samples']} samples: "
-        f"top-1 agreement {_f(fid['top1_agreement'], '.4f')}, cosine mean {fid['cosine_mean']:.6f} / min {fid['cosine_min']:.6f}, "
-        f"max abs error {fid['max_abs_error']:.3g}.",
+        (f"Fidelity against the FP32 PyTorch reference on {fid['samples']} samples: "
+         f"top-1 agreement {_f(fid['top1_agreement'], '.4f')}, cosine mean {fid['cosine_mean']:.6f} / min {fid['cosine_min']:.6f}, "
+         f"max abs error {fid['max_abs_error']:.3g}." if fid else
+         "Fidelity: not measured here (the artifact could not run on this machine). `reference/outputs.npz` holds the FP32 "
+         f"reference's outputs; verify on the device compares with them within {m['reference']['tolerance']}."),
         "",
         "Check this bundle on the device: `compressor verify <bundle>` (re-hashes every file and re-runs the reference inputs).",
         "",
@@ -90,12 +97,22 @@ def bundle_report(manifest: dict, rows: Sequence[dict], sections: Sequence[str] 
     pr = m.get("pruning")
     if pr:
         ft = pr.get("finetune")
-        lines += ["## Pruning", "",
-                  f"- {pr['importance']} importance, channels rounded to {pr['round_to']}; kept whole: {', '.join(pr['kept_whole']) or 'none'}",
-                  f"- MACs {pr['macs_before'] / 1e9:.3f} → {pr['macs_after'] / 1e9:.3f} G ({pr['macs_removed']:.1%} removed); "
-                  f"parameters {pr['params_before'] / 1e6:.2f} → {pr['params_after'] / 1e6:.2f} M ({pr['params_removed']:.1%} removed); "
-                  f"{len(pr['layers_changed'])} layers changed width (all listed in manifest.json)",
-                  ("- Fine-tuned: " + f"{len(ft['history']) - 1} epoch(s) on {ft['samples']} samples, {ft['loss_used']}; "
+        sp = pr.get("sparsity")
+        lines += ["## Pruning", ""]
+        if pr.get("structured", True):
+            lines += [f"- {pr['importance']} importance, channels rounded to {pr['round_to']}; kept whole: {', '.join(pr['kept_whole']) or 'none'}",
+                      f"- MACs {pr['macs_before'] / 1e9:.3f} → {pr['macs_after'] / 1e9:.3f} G ({pr['macs_removed']:.1%} removed); "
+                      f"parameters {pr['params_before'] / 1e6:.2f} → {pr['params_after'] / 1e6:.2f} M ({pr['params_removed']:.1%} removed); "
+                      f"{len(pr['layers_changed'])} layers changed width (all listed in manifest.json)"]
+        if sp:
+            st = sp["storage"]
+            lines += [f"- Sparsity {sp['pattern']} (by magnitude) in {len(sp['layers'])} layer(s), every one checked to hold it "
+                      f"({sp['zeros_in_sparsified_weights']:.1%} zeros); not sparsified: {', '.join(sp['skipped']) or 'none'}",
+                      f"- Weights stored compressed: {st['dense_compressed_bytes'] / 2**20:.2f} MB dense → "
+                      f"{st['sparse_compressed_bytes'] / 2**20:.2f} MB sparse ({st['factor']:.2f}× smaller; {st['method']}). "
+                      "The CPU runtimes here run sparse weights no faster than dense ones: the gain is storage (and TensorRT's "
+                      "sparse kernels on a GPU)."]
+        lines += [("- Fine-tuned: " + f"{len(ft['history']) - 1} epoch(s) on {ft['samples']} samples, {ft['loss_used']}; "
                    f"validation {ft['validation_metric']}: {ft['history'][0]['val_metric']:.4f} before → best {ft['best_val_metric']:.4f}")
                   if ft else "- Not fine-tuned.",
                   "- Fidelity above is against the unpruned FP32 model: what was lost by pruning shows there.", ""]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from compressor.core.build import BuildSettings
 from compressor.core.model import flatten_outputs
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, Precision, TargetSpec
@@ -66,6 +67,7 @@ class CompileContext:
     threads: int | None = None
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     warnings: list[str] = field(default_factory=list)
+    build: BuildSettings = field(default_factory=BuildSettings)
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -130,6 +132,11 @@ class Backend(abc.ABC):
 
     def preload(self) -> None:  # noqa: B027 - optional hook
         """Import the runtime's libraries, so a benchmark's memory baseline excludes them and counts the model."""
+
+    def runnable(self, target: TargetSpec) -> tuple[bool, str]:
+        """Whether an artifact built here can also run here (a GPU engine builds on a CPU machine but runs on the GPU only);
+        when not, it is bundled unvalidated with the reason, and ``compressor verify`` checks it on the device."""
+        return True, ""
 
     def target_for(self, path: Path) -> str | None:
         """The name of this backend's target a bare file is, when the backend recognises the file by its content (several

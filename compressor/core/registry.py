@@ -144,3 +144,11 @@ def require(spec: TargetSpec) -> Backend:
 
 def all_targets() -> list[tuple[TargetSpec, bool, str]]:
     return [(spec, *target_status(spec)) for spec in catalogue().values()]
+
+
+def runs_here(spec: TargetSpec) -> tuple[bool, str]:
+    """Whether a usable target's artifacts also run on this machine (GPU engines build here but may not run)."""
+    try:
+        return get_backend(spec.backend).runnable(spec)
+    except TargetError as e:
+        return False, str(e)

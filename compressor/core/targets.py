@@ -61,6 +61,8 @@ class TargetSpec:
     quantizers: tuple[str, ...] = ("sdk",)
     #: PT2E quantizer flavour that matches the runtime's INT8 kernels (TORCH IR with INT8 only)
     pt2e_quantizer: str | None = None
+    #: how static INT8 is laid out in ONNX for this runtime (see compressor/quantization/qdq.py: LAYOUTS)
+    qdq_layout: str = "ort"
     #: hardware it needs, shown by ``compressor targets``
     needs: str = ""
     implemented: bool = True
@@ -111,9 +113,4 @@ class TargetSpec:
 PLANNED_REASON = "not implemented in this release"
 
 #: Targets announced before their backend exists: listed by `compressor targets` as not implemented.
-PLANNED: tuple[TargetSpec, ...] = (
-    TargetSpec("tensorrt-gpu-fp16", "tensorrt", Device.GPU, Precision.FP16, IRFormat.ONNX, "engine", "TensorRT engine, FP16",
-               implemented=False, needs="an NVIDIA GPU"),
-    TargetSpec("tensorrt-gpu-int8", "tensorrt", Device.GPU, Precision.INT8, IRFormat.ONNX, "engine", "TensorRT engine, INT8",
-               implemented=False, needs="an NVIDIA GPU"),
-)
+PLANNED: tuple[TargetSpec, ...] = ()

@@ -55,6 +55,9 @@ def main(argv: list[str]) -> int:
         rss_after_load = _rss_mb()
         lat, warm = time_loop(lambda: runner.run(feeds), settings)
         result = summarize(lat, settings.batch_size)
+        device = getattr(runner, "device_metrics", None)  # GPU runners: copies and compute timed apart, GPU memory
+        if device is not None:
+            result["device"] = device(feeds, settings.iterations)
         peak = _peak_rss_mb()
         result.update(
             {

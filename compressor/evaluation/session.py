@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import IR, Artifact, CompileContext, TorchModuleRunner
+from compressor.core.build import BuildSettings
 from compressor.core.errors import CompressorError, InputError, TargetError, first_line
 from compressor.core.fidelity import Fidelity, compare
 from compressor.core.model import ModelHandle
@@ -59,7 +60,7 @@ class Candidate:
 class CandidateResult:
     candidate: Candidate
     target: TargetSpec | None
-    status: str  # ok | unusable | failed
+    status: str  # ok | built (built here, cannot run here: not validated, not benchmarked) | unusable | failed
     reason: str = ""
     artifact: Artifact | None = None
     fidelity: Fidelity | None = None
@@ -96,7 +97,7 @@ class EvaluationSession:
     def __init__(self, model: ModelHandle, eval_data: DataSource, *, calib: DataSource | None = None, calib_samples: int | None = None,
                  quantization: QuantizationSettings | None = None, benchmark: BenchmarkSettings | None = None, task: str = "auto",
                  finetune: FinetuneSettings | None = None, finetune_data: DataSource | None = None, progress: Progress | None = None,
-                 gate: GateSettings | None = None):
+                 gate: GateSettings | None = None, build: BuildSettings | None = None):
         self.model = model
         self.eval_data = eval_data
         self.calib = calib
@@ -108,6 +109,7 @@ class EvaluationSession:
         self.finetune_data = finetune_data
         self.progress = progress or Progress(quiet=True)
         self.gate = gate or GateSettings()
+        self.build_settings = build or BuildSettings()
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-session-")
         self._n = 0
         self._variants: dict[str, _Variant] = {}
@@ -294,7 +296,7 @@ class EvaluationSession:
         t0, seen = time.perf_counter(), len(self.warnings)
         key = self._variant_key(candidate.pruning, spec)
         variant = self.variant(candidate.pruning, spec)
-        ctx = CompileContext(threads=self.threads, progress=self.progress, warnings=[])
+        ctx = CompileContext(threads=self.threads, progress=self.progress, warnings=[], build=self.build_settings)
         with self.progress.stage(f"built {spec.name} artifact"):
             ir = self.ir(variant, key, spec, candidate.quantization)
             artifact = backend.compile(variant.model, ir, spec, self._workdir(candidate.label), ctx)
@@ -423,6 +425,10 @@ class EvaluationSession:
         try:
             result = self.build(candidate)
             if not result.ok:
+                return result
+            runs, why = get_backend(result.target.backend).runnable(result.target)
+            if not runs:
+                result.status, result.reason = "built", f"not run: {why}"
                 return result
             self.validate(result)
             if benchmark:

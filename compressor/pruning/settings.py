@@ -30,6 +30,26 @@ class PruningSettings(Settings):
     hook: Optional[str] = option(None, "package.module:callable(model, step) run after each pruning step (your own training).",
                                  flag="--prune-hook", panel=PRUNE)
     max_steps: int = option(40, "Most iterative steps to reach a MACs target.", ge=1)
+    sparsity: Optional[str] = option(None, "Zero weights by magnitude: an N:M pattern (2:4: NVIDIA's sparse tensor cores) or a fraction "
+                                           "(0.5, unstructured); fine-tuned with --finetune, stored compressed (the bundle is also "
+                                           "written as .tar.gz).", flag="--sparsity", panel=PRUNE)
+
+    @field_validator("sparsity")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            from compressor.pruning.sparsity import SparsityPattern
+
+            try:
+                return str(SparsityPattern.parse(v)).split()[0]
+            except InputError as e:
+                raise ValueError(str(e).removeprefix(f"--sparsity {v}: ").removeprefix(f"--sparsity {v!r}: ")) from None
+        return v
+
+    @property
+    def structured(self) -> bool:
+        """Channels or heads are removed (not only weights zeroed)."""
+        return self.ratio is not None or self.macs is not None or bool(self.heads)
 
     @field_validator("ratio", "macs", "heads")
     @classmethod
@@ -41,8 +61,9 @@ class PruningSettings(Settings):
 
     @model_validator(mode="after")
     def _one_target(self) -> PruningSettings:
-        if self.ratio is None and self.macs is None and not self.heads:
-            raise InputError("pruning needs a target: --prune-ratio R, --prune-macs R or --prune-heads R (each in (0, 1))")
+        if self.ratio is None and self.macs is None and not self.heads and self.sparsity is None:
+            raise InputError("pruning needs a target: --prune-ratio R, --prune-macs R or --prune-heads R (each in (0, 1)), "
+                             "or --sparsity 2:4")
         if self.ratio is not None and self.macs is not None:
             raise InputError("give either --prune-ratio or --prune-macs, not both")
         return self

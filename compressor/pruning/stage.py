@@ -38,13 +38,32 @@ def prune_model(handle: ModelHandle, settings: PruningSettings, finetune_setting
         out = model(*[torch.from_numpy(a[idx]) for a in train.inputs])
         F.cross_entropy(out[0] if isinstance(out, (tuple, list)) else out, torch.from_numpy(train.labels[idx])).backward()
 
-    # MACs are counted on a real sample when there is one (a transformer's cost depends on its sequence length)
-    example = tuple(torch.from_numpy(a[:1]) for a in sample.inputs) if sample is not None else handle.example_inputs(batch=1)
-    with progress.stage(f"pruned ({settings.importance} importance, channels rounded to {round_to})"):
-        pruned, report = prune(handle.module, example, settings, round_to, grad_batches, hook, warn or progress.warn)
-    progress.note(f"  MACs {report['macs_before'] / 1e9:.3f} → {report['macs_after'] / 1e9:.3f} G ({report['macs_removed']:.1%} removed), "
-                  f"parameters {report['params_before'] / 1e6:.2f} → {report['params_after'] / 1e6:.2f} M")
+    if settings.structured:
+        # MACs are counted on a real sample when there is one (a transformer's cost depends on its sequence length)
+        example = tuple(torch.from_numpy(a[:1]) for a in sample.inputs) if sample is not None else handle.example_inputs(batch=1)
+        with progress.stage(f"pruned ({settings.importance} importance, channels rounded to {round_to})"):
+            pruned, report = prune(handle.module, example, settings, round_to, grad_batches, hook, warn or progress.warn)
+        progress.note(f"  MACs {report['macs_before'] / 1e9:.3f} → {report['macs_after'] / 1e9:.3f} G ({report['macs_removed']:.1%} removed), "
+                      f"parameters {report['params_before'] / 1e6:.2f} → {report['params_after'] / 1e6:.2f} M")
+    else:
+        import copy
+
+        pruned, report = copy.deepcopy(handle.module).eval(), {"structured": False}
+    pattern = None
+    if settings.sparsity is not None:
+        from compressor.pruning import sparsity
+
+        pattern = sparsity.SparsityPattern.parse(settings.sparsity)
+        with progress.stage(f"sparsified weights ({pattern}, by magnitude)"):
+            report["sparsity"] = sparsity.apply(pruned, pattern)
     report["finetune"] = finetune(pruned, handle.module, train, finetune_settings, task, progress) if train is not None else None
+    if pattern is not None:
+        report["sparsity"].update(sparsity.finish(pruned, pattern, report["sparsity"]["layers"]))
+        report["sparsity"]["storage"] = sparsity.storage(handle.module.state_dict(), pruned.state_dict())
+        st = report["sparsity"]["storage"]
+        progress.note(f"  {len(report['sparsity']['layers'])} layer(s) {pattern}; weights stored compressed: "
+                      f"{st['dense_compressed_bytes'] / 2**20:.2f} MB dense → {st['sparse_compressed_bytes'] / 2**20:.2f} MB "
+                      f"({st['factor']:.2f}× smaller)")
     if settings.save:
         from compressor.io.pruned import save_pruned
 

@@ -75,6 +75,18 @@ class QuantPlan:
     # float transforms applied to the model before it was planned (equalization, scale migration) and bias correction
     transforms: dict[str, Any] = field(default_factory=dict)
 
+    def symmetric(self) -> QuantPlan:
+        """The same plan with every activation quantized symmetric int8 (zero point 0, scale from the larger side of its
+        range), as TensorRT's explicit quantization requires; the ranges are the plan's."""
+        import copy
+
+        plan = copy.deepcopy(self)
+        for t, q in plan.activations.items():
+            amax = max(abs(q.range[0]), abs(q.range[1]), 1e-8)
+            plan.activations[t] = TensorQuant(t, "int8", amax / 127.0, 0, q.range, q.method)
+        plan.activation_dtype = "int8 (symmetric)"
+        return plan
+
     def ranges(self) -> dict[str, tuple[float, float]]:
         """Every calibrated tensor's range: the Q/DQ tensors and the extra ones."""
         return {t: tuple(q.range) for t, q in {**self.extra_activations, **self.activations}.items()}

@@ -60,9 +60,20 @@ def _toposort(nodes, graph_inputs, inits):
     return ordered
 
 
-def realize_static(model, plan: QuantPlan):
-    """A new ModelProto with ``plan`` applied in QDQ layout."""
+#: QDQ layouts: ONNX Runtime's canonical one (uint8 asymmetric activations, int32 biases: what its fusions look for),
+#: and TensorRT's explicit quantization (symmetric int8 activations, float biases: TensorRT refuses non-zero zero points
+#: and int32 DequantizeLinear inputs)
+LAYOUTS = ("ort", "tensorrt")
+
+
+def realize_static(model, plan: QuantPlan, layout: str = "ort"):
+    """A new ModelProto with ``plan`` applied in QDQ ``layout``."""
     from onnx import helper, numpy_helper
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown QDQ layout {layout!r}: known are {', '.join(LAYOUTS)}")
+    if layout == "tensorrt":
+        plan = plan.symmetric()
 
     m, inits, nodes = _open(model)
     by_name = {n.name: n for n in nodes}
@@ -124,7 +135,15 @@ def realize_static(model, plan: QuantPlan):
         node.input[1] = dq_out
         bias_name = node.input[2] if len(node.input) > 2 and node.input[2] in inits else None
         corr = np.asarray(layer.bias_correction, dtype=np.float64) if layer.bias_correction is not None else None
-        if (bias_name or corr is not None) and layer.inputs and layer.inputs[0] in plan.activations:
+        if layout == "tensorrt" and corr is not None:  # float biases: the correction goes straight into them
+            b = (numpy_helper.to_array(inits[bias_name]).astype(np.float64) if bias_name else np.zeros(scales.shape[0])) + corr
+            bout = f"{bias_name or layer.node + '_bias'}_corrected"
+            new_inits.append(numpy_helper.from_array(b.astype(np.float32), bout))
+            if bias_name:
+                node.input[2] = bout
+            else:
+                node.input.append(bout)
+        elif layout == "ort" and (bias_name or corr is not None) and layer.inputs and layer.inputs[0] in plan.activations:
             b = numpy_helper.to_array(inits[bias_name]).astype(np.float64) if bias_name else np.zeros(scales.shape[0])
             if corr is not None and corr.shape == b.shape:
                 b = b + corr

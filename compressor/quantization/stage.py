@@ -31,6 +31,7 @@ from compressor.data.sources import DataSource
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
 
+LAYOUT_NAMES = {"ort": "ONNX Runtime's canonical layout", "tensorrt": "TensorRT's explicit quantization: symmetric int8, float biases"}
 #: the PT2E flavour captured with a strict torch.export first (see QuantizationStage._capture)
 STRICT_FLAVOUR = "x86_inductor"
 #: measure(plan) -> the first output of the realised plan on the sensitivity feeds, concatenated
@@ -364,11 +365,16 @@ class QuantizationStage:
 
         from compressor.quantization.qdq import realize_dynamic, realize_static
 
-        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(self.float_for(plan), plan)
+        if plan.mode == "static":
+            if target.qdq_layout == "tensorrt":
+                plan = plan.symmetric()
+            qmodel = realize_static(self.float_for(plan), plan, layout=target.qdq_layout)
+        else:
+            qmodel = realize_dynamic(self.float_for(plan), plan)
         path = self._path("qdq" if plan.mode == "static" else "dynamic")
         onnx.save_model(qmodel, str(path))
         return IR(IRFormat.ONNX, target.precision, path=path, plan=plan,
-                  export={"quantization_realiser": "QDQ ONNX (ONNX Runtime's canonical layout)" if plan.mode == "static"
+                  export={"quantization_realiser": f"QDQ ONNX ({LAYOUT_NAMES[target.qdq_layout]})" if plan.mode == "static"
                           else "dynamic INT8 ONNX (DynamicQuantizeLinear + MatMulInteger)"})
 
     def _realise_nncf(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
