@@ -7,7 +7,7 @@ PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP  := $(VENV)/.setup-stamp
 OUT    ?= build
 
-.PHONY: setup lint demo test test-fast bench clean fashion-mnist-model fashion-mnist-data
+.PHONY: setup lint demo test test-fast bench gpu-check clean fashion-mnist-model fashion-mnist-data
 
 FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
@@ -69,6 +69,11 @@ bench: setup fashion-mnist-data
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/outliers.py
 	$(PY) benchmarks/inductor.py --repeats 1
+	$(PY) benchmarks/sparsity.py
+
+# On a machine with an NVIDIA GPU: TensorRT FP16/INT8 beside torch CUDA FP16 (resnet50, EfficientNet-Lite0), < 10 min.
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
 
 # The full Fashion-MNIST (Debian package): pruning recovery fine-tunes on its 60,000 training images.
 fashion-mnist-data:

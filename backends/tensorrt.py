@@ -110,7 +110,7 @@ def _logger(trt):
             self.errors: list[str] = []
 
         def log(self, severity, msg):
-            if severity <= trt.ILogger.Severity.ERROR:
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
                 self.errors.append(msg)
 
     return Collect()

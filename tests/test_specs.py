@@ -56,6 +56,5 @@ def test_target_catalogue():
     assert get_target("ort-cpu-fp32").backend == "onnxruntime"
     with pytest.raises(TargetError, match="known targets are .*ort-cpu-fp32"):
         get_target("ort-cpu-fp64")
-    with pytest.raises(TargetError, match="not implemented"):
-        get_target("tensorrt-gpu-fp16")
+    assert get_target("tensorrt-gpu-int8").qdq_layout == "tensorrt" and get_target("tensorrt-gpu-fp16").backend == "tensorrt"
     assert {"torch-cpu-fp32", "ort-cpu-fp32", "openvino-cpu-int8", "executorch-xnnpack-int8"} <= set(catalogue())
