@@ -276,7 +276,7 @@ class TensorRtBackend(Backend):
         local = gpu()
         archs = self._archs(trt, ctx)
         if not rtx and not local:
-            raise InputError(f"full TensorRT builds for the local GPU and there is {NO_GPU[3:]}: install tensorrt-rtx to build "
+            raise InputError(f"full TensorRT builds for the local GPU and there is {NO_GPU}: install tensorrt-rtx to build "
                              "ahead of time on this machine")
         onnx_model = to_fp16(onnx.load(str(ir.path)))
         sparse = sparse_layers(onnx_model)
@@ -324,7 +324,7 @@ class TensorRtBackend(Backend):
         path = workdir / "model.engine"
         path.write_bytes(bytes(blob))
         built_for = chosen
-        info = {"flavour": flavour_name, "module": flavour()[0], "version": version(), "compute_capabilities": built_for,
+        info = {"target": target.name, "flavour": flavour_name, "module": flavour()[0], "version": version(), "compute_capabilities": built_for,
                 "inputs": [[s.name, s.shape_str, s.dtype] for s in model.inputs], "outputs": list(model.output_names),
                 "profile": shapes}
         (workdir / ENGINE_INFO).write_text(json.dumps(info, indent=1) + "\n")
@@ -381,6 +381,9 @@ class TensorRtBackend(Backend):
                 + (" (built with SPARSE_WEIGHTS)" if b["sparse_weights"]["flag"] else ""),
                 "- How to run it: README.md in this bundle.", ""]
 
+    def target_for(self, path: Path) -> str | None:
+        return self._info(Path(path)).get("target")
+
     def _info(self, path: Path) -> dict:
         f = Path(path).with_name(ENGINE_INFO)
         return json.loads(f.read_text()) if f.is_file() else {}
@@ -394,7 +397,7 @@ class TensorRtBackend(Backend):
                     "rebuild it here or install that version")
         local = gpu()
         if local is None:
-            return f"this engine runs on an NVIDIA GPU and there is {NO_GPU[3:]}: verify it on the device"
+            return f"this engine runs on an NVIDIA GPU and there is {NO_GPU}: verify it on the device"
         archs = info.get("compute_capabilities") or []
         if archs and local[1] not in archs:
             return (f"the engine was built for {','.join(archs)} but this GPU ({local[0]}) is {local[1]}: rebuild with "

@@ -16,7 +16,7 @@ import numpy as np
 from compressor.bundle.verify import manifest_inputs
 from compressor.bundle.writer import open_bundle, read_manifest
 from compressor.core.environment import describe_environment
-from compressor.core.errors import InputError
+from compressor.core.errors import InputError, TargetError
 from compressor.core.registry import get_target, require, target_for_file
 from compressor.data.sources import DataSource, synthetic_data
 from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
@@ -46,7 +46,9 @@ def bench_existing(path: str | Path, settings: BenchmarkSettings, target: str | 
             data = synthetic_data(specs, samples=settings.batch_size)
             feeds_from = "random inputs (latency only)"
             precision = "unknown (bare file: run it from its bundle to know)" if target is None else spec.precision.value
-        require(spec)
+        runs, why = require(spec).runnable(spec)
+        if not runs:
+            raise TargetError(f"{spec.name} cannot run on this machine ({why}): benchmark it on the device")
         result = run_isolated(spec.name, artifact, benchmark_feeds(data, specs, settings.batch_size), settings)
         size = artifact.stat().st_size
     result.update({"artifact": str(path), "precision": precision, "size_bytes": size,
