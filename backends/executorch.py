@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib.metadata
 import io
 import logging
 import warnings
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.environment import package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
 from compressor.core.registry import package_missing
@@ -67,10 +67,7 @@ SCALAR_TYPES = {0: "uint8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 
 
 
 def executorch_version() -> str:
-    try:
-        return importlib.metadata.version("executorch")
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    return package_version("executorch") or "not installed"
 
 
 def _mb(v: float | None, spec: str = ".1f") -> str:

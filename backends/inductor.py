@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
-from compressor.core.environment import cpu_info
+from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, InputError, first_line
 from compressor.core.files import fmt_size
 from compressor.core.registry import package_missing
@@ -76,15 +76,6 @@ def compiler_version(path: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return Path(path).name
     return (res.stdout.splitlines() or [Path(path).name])[0].strip()
-
-
-def inc_version() -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("neural-compressor-pt")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def package_metadata(path: Path) -> dict[str, str]:
@@ -245,7 +236,7 @@ class InductorBackend(Backend):
                    "compile_seconds": round(seconds, 2), "package_size_bytes": path.stat().st_size,
                    "cpu_isa": package_metadata(path).get("AOTI_CPU_ISA"), "kernel_calls": calls, "int8_kernels": int8_kernels(calls)}
         if target.precision.quantized:
-            details["neural_compressor"] = inc_version()
+            details["neural_compressor"] = package_version("neural-compressor-pt")
         return Artifact(target.name, path, [path], [path, readme], details)
 
     def kernel_report(self, artifact, ir, target, ctx):

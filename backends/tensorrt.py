@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import importlib
-import importlib.metadata
 import json
 import time
 from functools import lru_cache
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.environment import NO_CUDA, cuda_device, package_version
 from compressor.core.errors import ExportError, InputError, TargetError, first_line
 from compressor.core.files import fmt_size
 from compressor.core.registry import package_missing
@@ -32,7 +32,7 @@ from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 #: (module, distribution, name) in order of preference
 FLAVOURS = (("tensorrt", "tensorrt", "TensorRT"), ("tensorrt_rtx", "tensorrt-rtx", "TensorRT-RTX"))
 ENGINE_INFO = "engine.json"  # beside the engine: flavour, version, compute capabilities, io names, profile
-NO_GPU = "no NVIDIA GPU here (torch sees no CUDA device)"
+NO_GPU = NO_CUDA
 #: what TensorRT-RTX 1.7 builds for when no compute capability is named (set explicitly, so the manifest says it)
 RTX_DEFAULT_ARCHS = ("sm80", "sm86", "sm89", "sm120")
 TIMING_CACHE = Path.home() / ".cache" / "compressor" / "tensorrt-timing.cache"
@@ -87,20 +87,7 @@ def version() -> str:
     f = flavour()
     if f is None:
         return "not installed"
-    try:
-        return importlib.metadata.version(f[1])
-    except importlib.metadata.PackageNotFoundError:
-        return getattr(importlib.import_module(f[0]), "__version__", "unknown")
-
-
-def gpu() -> tuple[str, str] | None:
-    """(name, 'smXY') of the CUDA device torch sees, or None (without initialising CUDA when torch has no CUDA build)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    major, minor = torch.cuda.get_device_capability(0)
-    return torch.cuda.get_device_name(0), f"sm{major}{minor}"
+    return package_version(f[1]) or getattr(importlib.import_module(f[0]), "__version__", "unknown")
 
 
 def _logger(trt):
@@ -171,9 +158,8 @@ class TensorRtRunner(Runner):
                 self.trt.DataType.BOOL: self.torch.bool}[self.engine.get_tensor_dtype(name)]
 
     def _stage(self, feeds: dict[str, np.ndarray]):
-        torch = self.torch
-        device_in = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).cuda() for n in self.input_names}
-        return device_in
+        """The inputs copied to the GPU."""
+        return {n: self.torch.from_numpy(np.ascontiguousarray(feeds[n])).cuda() for n in self.input_names}
 
     def _bind(self, device_in):
         torch = self.torch
@@ -247,7 +233,7 @@ class TensorRtBackend(Backend):
         return (False, missing) if missing else (True, "")
 
     def runnable(self, target):
-        return (True, "") if gpu() is not None else (False, NO_GPU)
+        return (True, "") if cuda_device() is not None else (False, NO_GPU)
 
     def preload(self) -> None:
         import torch
@@ -273,7 +259,7 @@ class TensorRtBackend(Backend):
             raise ExportError(f"{target.name} builds from ONNX, and this IR has none")
         _, _, flavour_name = flavour()
         rtx = flavour()[0] == "tensorrt_rtx"
-        local = gpu()
+        local = cuda_device()
         archs = self._archs(trt, ctx)
         if not rtx and not local:
             raise InputError(f"full TensorRT builds for the local GPU and there is {NO_GPU}: install tensorrt-rtx to build "
@@ -395,7 +381,7 @@ class TensorRtBackend(Backend):
             return (f"the engine was built by {info['flavour']} {info['version']} but this machine has "
                     f"{flavour()[2] if flavour() else 'no TensorRT'} {here}: engines load only in the version that built them; "
                     "rebuild it here or install that version")
-        local = gpu()
+        local = cuda_device()
         if local is None:
             return f"this engine runs on an NVIDIA GPU and there is {NO_GPU}: verify it on the device"
         archs = info.get("compute_capabilities") or []
@@ -409,8 +395,7 @@ class TensorRtBackend(Backend):
         problem = self.check_engine(info)
         if problem:
             raise TargetError(problem)
-        runner = TensorRtRunner(Path(path), info)
-        return runner
+        return TensorRtRunner(Path(path), info)
 
     def artifact_inputs(self, path) -> list[InputSpec]:
         info = self._info(Path(path))

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
+from compressor.core.environment import NO_CUDA, cuda_device
 from compressor.core.errors import ExportError, TargetError
 from compressor.core.model import flatten_outputs
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
@@ -60,10 +61,8 @@ class TorchBackend(Backend):
         return True, ""
 
     def runnable(self, target):
-        import torch
-
-        if target.device == Device.GPU and not torch.cuda.is_available():
-            return False, "no NVIDIA GPU here (torch sees no CUDA device)"
+        if target.device == Device.GPU and cuda_device() is None:
+            return False, NO_CUDA
         return True, ""
 
     def compile(self, model, ir, target, workdir, ctx) -> Artifact:

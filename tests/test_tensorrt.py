@@ -73,7 +73,7 @@ def test_verify_here_says_to_verify_on_the_device_and_versions_are_checked(resne
 def test_the_gpu_architecture_is_checked_before_loading(monkeypatch):
     import backends.tensorrt as trt_backend
 
-    monkeypatch.setattr(trt_backend, "gpu", lambda: ("NVIDIA A10", "sm86"))  # the GPU is outside this machine
+    monkeypatch.setattr(trt_backend, "cuda_device", lambda: ("NVIDIA A10", "sm86"))  # the GPU is outside this machine
     b = get_backend("tensorrt")
     info = {"flavour": trt_backend.flavour()[2], "version": trt_backend.version(), "compute_capabilities": ["sm89", "sm120"]}
     assert "built for sm89,sm120 but this GPU (NVIDIA A10) is sm86: rebuild with --gpu-arch sm86" in b.check_engine(info)

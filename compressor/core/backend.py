@@ -89,6 +89,10 @@ class Runner(abc.ABC):
         """Runtime facts worth recording (providers, precision hints, threads)."""
         return {}
 
+    def device_metrics(self, feeds: dict[str, np.ndarray], iterations: int) -> dict[str, Any] | None:
+        """For accelerator runners: copies and compute timed apart, device memory (recorded beside the latency); else None."""
+        return None
+
 
 class Backend(abc.ABC):
     """A runtime adapter, registered under the entry-point group ``compressor.backends``."""

@@ -48,14 +48,29 @@ def cpu_info() -> dict:
     }
 
 
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def library_versions() -> dict[str, str]:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    return {name: v for name in LIBRARIES if (v := package_version(name)) is not None}
+
+
+NO_CUDA = "no NVIDIA GPU here (torch sees no CUDA device)"
+
+
+def cuda_device() -> tuple[str, str] | None:
+    """(name, 'smXY') of the CUDA device torch sees, or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(0)
+    return torch.cuda.get_device_name(0), f"sm{major}{minor}"
 
 
 @lru_cache(maxsize=1)

@@ -55,9 +55,9 @@ def main(argv: list[str]) -> int:
         rss_after_load = _rss_mb()
         lat, warm = time_loop(lambda: runner.run(feeds), settings)
         result = summarize(lat, settings.batch_size)
-        device = getattr(runner, "device_metrics", None)  # GPU runners: copies and compute timed apart, GPU memory
+        device = runner.device_metrics(feeds, settings.iterations)
         if device is not None:
-            result["device"] = device(feeds, settings.iterations)
+            result["device"] = device
         peak = _peak_rss_mb()
         result.update(
             {

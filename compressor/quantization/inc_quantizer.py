@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from compressor.core.environment import package_version
 from compressor.core.errors import ExportError, InputError, first_line
 from compressor.core.progress import Progress
 from compressor.core.registry import package_missing
@@ -33,10 +34,17 @@ class Tuning:
     max_trials: int = 4
 
 
-def inc_version() -> str:
-    import importlib.metadata
+def inc_quiet() -> None:
+    """Intel Neural Compressor logs every step (and its accelerator detection at import) at INFO/WARNING: keep errors only.
+    A filter, not a level: INC sets its logger's level from $LOGLEVEL when it is imported."""
+    import logging
 
-    return importlib.metadata.version("neural-compressor-pt")
+    inc = logging.getLogger("neural_compressor")
+    if not any(getattr(f, "compressor", False) for f in inc.filters):
+        def errors_only(record):
+            return record.levelno >= logging.ERROR
+        errors_only.compressor = True
+        inc.addFilter(errors_only)
 
 
 def inc_plan(model, structure, warnings: list[str], samples: int, exclusions: list[str]) -> QuantPlan:
@@ -44,7 +52,7 @@ def inc_plan(model, structure, warnings: list[str], samples: int, exclusions: li
     return QuantPlan(mode="static", activation_dtype="inc default (uint8 per tensor, asymmetric)", weight_dtype="int8",
                      calibration={"method": "inc default (minmax observers)", "samples": samples}, layers=_layers(model, structure, True),
                      exclusions=list(exclusions), warnings=list(warnings),
-                     quantizer=f"inc {inc_version()} (StaticQuantConfig, X86InductorQuantizer)")
+                     quantizer=f"inc {package_version('neural-compressor-pt')} (StaticQuantConfig, X86InductorQuantizer)")
 
 
 def _config(plan: QuantPlan, modules: set[str], base=None):
@@ -67,7 +75,6 @@ def quantize(module, example_inputs: tuple, dynamic_shapes, plan: QuantPlan, mod
     import torch
 
     from compressor.io.export_torch import quiet
-    from compressor.quantization.pt2e import inc_quiet
 
     inc_quiet()
     from neural_compressor.torch.export import export

@@ -77,9 +77,11 @@ class QuantPlan:
 
     def symmetric(self) -> QuantPlan:
         """The same plan with every activation quantized symmetric int8 (zero point 0, scale from the larger side of its
-        range), as TensorRT's explicit quantization requires; the ranges are the plan's."""
+        range), as TensorRT's explicit quantization requires; the ranges are the plan's. A plan that already is comes back as is."""
         import copy
 
+        if all(q.dtype == "int8" and q.zero_point == 0 for q in self.activations.values()):
+            return self
         plan = copy.deepcopy(self)
         for t, q in plan.activations.items():
             amax = max(abs(q.range[0]), abs(q.range[1]), 1e-8)

@@ -198,19 +198,6 @@ def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
     return (_xnnpack if flavour == "xnnpack" else _x86_inductor)(observer, int8, other)
 
 
-def inc_quiet() -> None:
-    """Intel Neural Compressor logs every step (and its accelerator detection at import) at INFO/WARNING: keep errors only.
-    A filter, not a level: INC sets its logger's level from $LOGLEVEL when it is imported."""
-    import logging
-
-    inc = logging.getLogger("neural_compressor")
-    if not any(getattr(f, "compressor", False) for f in inc.filters):
-        def errors_only(record):
-            return record.levelno >= logging.ERROR
-        errors_only.compressor = True
-        inc.addFilter(errors_only)
-
-
 def _xnnpack(observer, int8: list[str], other: list[str]):
     """ExecuTorch's XNNPACK quantizer: int8 weights per channel (symmetric), int8 activations per tensor."""
     import torch
@@ -237,6 +224,8 @@ def _x86_inductor(observer, int8: list[str], other: list[str]):
     int8 weights per channel, symmetric; uint8 activations per tensor, asymmetric), with the SDK's activation
     observers. Inductor fuses what it annotates into oneDNN ``qconv``/``qlinear`` kernels."""
     import dataclasses
+
+    from compressor.quantization.inc_quantizer import inc_quiet
 
     inc_quiet()
     from neural_compressor.torch.algorithms.pt2e_quant.core import W8A8PT2EQuantizer

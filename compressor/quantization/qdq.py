@@ -63,7 +63,7 @@ def _toposort(nodes, graph_inputs, inits):
 #: QDQ layouts: ONNX Runtime's canonical one (uint8 asymmetric activations, int32 biases: what its fusions look for),
 #: and TensorRT's explicit quantization (symmetric int8 activations, float biases: TensorRT refuses non-zero zero points
 #: and int32 DequantizeLinear inputs)
-LAYOUTS = ("ort", "tensorrt")
+LAYOUTS = {"ort": "ONNX Runtime's canonical layout", "tensorrt": "TensorRT's explicit quantization: symmetric int8, float biases"}
 
 
 def realize_static(model, plan: QuantPlan, layout: str = "ort"):

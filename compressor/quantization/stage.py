@@ -29,9 +29,9 @@ from compressor.core.targets import IRFormat, TargetSpec
 from compressor.data.feeds import iter_feeds
 from compressor.data.sources import DataSource
 from compressor.quantization.plan import QuantPlan
+from compressor.quantization.qdq import LAYOUTS
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
 
-LAYOUT_NAMES = {"ort": "ONNX Runtime's canonical layout", "tensorrt": "TensorRT's explicit quantization: symmetric int8, float biases"}
 #: the PT2E flavour captured with a strict torch.export first (see QuantizationStage._capture)
 STRICT_FLAVOUR = "x86_inductor"
 #: measure(plan) -> the first output of the realised plan on the sensitivity feeds, concatenated
@@ -374,7 +374,7 @@ class QuantizationStage:
         path = self._path("qdq" if plan.mode == "static" else "dynamic")
         onnx.save_model(qmodel, str(path))
         return IR(IRFormat.ONNX, target.precision, path=path, plan=plan,
-                  export={"quantization_realiser": f"QDQ ONNX ({LAYOUT_NAMES[target.qdq_layout]})" if plan.mode == "static"
+                  export={"quantization_realiser": f"QDQ ONNX ({LAYOUTS[target.qdq_layout]})" if plan.mode == "static"
                           else "dynamic INT8 ONNX (DynamicQuantizeLinear + MatMulInteger)"})
 
     def _realise_nncf(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
