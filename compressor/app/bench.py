@@ -92,7 +92,7 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
     return result
 
 
-QUANT_KEYS = ("quantizer", "realiser", "calibration", "pt2e", "autotune")  # of the quantization section, into a bench row
+QUANT_KEYS = ("quantizer", "realiser", "calibration", "pt2e", "autotune", "qat")  # of the quantization section, into a bench row
 
 
 def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from compressor.core.progress import Progress
 from compressor.core.registry import get_backend, get_target, reference_target, require
 from compressor.core.version import __version__
 from compressor.data.sources import DataSource, load_data, synthetic_data
+from compressor.evaluation.auto_precision import PLOT_FILE, AutoPrecision, plot
 from compressor.evaluation.benchmark import METHOD
 from compressor.evaluation.session import Candidate, CandidateResult, EvaluationSession
 from compressor.evaluation.validate import run_all
@@ -65,8 +66,12 @@ def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> Ev
     d = config.data
     if not d.eval and not d.synthetic:
         raise _no_eval_data()
-    if config.pruning is None and config.finetune.data:
-        raise InputError("--finetune without pruning: fine-tuning here recovers accuracy after pruning; add --prune-macs or --prune-ratio")
+    if config.qat.enabled and not config.finetune.data:
+        raise InputError("--qat needs training data: pass --finetune DATA (inputs like the eval data; labels are used where given, and "
+                         "the FP32 model is distilled either way)")
+    if config.pruning is None and config.finetune.data and not config.qat.enabled:
+        raise InputError("--finetune without pruning or --qat: fine-tuning here recovers accuracy after pruning or trains INT8 "
+                         "(QAT); add --prune-macs / --prune-ratio, or --qat")
     pre = config.preprocessing
     m = config.model
     with ui.stage(f"loaded {Path(m.checkpoint).name}"):
@@ -82,13 +87,13 @@ def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> Ev
         ui.warn("calibrating on synthetic (random) data: real inputs may need other scales")
         calib = synthetic_data(handle.inputs, d.calib_samples or 64, seed=1)
     train = None
-    if config.pruning is not None and config.finetune.data:
+    if (config.pruning is not None or config.qat.enabled) and config.finetune.data:
         f = config.finetune
         with ui.stage("read fine-tuning data"):
             train = load_data(f.data, handle.inputs, pre, f.labels, f.samples, what="fine-tuning data")
     return EvaluationSession(handle, eval_data, calib=calib, calib_samples=d.calib_samples, quantization=config.quantization,
                              benchmark=config.benchmark, task=config.model.task, finetune=config.finetune, finetune_data=train, progress=ui,
-                             gate=config.gate, build=config.build)
+                             gate=config.gate, build=config.build, qat=config.qat)
 
 
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
@@ -102,6 +107,10 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     if spec.needs_calibration and not config.data.calib and not config.data.synthetic:
         raise InputError(f"target {spec.name} needs calibration data: pass --calib DATA (representative inputs, "
                          "100 or more recommended; image folder, .npy/.npz or package.module:function)")
+    if config.qat.enabled and spec.precision.quant_mode != "static":
+        raise InputError(f"--qat trains static INT8 plans, and {spec.name} is not one ({spec.precision}"
+                         f"{', activations quantized at run time' if spec.precision.quantized else ''}): pick a static INT8 target "
+                         "(ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8), or drop --qat")
     if not spec.precision.quantized and config.quantization.model_fields_set:
         ui.warn(f"quantization settings ({', '.join(sorted(config.quantization.model_fields_set))}) are ignored: "
                 f"{spec.name} is {spec.precision}; pick an INT8 target (compressor targets) to quantize")
@@ -110,7 +119,11 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         gate.check_possible(session.eval_data.labels is not None)
         candidate = Candidate(spec.name, config.pruning)
         session.prepare([candidate])
-        result = session.evaluate(candidate, benchmark=False, raise_errors=True)
+        auto = None
+        if config.quantization.auto_precision:
+            result, _, auto = AutoPrecision(session, candidate).run()
+        else:
+            result = session.evaluate(candidate, benchmark=False, raise_errors=True)
         built_only = result.status == "built"
         if not result.ok and not built_only:
             raise InputError(f"target {spec.name} cannot run here: {result.reason}")
@@ -120,11 +133,24 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
                                                                   "its precision)" if gate.active else ""))
         failures = ([] if built_only else gate.failures(result.fidelity)) + [f for f in [gate.size_failure(result.size_bytes)] if f]
         if failures and not gate.force:
+            if auto is not None:
+                best = auto["steps"][auto["chosen_step"] - 1]
+                raise GateError(f"--auto-precision: no plan of {spec.name} met the gate ({'; '.join(failures)} at best, reached by step "
+                                f"{best['step']}: {best['label']}, {len(auto['steps'])} plans measured): no bundle written; relax the gate, "
+                                "add --qat, or pass --force to write the best plan marked as failing")
             raise GateError(f"the {spec.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
                             "relax the gate or pass --force to write it marked as failing")
+        if auto is not None:
+            plot(auto, result.artifact.path.parent / PLOT_FILE, f"{spec.name}: auto precision, {auto['metric'].replace('_', ' ')} vs latency")
+            result.artifact.files.append(result.artifact.path.parent / PLOT_FILE)
+            chosen = auto["steps"][auto["chosen_step"] - 1]
+            ui.note(f"auto precision chose step {chosen['step']} ({chosen['label']}): {len(chosen['float_layers'])} layer(s) float, "
+                    f"p50 {chosen['p50_ms']:.3g} ms" + (f", {auto['speedup_vs_fp32']:.2f}× {auto['fp32_target']}" if auto["speedup_vs_fp32"]
+                                                        else ""))
         bench = eager = eager_size = None
         if config.benchmark.enabled and not built_only:
-            session.bench(result)
+            if session.benchmark.batch_size not in result.benchmarks:
+                session.bench(result)
             bench = result.benchmarks[session.benchmark.batch_size]
             if "error" in bench:
                 raise CompressorError(bench["error"])

@@ -24,8 +24,10 @@ from compressor.data.settings import DataSettings
 from compressor.evaluation.benchmark import BenchmarkSettings
 from compressor.evaluation.gate import GateSettings
 from compressor.io.settings import InputSettings, ModelSettings
-from compressor.pruning.settings import FinetuneSettings, PruningSettings
+from compressor.pruning.settings import PruningSettings
+from compressor.quantization.qat import QatSettings
 from compressor.quantization.settings import QuantizationSettings
+from compressor.training.settings import FinetuneSettings
 
 
 class RunConfig(Settings):
@@ -38,6 +40,7 @@ class RunConfig(Settings):
     data: DataSettings = Field(default_factory=DataSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
+    qat: QatSettings = Field(default_factory=QatSettings)
     pruning: Optional[PruningSettings] = None
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)

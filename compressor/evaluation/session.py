@@ -32,24 +32,30 @@ from compressor.data.sources import DataSource
 from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
 from compressor.evaluation.gate import GateSettings
 from compressor.evaluation.validate import eval_batch_size, run_all
-from compressor.pruning.settings import FinetuneSettings, PruningSettings
+from compressor.pruning.settings import PruningSettings
 from compressor.quantization.plan import QuantPlan
+from compressor.quantization.qat import QatSettings
 from compressor.quantization.settings import QuantizationSettings
 from compressor.quantization.stage import QuantizationStage
+from compressor.training.settings import FinetuneSettings
 
 PLAN_FILE = "quantization_plan.json"
+#: why a layer --auto-precision returned to float is float (the manifest's auto-precision section has its measured cost)
+FLOAT_REASON = "returned to float by --auto-precision: among the most sensitive on the target's runtime"
 #: eval samples INC's autotune measures each trial on (the final artifact is validated on all of them)
 TUNING_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """What to build: a target, the pruning to apply first (None: the model as loaded), and the quantization
-    settings (None: the session's)."""
+    """What to build: a target, the pruning to apply first (None: the model as loaded), and the quantization and
+    QAT settings (None: the session's)."""
 
     target: str
     pruning: PruningSettings | None = None
     quantization: QuantizationSettings | None = None
+    qat: QatSettings | None = None
+    float_layers: tuple[str, ...] = ()  # layers returned to float on top of the plan (the steps of --auto-precision)
 
     @property
     def label(self) -> str:
@@ -70,6 +76,7 @@ class CandidateResult:
     plan: QuantPlan | None = None
     pruning: dict[str, Any] | None = None
     build: dict[str, Any] = field(default_factory=dict)  # how the artifact was made (export, IR, backend details)
+    qat: Any = None  # the QatResult the artifact was made from (its fake-quantized model is compared with the artifact)
     warnings: list[str] = field(default_factory=list)
     build_seconds: float | None = None
 
@@ -97,7 +104,7 @@ class EvaluationSession:
     def __init__(self, model: ModelHandle, eval_data: DataSource, *, calib: DataSource | None = None, calib_samples: int | None = None,
                  quantization: QuantizationSettings | None = None, benchmark: BenchmarkSettings | None = None, task: str = "auto",
                  finetune: FinetuneSettings | None = None, finetune_data: DataSource | None = None, progress: Progress | None = None,
-                 gate: GateSettings | None = None, build: BuildSettings | None = None):
+                 gate: GateSettings | None = None, build: BuildSettings | None = None, qat: QatSettings | None = None):
         self.model = model
         self.eval_data = eval_data
         self.calib = calib
@@ -110,6 +117,7 @@ class EvaluationSession:
         self.progress = progress or Progress(quiet=True)
         self.gate = gate or GateSettings()
         self.build_settings = build or BuildSettings()
+        self.qat = qat or QatSettings()
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-session-")
         self._n = 0
         self._variants: dict[str, _Variant] = {}
@@ -232,10 +240,14 @@ class EvaluationSession:
             return variant.torch
         raise InputError(f"no exporter for IR format {fmt}")
 
-    def stage(self, variant: _Variant, key: str, settings: QuantizationSettings | None = None) -> QuantizationStage:
-        """The quantization stage of a model for some quantization settings: it plans (and calibrates) once."""
+    def stage(self, variant: _Variant, key: str, settings: QuantizationSettings | None = None,
+              qat: QatSettings | None = None) -> QuantizationStage:
+        """The quantization stage of a model for some quantization settings: it plans (and calibrates) once. With QAT, the stage
+        of the model trained from the PTQ plan (one training serves every target of the session)."""
         settings = settings or self.quantization
-        skey = settings.model_dump_json()
+        if (qat or self.qat).enabled:
+            return self._qat_stage(variant, key, settings, qat or self.qat)
+        skey = settings.plan_key()
         if skey not in variant.stages:
             float_onnx = self.float_ir(variant, IRFormat.ONNX, "quantization")
             stage = QuantizationStage(variant.model, float_onnx.path, settings, self.calib, self.calib_samples, progress=self.progress,
@@ -245,12 +257,43 @@ class EvaluationSession:
             variant.stages[skey] = stage
         return variant.stages[skey]
 
-    def ir(self, variant: _Variant, key: str, spec: TargetSpec, settings: QuantizationSettings | None = None) -> IR:
+    def _qat_stage(self, variant: _Variant, key: str, settings: QuantizationSettings, qat: QatSettings) -> QuantizationStage:
+        skey = f"qat {settings.plan_key()} {qat.model_dump_json()}"
+        if skey not in variant.stages:
+            from compressor.core.model import ModelHandle
+            from compressor.quantization.qat import train
+
+            if settings.quantizer != "sdk":
+                raise InputError(f"--qat cannot be combined with --quantizer {settings.quantizer}: that quantizer chooses its own "
+                                 "ranges, so learned ranges could not reach the artifact; drop --quantizer")
+            ptq = self.stage(variant, key, settings, QatSettings())
+            plan = ptq.plan("static")
+            m = ptq.model
+            result = train(m.module, plan, m.example_inputs(for_export=True), self.finetune_data, qat, self.finetune, self.task,
+                           self.progress)
+            model = ModelHandle(result.module, m.inputs, m.output_names, m.preprocessing, dict(m.source))
+            trained = _Variant(model, variant.pruning)
+            float_onnx = self.float_ir(trained, IRFormat.ONNX, "quantization")
+            stage = QuantizationStage(model, float_onnx.path, settings.model_copy(update={"equalize": False, "scale_migration": False}),
+                                      self.calib, self.calib_samples, progress=self.progress, warn=self.warn, threads=self.threads,
+                                      analysis=self.eval_data, task=self.task, qat=result)
+            for flavour in self._pt2e_wanted.get(key, ()):
+                stage.want_pt2e(flavour)
+            variant.stages[skey] = stage
+        return variant.stages[skey]
+
+    def ir(self, variant: _Variant, key: str, spec: TargetSpec, settings: QuantizationSettings | None = None,
+           qat: QatSettings | None = None, float_layers: tuple[str, ...] = ()) -> IR:
         if not spec.precision.quantized:
             return self.float_ir(variant, spec.ir, f"the {spec.name} artifact")
         settings = settings or self.quantization
+        if (qat or self.qat).enabled and spec.precision.quant_mode != "static":
+            raise InputError(f"--qat trains the ranges of static INT8 plans, and {spec.name} quantizes activations at run time (dynamic "
+                             "INT8): use a static INT8 target (ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8), or drop --qat")
         tuning = self.tuning(variant) if settings.quantizer == "inc" and self.gate.active else None
-        return self.stage(variant, key, settings).realise(spec, tuning=tuning)
+        stage = self.stage(variant, key, settings, qat)
+        plan = stage.excluding(stage.plan_for(spec), float_layers, FLOAT_REASON) if float_layers else None
+        return stage.realise(spec, plan, tuning=tuning)
 
     def tuning(self, variant: _Variant):
         """The gate as Intel Neural Compressor's autotune objective: one metric on (up to TUNING_SAMPLES of) the eval data,
@@ -297,19 +340,23 @@ class EvaluationSession:
         key = self._variant_key(candidate.pruning, spec)
         variant = self.variant(candidate.pruning, spec)
         ctx = CompileContext(threads=self.threads, progress=self.progress, warnings=[], build=self.build_settings)
+        qat = candidate.qat or self.qat
         with self.progress.stage(f"built {spec.name} artifact"):
-            ir = self.ir(variant, key, spec, candidate.quantization)
-            artifact = backend.compile(variant.model, ir, spec, self._workdir(candidate.label), ctx)
+            ir = self.ir(variant, key, spec, candidate.quantization, qat, candidate.float_layers)
+            stage = self.stage(variant, key, candidate.quantization, qat) if ir.plan is not None else None
+            model = stage.model if stage is not None and stage.qat is not None else variant.model
+            artifact = backend.compile(model, ir, spec, self._workdir(candidate.label), ctx)
         result = CandidateResult(candidate, spec, "ok", artifact=artifact, pruning=variant.pruning, plan=ir.plan,
-                                 build={**ir.export, **artifact.details}, build_seconds=time.perf_counter() - t0)
+                                 build={**ir.export, **artifact.details}, build_seconds=time.perf_counter() - t0,
+                                 qat=stage.qat if stage is not None else None)
         if ir.plan is not None:
             result.quantization = self._quantization_section(backend, artifact, ir, spec, ctx, variant, key,
-                                                             candidate.quantization or self.quantization)
+                                                             candidate.quantization or self.quantization, qat)
         result.warnings = list(dict.fromkeys(self.warnings[seen:] + ctx.warnings))
         return result
 
     def _quantization_section(self, backend, artifact: Artifact, ir: IR, spec: TargetSpec, ctx: CompileContext, variant, key,
-                              settings: QuantizationSettings) -> dict:
+                              settings: QuantizationSettings, qat: QatSettings) -> dict:
         plan = ir.plan
         kernels = backend.kernel_report(artifact, ir, spec, ctx) or {}
         running_float = set(kernels.get("planned_int8_layers_running_float") or [])
@@ -332,7 +379,7 @@ class EvaluationSession:
             if ir.export.get(key):
                 section[key] = ir.export[key]
         if settings.sensitivity and plan.int8_layers:
-            section["sensitivity"] = self.sensitivity(variant, key, spec, ir.plan, settings)
+            section["sensitivity"] = self.sensitivity(variant, key, spec, ir.plan, settings, qat)
             if section["sensitivity"] is None:
                 section.pop("sensitivity")
         return section
@@ -340,11 +387,11 @@ class EvaluationSession:
     # --- sensitivity -------------------------------------------------------------------------------
 
     def sensitivity(self, variant: _Variant, key: str, spec: TargetSpec, plan: QuantPlan,
-                    settings: QuantizationSettings | None = None) -> dict[str, Any] | None:
+                    settings: QuantizationSettings | None = None, qat: QatSettings | None = None) -> dict[str, Any] | None:
         """Per-layer sensitivity of ``plan``: each layer alone realised and run on ``spec``'s own runtime (``--sensitivity-on
         runtime``), or in the plan's QDQ simulation (the fast default of compress and bench)."""
         settings = settings or self.quantization
-        stage = self.stage(variant, key, settings)
+        stage = self.stage(variant, key, settings, qat)
         if settings.sensitivity_on == "simulation":
             if plan.quantizer != "sdk":
                 self.warn(f"no per-layer sensitivity in simulation for the {plan.quantizer} quantizer (its ranges are its own): "
@@ -361,7 +408,7 @@ class EvaluationSession:
         def measure(p: QuantPlan) -> np.ndarray:
             ir = stage.realise(spec, p, quiet=True)
             with tempfile.TemporaryDirectory(prefix="compressor-sens-", dir=self._tmp.name) as tmp:
-                artifact = backend.compile(variant.model, ir, spec, Path(tmp), quiet)
+                artifact = backend.compile(stage.model, ir, spec, Path(tmp), quiet)
                 runner = backend.load(artifact.path, spec, threads=self.threads)
                 out = np.concatenate([np.asarray(runner.run(f)[0]) for f in feeds])
                 del runner
@@ -393,6 +440,22 @@ class EvaluationSession:
         del runner
         result.fidelity = compare(ref, outputs, self.eval_data.labels, self.eval_data.synthetic, self.task)
         result.outputs = outputs
+        if result.qat is not None and result.quantization is not None:
+            result.quantization["qat"] = self._qat_section(result)
+
+    def _qat_section(self, result: CandidateResult) -> dict[str, Any]:
+        """What QAT did, and how far the exported artifact agrees with the fake-quantized model it was trained as."""
+        model = self.model
+        runner = TorchModuleRunner(result.qat.fake_quant, model.input_names, model.output_names, threads=self.threads)
+        with self.progress.bar(f"ran the fake-quantized QAT model on {len(self.eval_data)} samples", total=len(self.eval_data)) as advance:
+            fake = run_all(runner, self.eval_data, model.inputs, self.eval_batch, advance)
+        vs_artifact = compare(fake, result.outputs, None, self.eval_data.synthetic, self.task)
+        vs_reference = compare(self.reference_outputs(), fake, self.eval_data.labels, self.eval_data.synthetic, self.task)
+        return {**result.qat.report,
+                "fake_quant_vs_fp32": {k: v for k, v in vs_reference.to_dict().items() if v is not None},
+                "artifact_vs_fake_quant": {"cosine_mean": vs_artifact.cosine_mean, "cosine_min": vs_artifact.cosine_min,
+                                           "top1_agreement": vs_artifact.top1_agreement,
+                                           "max_abs_difference": float(max(np.abs(a - b).max() for a, b in zip(fake, result.outputs)))}}
 
     def benchmark_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
         return benchmark_feeds(self.eval_data, self.model.inputs, batch_size)

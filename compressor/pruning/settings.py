@@ -1,4 +1,4 @@
-"""Pruning and recovery fine-tuning settings: the recipe sections ``pruning`` and ``finetune``, their CLI
+"""Pruning settings: the recipe section ``pruning``, its CLI
 flags and API keywords (see compressor/core/options.py), and what the algorithms receive as they are."""
 
 from __future__ import annotations
@@ -67,21 +67,3 @@ class PruningSettings(Settings):
         if self.ratio is not None and self.macs is not None:
             raise InputError("give either --prune-ratio or --prune-macs, not both")
         return self
-
-
-class FinetuneSettings(Settings):
-    data: Optional[str] = option(None, "Fine-tune after pruning on this data (same forms as --eval).", flag="--finetune", panel=PRUNE)
-    labels: Optional[str] = option(None, "Labels for --finetune.", flag="--finetune-labels", panel=PRUNE)
-    samples: Optional[int] = option(None, "Use at most N fine-tuning samples.", flag="--finetune-samples", panel=PRUNE, ge=1)
-    epochs: int = option(1, "Fine-tuning epochs (default 1; early stop on a held-out tenth).", flag="--finetune-epochs", panel=PRUNE, ge=1)
-    lr: float = option(1e-3, "Peak learning rate (one-cycle, AdamW; default 1e-3).", flag="--finetune-lr", panel=PRUNE, gt=0)
-    batch_size: int = option(64, "Fine-tuning batch size (default 64).", flag="--finetune-batch-size", panel=PRUNE, ge=1)
-    distill: bool = option(False, "Distil from the unpruned model as well as the labels.", flag="--distill", panel=PRUNE)
-    temperature: float = option(2.0, "Distillation temperature.", gt=0)
-    alpha: float = option(0.5, "Weight of the label loss when distilling.", ge=0, le=1)
-    patience: int = option(2, "Stop after this many epochs without improvement.", ge=1)
-    val_fraction: float = option(0.1, "Fraction held out to choose the best epoch.", gt=0, lt=1)
-    amp: Literal["auto", "bf16", "off"] = option("auto", "bf16 autocast: auto (where the CPU has native bf16) | bf16 | off.",
-                                                 flag="--finetune-amp", panel=PRUNE)
-    loss: Optional[str] = option(None, "package.module:callable(student_out, teacher_out, labels) -> loss.", flag="--finetune-loss", panel=PRUNE)
-    seed: int = option(0, "Seed of the data order and the held-out split.")

@@ -12,7 +12,8 @@ from compressor.core.model import ModelHandle
 from compressor.core.progress import Progress
 from compressor.core.refs import resolve
 from compressor.data.sources import DataSource
-from compressor.pruning.settings import FinetuneSettings, PruningSettings
+from compressor.pruning.settings import PruningSettings
+from compressor.training.settings import FinetuneSettings
 
 
 def prune_model(handle: ModelHandle, settings: PruningSettings, finetune_settings: FinetuneSettings, train: DataSource | None,
@@ -21,8 +22,8 @@ def prune_model(handle: ModelHandle, settings: PruningSettings, finetune_setting
     """Prune a copy of ``handle`` (channels rounded to ``round_to``), fine-tune it on ``train`` if given, save it if asked."""
     import torch
 
-    from compressor.pruning.finetune import finetune
     from compressor.pruning.prune import prune
+    from compressor.training.finetune import finetune
 
     if settings.save and handle.kind != "state_dict":
         raise InputError("--save-pruned writes a state_dict + architecture record, so the source must be a state_dict with --arch "

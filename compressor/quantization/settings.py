@@ -3,7 +3,7 @@ quantization stage receives as it is (see compressor/core/options.py)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from compressor.core.options import QUANT, Settings, option
 from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
@@ -37,3 +37,15 @@ class QuantizationSettings(Settings):
         "compress and bench) | runtime (each layer realised and run on the target's own runtime; the default of analyze).",
         flag="--sensitivity-on", panel=QUANT)
     sensitivity_samples: int = option(16, "Samples the per-layer sensitivity is measured on.", ge=1)
+    auto_precision: bool = option(False, "Mixed precision under the accuracy gate: start from all-INT8 and return the layers most "
+                                         "sensitive on the target's runtime to float until the gate passes; keeps the fastest measured "
+                                         "plan that passes (needs --max-accuracy-drop, --min-agreement or --min-cosine).",
+                                  flag="--auto-precision", panel=QUANT)
+    auto_precision_steps: int = option(12, "The most plans --auto-precision builds, validates and benchmarks.", ge=1)
+
+    #: fields that change how results are analysed or chosen, not the plan: stages are shared across them
+    NOT_PLAN: ClassVar[frozenset] = frozenset({"sensitivity", "sensitivity_on", "sensitivity_samples", "auto_precision", "auto_precision_steps"})
+
+    def plan_key(self) -> str:
+        """What identifies the plans these settings make (one quantization stage per key)."""
+        return self.model_dump_json(exclude=set(self.NOT_PLAN))

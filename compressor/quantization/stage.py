@@ -63,7 +63,7 @@ def _first_samples(feeds: list[dict], n: int) -> list[dict]:
 class QuantizationStage:
     def __init__(self, model: ModelHandle, float_onnx: Path, settings: QuantizationSettings, calib: DataSource | None,
                  calib_samples: int | None = None, progress: Progress | None = None, warn: Callable[[str], None] = lambda m: None,
-                 threads: int | None = None, analysis: DataSource | None = None, task: str = "auto"):
+                 threads: int | None = None, analysis: DataSource | None = None, task: str = "auto", qat=None):
         # the model as given (dynamic INT8 and NNCF start from it), and the one static plans start from: the same,
         # or its equalized / scale-migrated copy (see _transform)
         self.original, self.original_onnx = model, Path(float_onnx)
@@ -77,6 +77,7 @@ class QuantizationStage:
         self.threads = threads
         self.analysis = analysis  # held-out data for sensitivity (the eval data in a run), else the calibration data
         self.task = task
+        self.qat = qat  # a QatResult: the model is its trained model, and static plans take its learned ranges
         self._float = None
         self._original_float = None
         self._plans: dict[str, QuantPlan] = {}
@@ -224,7 +225,8 @@ class QuantizationStage:
         if mode == "static":
             self._transform()
         if mode not in self._plans:
-            self._plans[mode] = self._static_plan() if mode == "static" else self._dynamic_plan()
+            plan = self._static_plan() if mode == "static" else self._dynamic_plan()
+            self._plans[mode] = self.qat.apply(plan) if self.qat is not None and mode == "static" else plan
         return self._plans[mode]
 
     def _dynamic_plan(self) -> QuantPlan:
@@ -323,6 +325,33 @@ class QuantizationStage:
             structure, warnings = static_structure(self.original_float, self.original.module, self.settings, warn=self.warn)
             self._plans["inc"] = inc_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
         return self._plans["inc"]
+
+    def excluding(self, plan: QuantPlan, names: list[str] | tuple[str, ...], reason: str) -> QuantPlan:
+        """``plan`` with the layers ``names`` returned to float (and, as an exclusion would, the tensors only they needed no longer
+        quantized); the other ranges, weights and corrections stay as planned (no recalibration)."""
+        import copy
+
+        from compressor.quantization.ptq import _layers, static_structure
+
+        if plan.mode != "static" or plan.quantizer != "sdk":
+            raise InputError("returning layers to float applies to the SDK's static INT8 plans")
+        graph = self.float_for(plan)
+        settings = self.settings.model_copy(update={"exclude": [*self.settings.exclude, *names]})
+        structure, warnings = static_structure(graph, self.model.module, settings)
+        missing = [t for t in structure.quantized if t not in plan.activations]
+        if missing:
+            raise InputError(f"returning {len(names)} layer(s) to float would quantize tensor(s) the plan has no range for: {missing[:3]}")
+        out = copy.deepcopy(plan)
+        before = {l.name: l for l in plan.layers}
+        out.layers = _layers(graph, structure, True)
+        for layer in out.layers:
+            if layer.name in names:
+                layer.reason = reason
+            elif layer.name in before and layer.precision == "int8":
+                layer.bias_correction = before[layer.name].bias_correction
+        out.activations = {t: plan.activations[t] for t in structure.quantized}
+        out.other_quantized_ops, out.folded, out.exclusions = structure.joining_ops, structure.folded, list(settings.exclude)
+        return out
 
     def plan_for(self, target: TargetSpec) -> QuantPlan:
         if self.settings.quantizer == "nncf" and "nncf" in target.quantizers:

@@ -91,6 +91,37 @@ def _clip_min_is_zero(node, inits) -> bool:
     return _attr(node, "min", None) == 0.0
 
 
+class WeightOwners:
+    """Which module holds a weight, by value: exporters may fold a Linear's transposed weight into a new constant
+    (``val_20``) and drop the node's module metadata; the values still name the module."""
+
+    def __init__(self, module):
+        self.module, self._by_shape = module, None
+
+    def _index(self) -> dict[tuple, list[tuple[str, Any]]]:
+        if self._by_shape is None:
+            self._by_shape = {}
+            if hasattr(self.module, "named_modules"):
+                for name, m in self.module.named_modules():
+                    w = getattr(m, "weight", None)
+                    if name and w is not None and hasattr(w, "detach") and w.dim() >= 2:
+                        a = w.detach().float().numpy()
+                        self._by_shape.setdefault(a.shape, []).append((name, a))
+                        if a.ndim == 2:
+                            self._by_shape.setdefault(a.T.shape, []).append((name, a.T))
+        return self._by_shape
+
+    def find(self, init) -> str | None:
+        import numpy as np
+        from onnx import numpy_helper
+
+        found = self._index().get(tuple(init.dims), [])
+        if not found:
+            return None
+        arr = numpy_helper.to_array(init).astype(np.float32)
+        return next((name for name, a in found if np.array_equal(a, arr)), None)
+
+
 def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "static") -> Structure:
     """Decide, node by node in graph order, what is INT8 and which tensors get Q/DQ."""
     graph = model.graph
@@ -104,12 +135,16 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
     types = module_types(module) if module is not None else {}
     origin = read_node_modules(model)
     excl = Exclusions(exclude)
+    owners = WeightOwners(module)
 
     def name_and_type(node, weight: str) -> tuple[str, str | None]:
         # a weight named after its module (conv1.weight) is the surest link; exporter metadata names the
-        # module an op came from (after Conv+BN folding that can be the BatchNorm, hence second)
+        # module an op came from (after Conv+BN folding that can be the BatchNorm, hence second); else the module
+        # holding the same values
         if weight.endswith(".weight") or node.name not in origin:
             name = layer_name(node, weight)
+            if name not in types and types:
+                name = owners.find(inits[weight]) or name
             return name, types.get(name) or (origin.get(node.name) or [None, None])[1]
         return origin[node.name][0], origin[node.name][1]
 

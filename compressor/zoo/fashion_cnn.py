@@ -34,3 +34,27 @@ class FashionCNN(nn.Module):
 
 def fashion_cnn(num_classes: int = 10, width: int = 32) -> FashionCNN:
     return FashionCNN(num_classes=num_classes, width=width)
+
+
+class FashionPlain(nn.Module):
+    """The same shape of network without BatchNorm and with plain (unbounded) ReLUs: trained as is, its activation
+    ranges are wide and uneven, so per-tensor INT8 costs it accuracy (the QAT example, see
+    examples/fashion_mnist/make_qat_model.py)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 16, act: str = "relu"):
+        super().__init__()
+        w = width
+        Act = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}[act]
+
+        def conv(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), Act())
+
+        self.features = nn.Sequential(conv(1, w), conv(w, w), nn.MaxPool2d(2), conv(w, 2 * w), nn.MaxPool2d(2), conv(2 * w, 2 * w))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * 7 * 7, 64), Act(), nn.Linear(64, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def fashion_plain(num_classes: int = 10, width: int = 16, act: str = "relu") -> FashionPlain:
+    return FashionPlain(num_classes=num_classes, width=width, act=act)

@@ -19,7 +19,7 @@ from compressor.core.errors import InputError
 from compressor.core.progress import Progress
 from compressor.core.refs import resolve
 from compressor.data.sources import DataSource
-from compressor.pruning.settings import FinetuneSettings
+from compressor.training.settings import FinetuneSettings
 
 
 def _bf16_native() -> bool:
@@ -29,7 +29,10 @@ def _bf16_native() -> bool:
     return bool(isa & {"avx512_bf16", "amx_bf16"})
 
 
-def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, progress=None) -> dict[str, Any]:
+def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, progress=None,
+             extra_params: tuple[list, float] | None = None, what: str = "fine-tuned") -> dict[str, Any]:
+    """Train ``student`` on ``data``; ``extra_params``: (parameters of the student, learning rate) trained as their own group
+    (no weight decay), e.g. QAT's activation ranges."""
     import torch
     import torch.nn.functional as F
 
@@ -47,9 +50,14 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
     n_val = max(1, int(n * settings.val_fraction)) if n >= 20 else 0
     val_idx, train_idx = order[:n_val], order[n_val:]
     amp = settings.amp == "bf16" or (settings.amp == "auto" and _bf16_native())
-    opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=1e-4)
+    extra, extra_lr = extra_params or ([], 0.0)
+    own = {id(p) for p in extra}
+    groups = [{"params": [p for p in student.parameters() if id(p) not in own], "lr": settings.lr, "weight_decay": 1e-4}]
+    if extra:
+        groups.append({"params": list(extra), "lr": extra_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups)
     steps_per_epoch = max(1, -(-len(train_idx) // settings.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=settings.epochs * steps_per_epoch)
     teacher = teacher.eval()
 
     def batch(idx):
@@ -91,7 +99,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
         student.train()
         perm = rng.permutation(train_idx)
         total, count = 0.0, 0
-        with progress.bar(f"fine-tuned epoch {epoch}/{settings.epochs}", total=steps_per_epoch) as advance:
+        with progress.bar(f"{what} epoch {epoch}/{settings.epochs}", total=steps_per_epoch) as advance:
             for i in range(steps_per_epoch):
                 idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
                 if len(idx) == 0:

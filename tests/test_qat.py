@@ -1,0 +1,79 @@
+"""Quantization-aware training: one training run feeds the ONNX Runtime, OpenVINO and ExecuTorch INT8 artifacts, each of
+which computes what the fake-quantized model computes; bad input gets one line and nothing written."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compressor.quantization.plan import LayerQuant, QuantPlan, TensorQuant, WeightQuant
+from compressor.quantization.qat import instrument
+from compressor.quantization.qdq import quantize_weight
+
+from .conftest import FASHION, FASHION_ARCH, cli, fashion_args
+from .test_cli import one_line_error
+
+FIXED = ["--arch", FASHION_ARCH, "--input-shape", "1,1,28,28", "--scale", str(1 / 255), "--mean", "0.2860", "--std", "0.3530"]
+QAT = ["--qat", "--qat-epochs", "1", "--finetune", str(FASHION / "finetune_subset.npz"), "--finetune-samples", "800",
+       "--qat-lr", "1e-4"]
+
+
+def test_one_qat_run_feeds_every_int8_target(tmp_path, fashion_ckpt, fashion_small):
+    out = tmp_path / "bench.json"
+    res = cli("bench", str(fashion_ckpt), *FIXED, "--eval", str(fashion_small), "--calib", str(FASHION / "calib_subset.npz"),
+              "--targets", "ort-cpu-int8,openvino-cpu-int8,executorch-xnnpack-int8", *QAT, "--duration", "0.2", "--iterations", "5",
+              "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("QAT epoch 1/1") == 1, res.stderr  # trained once, realised three times
+    rows = {r["target"]: r for r in json.loads(out.read_text())["rows"]}
+    for target in ("ort-cpu-int8", "openvino-cpu-int8", "executorch-xnnpack-int8"):
+        r = rows[target]
+        assert r["status"] == "ok", r
+        qat = r["quantization"]["qat"]
+        assert qat["layers_simulated"] == 6 and qat["batchnorm_folded"] == 5 and qat["epochs_run"] == 1
+        assert r["quantization"]["calibration"]["qat"]["learned_tensors"] > 0
+        # the exported artifact computes what the model was trained as
+        agree = qat["artifact_vs_fake_quant"]
+        assert agree["top1_agreement"] >= 0.98 and agree["cosine_mean"] >= 0.999, (target, agree)
+        assert qat["fake_quant_vs_fp32"]["top1_agreement"] >= 0.97
+        assert r["fidelity"]["accuracy_drop_pp"] < 1.5
+        kernels = r["int8_layers"]
+        assert kernels and kernels.get("planned_int8_layers_running_float") in (None, []), (target, kernels)
+
+
+def test_fake_quant_matches_the_realised_weights_and_ranges():
+    """The simulation's weight grid is the realiser's, and a folded ReLU is what a [0, hi] output range computes."""
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    w = conv[0].weight.detach().numpy()
+    _, scales = quantize_weight(w, 0)
+    plan = QuantPlan("static", "uint8", "int8", {"method": "mse"},
+                     [LayerQuant("0", "conv", "Conv", "Conv2d", "int8", weight=WeightQuant("per_channel", 0, "int8", True, list(scales)),
+                                 inputs=["x"], output="y")],
+                     activations={"x": TensorQuant("x", "uint8", 4 / 255, 128, (-2.0, 2.0), "mse"),
+                                  "y": TensorQuant("y", "uint8", 3 / 255, 0, (0.0, 3.0), "mse")})
+    model, quantizers, roles, done = instrument(conv, plan, (torch.randn(1, 3, 8, 8),))
+    assert done["layers_simulated"] == 1 and set(roles) == {"x", "y"}
+    with torch.no_grad():
+        fq_w = model[0].weight.numpy()
+        q, s = quantize_weight(w, 0)
+        np.testing.assert_allclose(fq_w, q * s.reshape(-1, 1, 1, 1), rtol=0, atol=1e-6)
+        x = torch.randn(2, 3, 8, 8)
+        out = model[0](x)  # conv with its input and output quantizers: no ReLU applied yet
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 3.0 + 1e-6  # the folded ReLU and the range clip
+    levels = np.unique(np.round(out.numpy() / (3 / 255), 3))
+    assert np.allclose(levels, np.round(levels)), "outputs lie on the uint8 grid"
+
+
+@pytest.mark.parametrize("extra, target, needles", [
+    (["--qat"], "ort-cpu-int8", ("--qat needs training data", "--finetune")),
+    (QAT, "ort-cpu-int8-dynamic", ("--qat", "static INT8")),
+    (QAT, "ort-cpu-fp32", ("--qat", "static INT8")),
+    ([*QAT, "--quantizer", "nncf"], "openvino-cpu-int8", ("--qat cannot be combined with --quantizer nncf",)),
+])
+def test_qat_bad_input(extra, target, needles, tmp_path, fashion_ckpt, fashion_small):
+    out = tmp_path / "b"
+    res = cli(*fashion_args(fashion_ckpt, fashion_small, out, "--target", target, "--calib", str(FASHION / "calib_subset.npz"),
+                            "--no-benchmark", *extra))
+    one_line_error(res, *needles)
+    assert not out.exists()
