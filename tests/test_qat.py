@@ -77,3 +77,41 @@ def test_qat_bad_input(extra, target, needles, tmp_path, fashion_ckpt, fashion_s
                             "--no-benchmark", *extra))
     one_line_error(res, *needles)
     assert not out.exists()
+
+
+AUTO = ["--target", "ort-cpu-int8", "--calib", str(FASHION / "calib_subset.npz"), "--auto-precision", "--duration", "0.3",
+        "--iterations", "10"]
+
+
+def test_auto_precision_returns_sensitive_layers_to_float_until_the_gate_passes(tmp_path, fashion_ckpt, fashion_subset):
+    out = tmp_path / "b"
+    res = cli(*fashion_args(fashion_ckpt, fashion_subset, out, *AUTO, "--min-agreement", "0.999"))
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    ap = m["quantization"]["auto_precision"]
+    steps = ap["steps"]
+    assert steps[0]["label"].startswith("all layers INT8") and steps[0]["float_layers"] == []
+    assert not steps[0]["passed"], "the gate is set above what all-INT8 reaches on this model"
+    chosen = steps[ap["chosen_step"] - 1]
+    assert chosen["passed"] and chosen["chosen"] and m["gate"]["passed"]
+    assert m["metrics"]["fidelity"]["top1_agreement"] >= 0.999
+    # float layers in the order measured on the target's runtime, with why; the plan says so too
+    ranking = [d["layer"] for d in ap["sensitivity_ranking"]]
+    assert chosen["float_layers"] == ranking[:len(chosen["float_layers"])]
+    assert set(ap["float_layers"]) == set(chosen["float_layers"]) and all("rank" in why for why in ap["float_layers"].values())
+    assert set(chosen["float_layers"]) <= set(m["quantization"]["float_layers"])
+    assert all(s["p50_ms"] > 0 for s in steps) and ap["fp32_target"] == "ort-cpu-fp32" and ap["fp32_p50_ms"] > 0
+    assert (out / "auto_precision.png").stat().st_size > 10_000
+    assert "### Auto precision" in (out / "REPORT.md").read_text()
+
+
+def test_auto_precision_bad_input(tmp_path, fashion_ckpt, fashion_small):
+    out = tmp_path / "b"
+    one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO)), "--auto-precision needs an accuracy gate")
+    assert not out.exists()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("quantization:\n  auto_precision_steps: 2\n")
+    line = one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "1.0", "--recipe", str(recipe))),
+                          "no plan of ort-cpu-int8 met the gate", "at best")
+    assert "2 plans measured" in line and "--force" in line
+    assert not out.exists()

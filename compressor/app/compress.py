@@ -75,7 +75,11 @@ def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> Ev
     pre = config.preprocessing
     m = config.model
     with ui.stage(f"loaded {Path(m.checkpoint).name}"):
-        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names)
+        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names,
+                            m.checkpoint_key)
+    if handle.source.get("checkpoint_key") and not m.checkpoint_key:
+        ui.note(f"the weights are the state_dict under '{handle.source['checkpoint_key']}' of {Path(m.checkpoint).name} "
+                "(--checkpoint-key to choose another)")
     with ui.stage("read eval data"):
         eval_data = (load_data(d.eval, handle.inputs, pre, d.eval_labels, d.eval_samples, what="eval data") if d.eval
                      else synthetic_data(handle.inputs, d.synthetic_samples))

@@ -146,10 +146,43 @@ def quantization_section(q: dict, top: int = 10) -> list[str]:
         lines.append(f"- Autotune (Intel Neural Compressor, {t['space']}): {t['metric']} {t['trials'][t['chosen_trial'] - 1]:.4f} in trial "
                      f"{t['chosen_trial']} of {len(t['trials'])} against {t['baseline']:.4f} in FP32 (needed ≥ {t['threshold']:.4f}: "
                      f"{'met' if t['met'] else 'not met, the best trial kept'}); trials: {', '.join(f'{v:.4f}' for v in t['trials'])}")
+    lines += qat_lines(q.get("qat"))
+    lines += auto_precision_lines(q.get("auto_precision"))
     s = q.get("sensitivity")
     if s:
         lines += ["", sensitivity_markdown(s, top)]
     return lines + [""]
+
+
+def qat_lines(t: dict | None) -> list[str]:
+    if not t:
+        return []
+    h = t["history"]
+    a = t.get("artifact_vs_fake_quant") or {}
+    return [f"- QAT: {t['epochs_run']} epoch(s) on {t['samples']} samples ({t['loss']}; bf16 autocast: {'yes' if t['bf16_autocast'] else 'no'}), "
+            f"{t['layers_simulated']} layers and {t['activation_tensors']} activation ranges trained; held-out {t['validation_metric']} "
+            f"{h[0]['val_metric']:.4f} with the PTQ plan → best {t['best_val_metric']:.4f}",
+            f"- The exported artifact against the fake-quantized model it was trained as: cosine {_f(a.get('cosine_mean'), '.6f')}, "
+            f"top-1 agreement {_f(a.get('top1_agreement'), '.4f')}, max abs difference {_f(a.get('max_abs_difference'), '.3g')}"]
+
+
+def auto_precision_lines(ap: dict | None) -> list[str]:
+    if not ap:
+        return []
+    metric = ap["metric"]
+    out = ["", "### Auto precision", "",
+           f"Gate: {', '.join(f'{k} {v}' for k, v in ap['gate'].items() if v is not None and k.startswith(('max_acc', 'min_')))}. "
+           f"{ap['method']}. Chosen: step {ap['chosen_step']}"
+           + (f", {ap['speedup_vs_fp32']:.2f}× the latency of {ap['fp32_target']} ({ap['fp32_p50_ms']:.3g} ms)" if ap.get("speedup_vs_fp32") else "")
+           + ".", "", f"![{metric} against latency per step](auto_precision.png)", "",
+           f"| step | phase | plan | layers float | INT8 layers | {metric.replace('_', ' ')} | p50 ms | gate |", "|---|---|---|---|---|---|---|---|"]
+    for st in ap["steps"]:
+        mark = " **(chosen)**" if st.get("chosen") else ""
+        out.append(f"| {st['step']}{mark} | {st['phase']} | {st['label']} | {len(st['float_layers'])} | {st['int8_layers']} | "
+                   f"{_f(st[metric], '.4f')} | {_f(st['p50_ms'], '.3f')} | {'pass' if st['passed'] else '; '.join(st['failures'])} |")
+    if ap.get("float_layers"):
+        out += ["", "Float in the chosen plan: " + "; ".join(f"`{n}` ({why})" for n, why in ap["float_layers"].items())]
+    return out
 
 
 def transforms_lines(tr: dict) -> list[str]:

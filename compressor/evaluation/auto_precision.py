@@ -70,8 +70,8 @@ class AutoPrecision:
 
     def _step(self, label: str, candidate: Candidate, phase: str) -> tuple[CandidateResult, list[str]]:
         s = self.session
-        s.progress.note(f"auto precision, step {len(self.steps) + 1}: {label}")
-        r = s.evaluate(candidate, raise_errors=True)
+        with s.progress.stage(f"auto precision, step {len(self.steps) + 1} measured: {label}"):
+            r = s.evaluate(candidate, raise_errors=True)
         failures = s.gate.failures(r.fidelity) if r.fidelity is not None else [r.reason]
         f = r.fidelity
         self.steps.append({"step": len(self.steps) + 1, "phase": phase, "label": label, "float_layers": list(candidate.float_layers),
@@ -92,8 +92,8 @@ class AutoPrecision:
         fp32 = float_sibling(spec)
         fp32_p50 = None
         if fp32 is not None:
-            s.progress.note(f"auto precision: the speed to beat, {fp32.name}")
-            base = s.evaluate(Candidate(fp32.name, c.pruning), raise_errors=True)
+            with s.progress.stage(f"auto precision: the speed to beat, {fp32.name}, measured"):
+                base = s.evaluate(Candidate(fp32.name, c.pruning), raise_errors=True)
             fp32_p50 = self._p50(base)
         first, failures = self._step("all layers INT8 (PTQ)", ptq, "ptq")
         ranking: list[dict] = []

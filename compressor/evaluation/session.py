@@ -277,6 +277,7 @@ class EvaluationSession:
             stage = QuantizationStage(model, float_onnx.path, settings.model_copy(update={"equalize": False, "scale_migration": False}),
                                       self.calib, self.calib_samples, progress=self.progress, warn=self.warn, threads=self.threads,
                                       analysis=self.eval_data, task=self.task, qat=result)
+            stage.transforms = dict(ptq.transforms)  # what was done to the model QAT started from
             for flavour in self._pt2e_wanted.get(key, ()):
                 stage.want_pt2e(flavour)
             variant.stages[skey] = stage

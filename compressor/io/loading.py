@@ -45,6 +45,34 @@ def detect_format(path: Path) -> str:
     return "torch_pickle"
 
 
+def _is_state_dict(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _nested_state_dict(obj: Any, path: Path, key: str | None) -> tuple[dict | None, str | None]:
+    """The state_dict under ``key`` (dotted), or the only value of ``obj`` that is one (a training checkpoint such as
+    ``{"step", "model_state", "optimizer_state"}``); (None, None) when there is none."""
+    if key is not None:
+        cur = obj
+        for part in key.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                have = ", ".join(map(str, list(cur)[:8])) if isinstance(cur, dict) else type(cur).__name__
+                raise CheckpointError(f"--checkpoint-key {key}: '{path.name}' has no '{part}' there (it has: {have})")
+            cur = cur[part]
+        state = _unwrap_state_dict(cur)
+        if state is None:
+            raise CheckpointError(f"--checkpoint-key {key}: '{path.name}'[{key}] is a {type(cur).__name__}, not a state_dict of tensors")
+        return state, key
+    if not isinstance(obj, dict):
+        return None, None
+    found = [k for k, v in obj.items() if _is_state_dict(v)]
+    if len(found) > 1:
+        raise CheckpointError(f"'{path.name}' holds several state_dicts ({', '.join(map(str, found))}): choose one with --checkpoint-key KEY")
+    return (_unwrap_state_dict(obj[found[0]]), str(found[0])) if found else (None, None)
+
+
 def _unwrap_state_dict(obj: Any) -> dict | None:
     import torch
 
@@ -65,25 +93,26 @@ def _corrupt(path: Path, e: Exception) -> CheckpointError:
     return CheckpointError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({first}); re-save or re-download it")
 
 
-def _load_module_or_state(path: Path, fmt: str, trust: bool) -> tuple[str, Any]:
-    """Return (kind, object): kind is state_dict | module | torchscript | exported_program."""
+def _load_module_or_state(path: Path, fmt: str, trust: bool, key: str | None = None) -> tuple[str, Any, str | None]:
+    """Return (kind, object, the checkpoint key the state_dict was found under): kind is state_dict | module | torchscript |
+    exported_program."""
     import torch
 
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
         try:
-            return "state_dict", load_file(str(path))
+            return "state_dict", load_file(str(path)), None
         except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
             raise _corrupt(path, e)
     if fmt == "torchscript":
         try:
-            return "torchscript", torch.jit.load(str(path), map_location="cpu")
+            return "torchscript", torch.jit.load(str(path), map_location="cpu"), None
         except Exception as e:  # noqa: BLE001
             raise _corrupt(path, e)
     if fmt == "exported_program":
         try:
-            return "exported_program", torch.export.load(str(path))
+            return "exported_program", torch.export.load(str(path)), None
         except Exception as e:  # noqa: BLE001
             raise _corrupt(path, e)
     try:
@@ -104,19 +133,24 @@ def _load_module_or_state(path: Path, fmt: str, trust: bool) -> tuple[str, Any]:
             raise _corrupt(path, e2)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise _corrupt(path, e)
-    if isinstance(obj, torch.nn.Module):
-        return "module", obj
-    if isinstance(obj, dict):
+    if isinstance(obj, torch.nn.Module) and key is None:
+        return "module", obj, None
+    if isinstance(obj, dict) and key is None:
         module = next((obj[k] for k in ("model", "module", "net") if isinstance(obj.get(k), torch.nn.Module)), None)
         if module is not None:
-            return "module", module
-    state = _unwrap_state_dict(obj)
+            return "module", module, None
+    used = key
+    state = _unwrap_state_dict(obj) if key is None else None
+    if state is None:
+        state, used = _nested_state_dict(obj, path, key)
     if state is None:
         raise CheckpointError(
             f"'{path.name}' holds a {type(obj).__name__} that is neither a state_dict nor an nn.Module: "
-            "save model.state_dict() (with --arch) or the whole module"
+            "save model.state_dict() (with --arch) or the whole module" + (f" (its keys: {', '.join(map(str, list(obj)[:8]))}; "
+                                                                           "--checkpoint-key KEY picks a nested state_dict)"
+                                                                           if isinstance(obj, dict) else "")
         )
-    return "state_dict", state
+    return "state_dict", state, used
 
 
 def load_model(
@@ -127,6 +161,7 @@ def load_model(
     trust_checkpoint: bool = False,
     preprocessing: Preprocessing | None = None,
     output_names: Sequence[str] | None = None,
+    checkpoint_key: str | None = None,
 ) -> ModelHandle:
     path = Path(checkpoint)
     if not path.exists():
@@ -137,7 +172,7 @@ def load_model(
         raise CheckpointError(f"checkpoint '{path}' is empty: re-save or re-download it")
     kwargs = parse_kwargs(arch_kwargs)
     fmt = detect_format(path)
-    kind, obj = _load_module_or_state(path, fmt, trust_checkpoint)
+    kind, obj, key_used = _load_module_or_state(path, fmt, trust_checkpoint, checkpoint_key)
     exported = None
     pruned = read_record(path) if fmt == "safetensors" else None
     if kind == "state_dict":
@@ -180,6 +215,7 @@ def load_model(
             "arch": arch,
             "arch_kwargs": kwargs,
             **({"pruned": pruned["pruning"]} if pruned else {}),
+            **({"checkpoint_key": key_used} if key_used else {}),
         },
         exported_program=exported,
     )

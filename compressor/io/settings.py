@@ -14,6 +14,9 @@ class ModelSettings(Settings):
                                  panel=MODEL)
     arch_kwargs: dict[str, Any] = option(help="JSON keyword arguments for --arch, e.g. '{\"num_classes\": 10}'.", flag="--arch-kwargs",
                                          parse="json", panel=MODEL, default_factory=dict)
+    checkpoint_key: Optional[str] = option(None, "Where the state_dict is in a training checkpoint, e.g. model_state (dotted for "
+                                                 "nested keys); by default the only nested state_dict is found and named.",
+                                           flag="--checkpoint-key", panel=MODEL)
     trust_checkpoint: bool = option(False, "Allow unpickling a whole pickled module (runs code from the file).", flag="--trust-checkpoint",
                                     panel=MODEL)
     output_names: Optional[list[str]] = option(None, "Output names, one per model output; repeatable.", flag="--output-name",

@@ -121,6 +121,44 @@ def dynamic_plan(model, module, settings: QuantizationSettings, warn: Callable[[
     )
 
 
+#: a raw model input that per-tensor dynamic INT8 would round mostly to zero keeps its first layer float
+UNDERFLOW_LIMIT = 0.5
+PASS_THROUGH = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def underflow(x: np.ndarray) -> float:
+    """The fraction of the non-zero values of each sample that dynamic per-tensor uint8 quantization (range of that sample,
+    as DynamicQuantizeLinear computes it at batch 1) rounds to zero, averaged over samples."""
+    fracs = []
+    for s in np.asarray(x, dtype=np.float32).reshape(len(x), -1):
+        scale = (max(float(s.max()), 0.0) - min(float(s.min()), 0.0)) / 255.0
+        nz = s[s != 0]
+        fracs.append(float((np.abs(nz) < scale / 2).mean()) if nz.size and scale > 0 else 0.0)
+    return float(np.mean(fracs)) if fracs else 0.0
+
+
+def keep_heavy_tailed_inputs_float(model, plan: QuantPlan, feeds: list[dict[str, np.ndarray]]) -> None:
+    """Layers of a dynamic plan fed directly by a model input that dynamic INT8 would mostly round to zero (e.g. a mel power
+    spectrogram, whose few loud bins set the scale) stay float, with the measured fraction as the reason."""
+    graph_inputs = {i.name for i in model.graph.input}
+    producers = {o: n for n in model.graph.node for o in n.output}
+
+    def source(t: str) -> str:  # the model input a tensor is a rearrangement of (same values), else the tensor
+        while t not in graph_inputs and t in producers and producers[t].op_type in PASS_THROUGH:
+            t = producers[t].input[0]
+        return t
+
+    for l in plan.layers:
+        src = source(l.inputs[0]) if l.inputs else None
+        if l.precision != "int8" or l.op_type == "Gather" or src not in graph_inputs:
+            continue
+        frac = underflow(np.concatenate([f[src] for f in feeds if src in f]))
+        if frac > UNDERFLOW_LIMIT:
+            l.precision, l.weight = "float", None
+            l.reason = (f"its input is the model input '{src}', and per-tensor dynamic INT8 rounds {frac:.0%} of its non-zero "
+                        f"values to zero (heavy-tailed, measured on {sum(len(next(iter(f.values()))) for f in feeds)} samples)")
+
+
 def check_calibration(n: int) -> None:
     if n < MIN_CALIB_SAMPLES:
         raise DataError(f"{n} calibration sample(s) given; static INT8 needs at least {MIN_CALIB_SAMPLES} "

@@ -176,7 +176,11 @@ def instrument(module, plan: QuantPlan, example: tuple):
             else:
                 m.register_forward_pre_hook(lambda mod, args, q=qin: (q(args[0]), *args[1:]))
         if qout is not None:
-            m.register_forward_hook(lambda mod, args, out, q=qout: q(out))
+            if layer.op_type == "MatMul" and getattr(m, "bias", None) is not None:
+                # the exporter wrote MatMul then Add(bias): the plan quantizes the product before the bias
+                m.register_forward_hook(lambda mod, args, out, q=qout: q(out - mod.bias) + mod.bias)
+            else:
+                m.register_forward_hook(lambda mod, args, out, q=qout: q(out))
         m.add_module("qat_act_quantizers", _holder(qin, qout))
         done["layers_simulated"] += 1
     done["activation_tensors"] = len(quantizers)

@@ -176,8 +176,9 @@ def realize_dynamic(model, plan: QuantPlan):
     replaced: dict[str, list] = {}
     for layer in plan.quantized_layers:
         node = node_of[layer.node]
-        if layer.op_type == "Gather":
-            seq, inits_ = _gather_int8(node, numpy_helper.to_array(inits[node.input[0]]), f"{layer.node}_dyn")
+        if layer.op_type in ("Gather", "LSTM"):
+            seq, inits_ = (_gather_int8(node, numpy_helper.to_array(inits[node.input[0]]), f"{layer.node}_dyn") if layer.op_type == "Gather"
+                           else _lstm_int8(node, inits, f"{layer.node}_dyn"))
             new_inits += inits_
             replaced[node.name] = seq
             continue
@@ -219,6 +220,26 @@ def realize_dynamic(model, plan: QuantPlan):
         out_nodes.extend(replaced.get(n.name, [n]))
     _finish(m, out_nodes, new_inits)
     return m
+
+
+def _lstm_int8(node, inits, p: str):
+    """ONNX Runtime's DynamicQuantizeLSTM (com.microsoft): W and R int8 per gate row (symmetric), stored transposed
+    ([directions, input, 4·hidden]), activations quantized at run time; what ORT's own quantizer writes."""
+    from onnx import helper, numpy_helper
+
+    seq_inits = []
+    for which, idx in (("W", 1), ("R", 2)):
+        w = numpy_helper.to_array(inits[node.input[idx]])  # [directions, 4·hidden, input]
+        qs, scales = zip(*(quantize_weight(w[d], 0) for d in range(w.shape[0])))
+        seq_inits += [numpy_helper.from_array(np.ascontiguousarray(np.stack(qs).transpose(0, 2, 1)), f"{p}_{which}_quantized"),
+                      numpy_helper.from_array(np.stack(scales).astype(np.float32), f"{p}_{which}_scale"),
+                      numpy_helper.from_array(np.zeros((w.shape[0], w.shape[1]), dtype=np.int8), f"{p}_{which}_zero_point")]
+    rest = [node.input[i] if len(node.input) > i else "" for i in range(3, 8)]  # B, sequence_lens, initial_h, initial_c, P
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name != "layout"}
+    quant = helper.make_node("DynamicQuantizeLSTM", [node.input[0], f"{p}_W_quantized", f"{p}_R_quantized", *rest, f"{p}_W_scale",
+                                                     f"{p}_W_zero_point", f"{p}_R_scale", f"{p}_R_zero_point"],
+                             list(node.output), name=f"{p}_DynamicQuantizeLSTM", domain="com.microsoft", **attrs)
+    return [quant], seq_inits
 
 
 EMBEDDING_BLOCK = 32  # embedding rows are quantized in blocks of this many values, each with its own scale
@@ -270,3 +291,8 @@ def _finish(m, nodes, new_inits) -> None:
     del g.node[:]
     g.node.extend(ordered)
     del g.value_info[:]  # stale shapes of renamed tensors; ORT re-infers
+    domains = {n.domain for n in ordered if n.domain} - {o.domain for o in m.opset_import}
+    for d in sorted(domains):
+        from onnx import helper
+
+        m.opset_import.append(helper.make_opsetid(d, 1))

@@ -232,7 +232,12 @@ class QuantizationStage:
     def _dynamic_plan(self) -> QuantPlan:
         from compressor.quantization.ptq import dynamic_plan
 
-        return dynamic_plan(self.original_float, self.original.module, self.settings, warn=self.warn)
+        plan = dynamic_plan(self.original_float, self.original.module, self.settings, warn=self.warn)
+        if self.analysis is not None or self.calib is not None:
+            from compressor.quantization.ptq import keep_heavy_tailed_inputs_float
+
+            keep_heavy_tailed_inputs_float(self.original_float, plan, self.sensitivity_feeds())
+        return plan
 
     def _static_plan(self) -> QuantPlan:
         from compressor.quantization.ptq import static_plan, static_structure

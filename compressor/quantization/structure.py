@@ -122,6 +122,13 @@ class WeightOwners:
         return next((name for name, a in found if np.array_equal(a, arr)), None)
 
 
+def _dynamic_lstm(node, inits) -> bool:
+    """An LSTM ONNX Runtime's DynamicQuantizeLSTM runs: constant 3-D W and R, sequence-first layout."""
+    layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
+    return len(node.input) > 2 and node.input[1] in inits and node.input[2] in inits and len(inits[node.input[1]].dims) == 3 \
+        and len(inits[node.input[2]].dims) == 3 and layout == 0
+
+
 def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "static") -> Structure:
     """Decide, node by node in graph order, what is INT8 and which tensors get Q/DQ."""
     graph = model.graph
@@ -198,12 +205,25 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                 layer["output"] = out_after_fold(node)
                 add(layer["output"])
             layers.append(layer)
+        elif op == "LSTM" and mode == "dynamic" and _dynamic_lstm(node, inits):
+            name, mtype = name_and_type(node, node.input[1])
+            if any(l["name"] == name for l in layers):  # one nn.LSTM exports one LSTM node per stacked layer
+                name = f"{name}[{sum(1 for l in layers if l['name'].startswith(name + '['))+ 1}]"
+            hit = excl.match(name, op, mtype)
+            layers.append({
+                "name": name, "node": node.name, "op_type": op, "module_type": mtype, "weight": node.input[1], "bias": None,
+                "precision": "float" if hit else "int8", "reason": f"excluded by '{hit}'" if hit else "",
+                "inputs": [node.input[0]], "output": node.output[0],
+            })
         elif op in UNSUPPORTED_WEIGHTED and any(i in inits for i in node.input[1:]):
             weight = next(i for i in node.input[1:] if i in inits)
             name, mtype = name_and_type(node, weight)
+            why = (f"static INT8 has no {op} kernel here: the dynamic INT8 target (ort-cpu-int8-dynamic) runs LSTMs in INT8"
+                   if op == "LSTM" else f"the INT8 exporter does not quantize {op}: ONNX Runtime has no dynamic INT8 {op} kernel"
+                   if op in ("GRU", "RNN") else f"the INT8 exporter does not quantize {op} yet: it runs in float")
             layers.append({
                 "name": name, "node": node.name, "op_type": op, "module_type": mtype, "weight": weight, "bias": None,
-                "precision": "float", "reason": f"the INT8 exporter does not quantize {op} yet: it runs in float",
+                "precision": "float", "reason": why,
                 "inputs": [node.input[0]], "output": node.output[0],
             })
         elif mode == "dynamic" and op == "Gather" and node.input[0] in inits and len(inits[node.input[0]].dims) == 2 \

@@ -58,3 +58,26 @@ class FashionPlain(nn.Module):
 
 def fashion_plain(num_classes: int = 10, width: int = 16, act: str = "relu") -> FashionPlain:
     return FashionPlain(num_classes=num_classes, width=width, act=act)
+
+
+class FashionSeparable(nn.Module):
+    """Depthwise-separable blocks without BatchNorm (a MobileNet-like network, as trained without normalisation)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, act: str = "silu"):
+        super().__init__()
+        w = width
+        Act = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}[act]
+
+        def sep(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin), Act(), nn.Conv2d(cin, cout, 1), Act())
+
+        self.features = nn.Sequential(nn.Conv2d(1, w, 3, padding=1), Act(), sep(w, w), sep(w, 2 * w, 2), sep(2 * w, 2 * w),
+                                      sep(2 * w, 4 * w, 2), sep(4 * w, 4 * w), nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * w, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def fashion_separable(num_classes: int = 10, width: int = 32, act: str = "silu") -> FashionSeparable:
+    return FashionSeparable(num_classes=num_classes, width=width, act=act)
