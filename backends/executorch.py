@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import Artifact, Backend, Runner
-from compressor.core.environment import package_version
+from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
+from compressor.io.export_torch import cast_module, export_program
 
 README = """# {name}: ExecuTorch program
 
@@ -161,12 +162,20 @@ def delegation_report(edge) -> dict[str, Any]:
             "portable_op_count": sum(portable.values())}
 
 
+#: ISA flags (as cpu_info reports them) of CPUs with native fp16 arithmetic
+FP16_ISA = {"asimdhp", "fphp", "avx512_fp16"}
+
+
 class ExecuTorchBackend(Backend):
     name = "executorch"
     package = "executorch"
     TARGETS = (
         TargetSpec("executorch-xnnpack-fp32", name, Device.EDGE, Precision.FP32, IRFormat.TORCH, "pte",
                    "ExecuTorch .pte for edge devices, XNNPACK delegate, FP32", opens=(".pte",)),
+        TargetSpec("executorch-xnnpack-fp16", name, Device.EDGE, Precision.FP16, IRFormat.TORCH, "pte",
+                   "ExecuTorch .pte, XNNPACK delegate, FP16 weights and activations (IO float32)",
+                   needs="a CPU with fp16 arithmetic (Arm FP16 'asimdhp', or x86 AVX512-FP16): elsewhere XNNPACK emulates it, "
+                         "slower than FP32 (benchmarks/results/fp16.md)"),
         TargetSpec("executorch-xnnpack-int8", name, Device.EDGE, Precision.INT8, IRFormat.TORCH, "pte",
                    "ExecuTorch .pte for edge devices, XNNPACK delegate, INT8 (PT2E, the SDK's plan)", pt2e_quantizer="xnnpack"),
     )
@@ -183,6 +192,9 @@ class ExecuTorchBackend(Backend):
             missing = package_missing("torchao")
             if missing:
                 return False, f"INT8 uses PT2E from torchao: {missing}"
+        if target.precision == Precision.FP16 and not set(cpu_info()["isa"]) & FP16_ISA:
+            return False, ("this CPU has no fp16 arithmetic (no Arm FP16 or AVX512-FP16): XNNPACK would emulate fp16, measured 1.6x "
+                           "slower than FP32 on AMD Zen 4 (benchmarks/results/fp16.md); use executorch-xnnpack-fp32 or -int8 here")
         return True, ""
 
     def check_model(self, model, target) -> None:
@@ -202,9 +214,12 @@ class ExecuTorchBackend(Backend):
         if ir.program is None:
             raise ExportError(f"{target.name} compiles a torch.export program, and this IR has none")
         workdir = Path(workdir)
+        program = ir.program
+        if target.precision == Precision.FP16:
+            program = export_program(model, cast_module(program.module(), torch.float16), what=f"the {target.name} program")
         try:
             with _quiet():
-                edge = to_edge_transform_and_lower(ir.program, partitioner=[XnnpackPartitioner()])
+                edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
                 report = delegation_report(edge)
                 program = edge.to_executorch()
         except Exception as e:  # noqa: BLE001

@@ -11,7 +11,6 @@ torch version only (checked: the version is stored in the package's metadata and
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import logging
 import os
@@ -119,23 +118,6 @@ def _check_torch(meta: dict[str, str], path: Path) -> None:
                          f"an AOTInductor package runs only with the torch that built it; install torch=={wrote} or rebuild it")
 
 
-def bf16_module(module):
-    """``module`` with weights and activations in bf16, inputs and outputs float32 at the boundary."""
-    import torch
-
-    class Bf16(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            # a copy: the module of an exported program shares its parameters with the program and the user's model
-            self.inner = copy.deepcopy(inner).to(torch.bfloat16)
-
-        def forward(self, *xs):
-            out = self.inner(*[x.to(torch.bfloat16) if x.is_floating_point() else x for x in xs])
-            return torch.utils._pytree.tree_map(lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out)
-
-    return Bf16(module)
-
-
 class InductorRunner(TorchModuleRunner):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "runtime": "torch AOTInductor"}
@@ -197,7 +179,7 @@ class InductorBackend(Backend):
         import torch
         import torch._inductor
 
-        from compressor.io.export_torch import dynamic_shapes, quiet
+        from compressor.io.export_torch import cast_module, dynamic_shapes, quiet
 
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found": not used here
         if ir.program is None:
@@ -209,7 +191,7 @@ class InductorBackend(Backend):
         if target.precision == Precision.BF16:
             with quiet():
                 dims = dynamic_shapes(model)
-                program = torch.export.export(bf16_module(program.module()), model.example_inputs(for_export=True),
+                program = torch.export.export(cast_module(program.module(), torch.bfloat16), model.example_inputs(for_export=True),
                                               dynamic_shapes=None if dims is None else (dims,))  # forward(*xs): one tuple
         workdir = Path(workdir)
         path = workdir / "model.pt2"

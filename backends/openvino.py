@@ -22,7 +22,7 @@ from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 
 RT_KEY = ["compressor", "target_precision"]
-HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
 WEIGHT_OPS = {"Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Deconvolution"}
 
 
@@ -105,6 +105,8 @@ class OpenVinoBackend(Backend):
                    "OpenVINO CPU, f32 inference precision (set explicitly)", opens=(".xml",)),
         TargetSpec("openvino-cpu-bf16", name, Device.CPU, Precision.BF16, IRFormat.ONNX, "openvino-ir",
                    "OpenVINO CPU, bf16 inference precision", needs="a CPU with AVX512-BF16 or AMX"),
+        TargetSpec("openvino-cpu-fp16", name, Device.CPU, Precision.FP16, IRFormat.ONNX, "openvino-ir",
+                   "OpenVINO CPU, f16 inference precision", needs="a CPU OpenVINO runs f16 on natively (AVX512-FP16 / AMX-FP16, or Arm)"),
         TargetSpec("openvino-cpu-int8", name, Device.CPU, Precision.INT8, IRFormat.ONNX, "openvino-ir",
                    "OpenVINO CPU, INT8 (the SDK's plan, or --quantizer nncf)", quantizers=("sdk", "nncf")),
     )
@@ -119,6 +121,9 @@ class OpenVinoBackend(Backend):
         if target.precision == Precision.BF16 and "BF16" not in cpu_capabilities():
             return False, ("this CPU has no bf16 support (OpenVINO reports no BF16 capability: needs AVX512-BF16 or AMX); "
                            "bf16 is not emulated or silently replaced by f32")
+        if target.precision == Precision.FP16 and "FP16" not in cpu_capabilities():
+            return False, ("this CPU has no native f16 arithmetic (OpenVINO reports no FP16 capability: needs AVX512-FP16 / AMX-FP16, "
+                           "or Arm); OpenVINO would run it in f32")
         return True, ""
 
     def compile(self, model, ir, target, workdir, ctx) -> Artifact:
@@ -132,7 +137,7 @@ class OpenVinoBackend(Backend):
                           "inference_precision_hint": HINTS[target.precision], "target_precision": target.precision.value}}
         layers = OpenVinoRunner(xml, target.precision, ctx.threads).describe()["layer_precisions"]
         details["ir"]["compiled_layer_precisions"] = layers
-        want = {Precision.FP32: ":f32", Precision.BF16: ":bf16"}.get(target.precision)
+        want = {Precision.FP32: ":f32", Precision.BF16: ":bf16", Precision.FP16: ":f16"}.get(target.precision)
         if want and any(not k.endswith(want) for k in layers):
             ctx.warn(f"OpenVINO compiled some layers of the {target.precision} IR at another precision: {layers}")
         files = [xml, xml.with_suffix(".bin")]

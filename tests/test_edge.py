@@ -94,3 +94,22 @@ def test_efficientnet_lite0_executorch_int8_fidelity(tmp_path):
                             target="executorch-xnnpack-int8", eval=images, calib=images,
                             calib_labels=ROOT / "examples" / "imagenet20_labels.txt", output=tmp_path / "e", benchmark=False)
     assert r.fidelity["top1_agreement"] >= 0.95
+
+
+def test_executorch_fp16_needs_fp16_arithmetic_and_builds_where_it_has_it(tmp_path, monkeypatch):
+    import backends.executorch as et
+    from compressor.core.registry import get_backend, get_target
+
+    spec = get_target("executorch-xnnpack-fp16")
+    backend = get_backend("executorch")
+    monkeypatch.setattr(et, "cpu_info", lambda: {"isa": ["avx2", "avx512f"]})
+    ok, why = backend.available(spec)
+    assert not ok and "no fp16 arithmetic" in why and "fp16.md" in why
+    # on a CPU with fp16 arithmetic (an Arm device, simulated here): the program computes in fp16, IO stays float32
+    monkeypatch.setattr(et, "cpu_info", lambda: {"isa": ["asimd", "asimdhp"]})
+    r = compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-fp16", output=tmp_path / "b",
+                            benchmark=False, **{k: v for k, v in EDGE_OPTS.items() if k not in ("duration", "iterations")})
+    m = read_manifest(r.bundle)
+    # everything delegated but the float32 <-> float16 casts at the input and the output
+    assert m["precision"] == "fp16" and m["artifact"]["build"]["delegation"]["portable_ops"] == {"dim_order_ops._to_dim_order_copy": 2}
+    assert r.fidelity["cosine_min"] > 0.999 and r.fidelity["top1_agreement"] >= 0.999

@@ -115,3 +115,17 @@ def test_auto_precision_bad_input(tmp_path, fashion_ckpt, fashion_small):
                           "no plan of ort-cpu-int8 met the gate", "at best")
     assert "2 plans measured" in line and "--force" in line
     assert not out.exists()
+
+
+def test_learned_ranges_reach_tensors_tied_to_them():
+    """A reshape or pooling output shares its producer's scale in the plan: a learned range must move both."""
+    from compressor.quantization.qat import QatResult
+
+    plan = QuantPlan("static", "uint8", "int8", {"method": "mse"}, [LayerQuant("fc", "n", "Gemm", "Linear", "int8", inputs=["x"], output="y")],
+                     activations={"x": TensorQuant("x", "uint8", 4 / 255, 128, (-2.0, 2.0), "mse"),
+                                  "y": TensorQuant("y", "uint8", 3 / 255, 0, (0.0, 3.0), "mse"),
+                                  "y_view": TensorQuant("y_view", "uint8", 3 / 255, 0, (0.0, 3.0), "same as y")})
+    out = QatResult(None, None, {"fc|input": (-1.0, 1.0), "fc|output": (0.0, 6.0)}).apply(plan)
+    assert out.activations["x"].range == (-1.0, 1.0) and out.activations["y"].scale == pytest.approx(6 / 255)
+    assert out.activations["y_view"].scale == out.activations["y"].scale and out.activations["y_view"].method == "same as y"
+    assert plan.activations["y"].scale == pytest.approx(3 / 255), "the original plan is not changed"

@@ -11,7 +11,8 @@ from functools import lru_cache
 
 ISA_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "bf16", "i8mm",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "asimd", "asimddp", "asimdhp", "fphp", "sve",
+    "bf16", "i8mm",
 )
 LIBRARIES = (
     "torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxslim", "onnxscript", "openvino", "nncf",

@@ -50,3 +50,23 @@ def export_program(handle: ModelHandle, module=None, strict: bool = False, what:
     except Exception as e:  # noqa: BLE001 - torch.export raises many types
         hint = (" — give fixed sizes or a narrow range (e.g. batch=1:8) in --input-shape") if dims else ""
         raise ExportError(f"torch.export failed for {what}: {first_line(e)}{hint}") from e
+
+
+def cast_module(module, dtype):
+    """``module`` computing in ``dtype`` (torch.bfloat16 / torch.float16), inputs and outputs float32 at the boundary; a deep
+    copy (the module of an exported program shares its parameters with the program and the user's model)."""
+    import copy
+
+    import torch
+
+    class Cast(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = copy.deepcopy(inner).to(dtype)
+
+        def forward(self, *xs):
+            out = self.inner(*[x.to(dtype) if x.is_floating_point() else x for x in xs])
+            return torch.utils._pytree.tree_map(lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, out)
+
+    return Cast(module)
+

@@ -63,6 +63,11 @@ class QatResult:
                 if r is not None and tensor in plan.activations and plan.activations[tensor].method != "qat":
                     plan.activations[tensor] = quant_params(tensor, r[0], r[1], plan.activations[tensor].dtype, "qat")
                     moved += 1
+        for t, q in list(plan.activations.items()):  # tensors tied to a learned one (reshapes, pooling) share its new scale
+            src = q.method[len("same as "):] if q.method.startswith("same as ") else None
+            if src in plan.activations and plan.activations[src].method == "qat":
+                s = plan.activations[src]
+                plan.activations[t] = type(s)(t, s.dtype, s.scale, s.zero_point, s.range, q.method)
         plan.calibration = {**plan.calibration, "qat": {"learned_tensors": moved, "epochs": self.report.get("epochs_run")}}
         plan.transforms = {**plan.transforms, "qat": {k: v for k, v in self.report.items() if k != "history"}}
         return plan

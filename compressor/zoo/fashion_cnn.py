@@ -81,3 +81,33 @@ class FashionSeparable(nn.Module):
 
 def fashion_separable(num_classes: int = 10, width: int = 32, act: str = "silu") -> FashionSeparable:
     return FashionSeparable(num_classes=num_classes, width=width, act=act)
+
+
+class _Residual(nn.Module):
+    def __init__(self, c: int, act):
+        super().__init__()
+        self.conv1, self.act, self.conv2 = nn.Conv2d(c, c, 3, padding=1), act(), nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class FashionResidual(nn.Module):
+    """Residual blocks without BatchNorm and SiLU activations: the residual stream grows unevenly across channels, and
+    neither SiLU nor a residual add lets cross-layer equalization even it out."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, blocks: int = 2, act: str = "silu"):
+        super().__init__()
+        w = width
+        Act = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}[act]
+        self.features = nn.Sequential(nn.Conv2d(1, w, 3, padding=1), *[_Residual(w, Act) for _ in range(blocks)], nn.MaxPool2d(2),
+                                      nn.Conv2d(w, 2 * w, 3, padding=1), *[_Residual(2 * w, Act) for _ in range(blocks)],
+                                      nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(2 * w, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def fashion_residual(num_classes: int = 10, width: int = 32, blocks: int = 2, act: str = "silu") -> FashionResidual:
+    return FashionResidual(num_classes=num_classes, width=width, blocks=blocks, act=act)
