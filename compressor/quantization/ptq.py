@@ -43,13 +43,15 @@ def _check_structure(structure, warn: Callable[[str], None]) -> list[str]:
         msg = f"exclusion '{p}' matches no quantizable layer (see `compressor analyze` for layer names)"
         warnings.append(msg)
         warn(msg)
-    unsupported = [l for l in structure.layers if l["op_type"] in UNSUPPORTED_WEIGHTED]
+    unsupported = [l for l in structure.layers if l["op_type"] in UNSUPPORTED_WEIGHTED and l["precision"] == "float"
+                   and not l["reason"].startswith("excluded")]
     for l in unsupported:
         msg = f"layer {l['name']} ({l['op_type']}) stays float: {l['reason']}"
         warnings.append(msg)
         warn(msg)
-    if not any(l["op_type"] in ("Conv", "Gemm", "MatMul") for l in structure.layers):
-        raise InputError("the model has no quantizable layers (Conv, Gemm or MatMul with constant weights): use an FP32 target")
+    if not any(l["op_type"] in ("Conv", "Gemm", "MatMul") or l["precision"] != "float" for l in structure.layers):
+        raise InputError("the model has no quantizable layers (Conv, Gemm, MatMul with constant weights, or LSTM for dynamic INT8): "
+                         "use an FP32 target")
     if not any(l["precision"] == "int8" and l["op_type"] != "Gather" for l in structure.layers):
         raise InputError("every quantizable layer is excluded or unsupported, so nothing would be INT8: loosen --exclude or use an FP32 target")
     return warnings

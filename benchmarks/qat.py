@@ -1,0 +1,140 @@
+"""QAT and auto precision suite: where INT8 PTQ costs accuracy, how much QAT and mixed precision win back, on every INT8 runtime.
+
+1. all-MiniLM-L6-v2 with static INT8 of every Linear (what OpenVINO/ExecuTorch/TensorRT run for transformers), fixed shape
+   1×128, on the Lee corpus (146 eval sentences; QAT and calibration on the 2,613 sentences of lee_background.cor). One
+   ``compressor bench`` over ORT / OpenVINO / ExecuTorch INT8 and ORT FP32 with PTQ, one with ``--qat`` (one training run
+   feeds the three INT8 artifacts): embedding cosine with FP32, the share of the PTQ gap QAT closes, the artifact against
+   the fake-quantized model, the INT8 kernels each runtime really runs, latency.
+2. ``--auto-precision`` on the same model and ORT with a cosine gate PTQ does not meet: the steps, the chosen plan, its
+   speed against ORT FP32 (the model has no labels, so the gate is on cosine; see README).
+3. An fp32 against a bf16-autocast QAT epoch on the same data (where the CPU has native bf16).
+
+Run: ``.venv/bin/python benchmarks/qat.py [--repeats 1] [--duration 3]``. Writes results/qat.json and .md. Takes ~30 minutes here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_suite, say  # noqa: E402
+
+import compressor  # noqa: E402
+from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
+
+INT8 = ("ort-cpu-int8", "openvino-cpu-int8", "executorch-xnnpack-int8")
+MINILM = dict(arch="compressor.zoo.minilm:minilm_l6", input_shape=["1,128", "1,128"], input_names=["input_ids", "attention_mask"],
+              input_dtype="int64", task="embedding", eval="compressor.zoo.lee:sentences", calib="compressor.zoo.lee:background_sentences",
+              sensitivity=False)
+QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.lee:background_sentences", finetune_batch_size=16)
+
+
+def _rows(result: dict) -> dict:
+    out = {}
+    for r in result["rows"]:
+        if r.get("status") != "ok":
+            out[r["target"]] = {"status": r.get("status"), "reason": r.get("reason")}
+            continue
+        q = (r.get("quantization") or {}).get("qat") or {}
+        k = r.get("int8_layers") or {}
+        out[r["target"]] = {"status": "ok", "cosine_mean": r["fidelity"]["cosine_mean"], "cosine_min": r["fidelity"]["cosine_min"],
+                            "p50_ms": r["batches"]["1"]["latency_ms"]["p50"],
+                            "int8_weight_layers": k.get("weight_layers_int8"), "weight_layers": k.get("weight_layers_total"),
+                            "artifact_vs_fake_quant": q.get("artifact_vs_fake_quant"),
+                            "fake_quant_cosine": (q.get("fake_quant_vs_fp32") or {}).get("cosine_mean"),
+                            "qat": {k2: q[k2] for k2 in ("epochs_run", "samples", "best_val_metric", "bf16_autocast", "seconds", "history",
+                                                         "layers_simulated", "activation_tensors") if k2 in q} or None}
+    return out
+
+
+def minilm(tmp: Path, args) -> dict:
+    targets = ",".join(("ort-cpu-fp32", *INT8))
+    say("minilm: PTQ on ORT, OpenVINO, ExecuTorch")
+    ptq = _rows(compressor.bench_targets(minilm_weights(), targets, duration=args.duration, **MINILM))
+    say("minilm: QAT (2 epochs), the same targets")
+    qat = _rows(compressor.bench_targets(minilm_weights(), targets, duration=args.duration, **MINILM, **QAT))
+    closed = {}
+    for t in INT8:
+        if ptq.get(t, {}).get("status") == "ok" and qat.get(t, {}).get("status") == "ok":
+            gap = 1 - ptq[t]["cosine_mean"]
+            closed[t] = (qat[t]["cosine_mean"] - ptq[t]["cosine_mean"]) / gap if gap > 0 else None
+    return {"ptq": ptq, "qat": qat, "gap_closed": closed}
+
+
+def auto_precision(tmp: Path, args, ptq_cosine: float) -> dict:
+    gate = round(min(0.99, ptq_cosine + 0.5 * (1 - ptq_cosine)), 3)  # above what PTQ reaches: layers must go back to float
+    say(f"minilm: --auto-precision --min-cosine {gate} on ort-cpu-int8")
+    r = compressor.compress(minilm_weights(), target="ort-cpu-int8", output=tmp / "auto", auto_precision=True, min_cosine=gate,
+                            duration=args.duration, force=True, **MINILM)
+    ap = r.manifest["quantization"]["auto_precision"]
+    return {"gate_min_cosine": gate, "passed": r.passed, "auto_precision": ap, "cosine_mean": r.fidelity["cosine_mean"],
+            "p50_ms": r.manifest["metrics"]["latency_ms"]["p50"]}
+
+
+def training_time(tmp: Path) -> dict:
+    out = {}
+    for amp in ("off", "bf16"):
+        say(f"minilm: one QAT epoch on 400 sentences, autocast {amp}")
+        r = compressor.compress(minilm_weights(), target="ort-cpu-int8", output=tmp / f"amp-{amp}", benchmark=False, finetune_amp=amp,
+                                finetune_samples=400, **MINILM, **{**QAT, "qat_epochs": 1})
+        q = r.manifest["quantization"]["qat"]
+        out[amp] = {"seconds": q["seconds"], "bf16_autocast": q["bf16_autocast"], "best_val_metric": q["best_val_metric"],
+                    "cosine_mean": r.fidelity["cosine_mean"]}
+    out["bf16_over_fp32"] = out["bf16"]["seconds"] / out["off"]["seconds"]
+    return out
+
+
+def sections(tmp: Path, args) -> dict:
+    m = minilm(tmp, args)
+    ptq_cos = m["ptq"]["ort-cpu-int8"]["cosine_mean"]
+    return {"minilm": m, "auto_precision": auto_precision(tmp, args, ptq_cos), "training_time": training_time(tmp)}
+
+
+def _f(v, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def markdown(res: dict) -> str:
+    env = res["environment"]
+    m = res["minilm"]
+    lines = [f"# QAT and auto precision — {res['date'][:10]}", "",
+             f"CPU: {env['cpu']['model']} ({env['cpu']['usable_cpus']} usable cores; {' '.join(env['cpu']['isa'])}). "
+             "all-MiniLM-L6-v2, static INT8 of every Linear, fixed shape 1×128; 146 Lee corpus sentences (embedding cosine with "
+             "the FP32 PyTorch model); calibration and QAT on lee_background.cor (2,613 sentences, a tenth held out).", "",
+             "## PTQ against QAT (2 epochs, one training run for the three INT8 artifacts)", "",
+             "| target | PTQ cosine | QAT cosine | gap closed | QAT artifact vs its fake-quantized model (cosine) | INT8 weight layers | p50 ms PTQ / QAT |",
+             "|---|---|---|---|---|---|---|"]
+    for t in ("ort-cpu-fp32", *INT8):
+        p, q = m["ptq"].get(t, {}), m["qat"].get(t, {})
+        if p.get("status") != "ok":
+            lines.append(f"| {t} | {p.get('status')}: {p.get('reason')} | | | | | |")
+            continue
+        closed = m["gap_closed"].get(t)
+        avf = (q.get("artifact_vs_fake_quant") or {}).get("cosine_mean")
+        lines.append(f"| {t} | {p['cosine_mean']:.4f} | {_f(q.get('cosine_mean'), '.4f')} | {_f(closed, '.0%')} | {_f(avf, '.4f')} | "
+                     f"{_f(q.get('int8_weight_layers'), 'd')} of {_f(q.get('weight_layers'), 'd')} | {p['p50_ms']:.2f} / {_f(q.get('p50_ms'), '.2f')} |")
+    qa = next((v["qat"] for v in m["qat"].values() if v.get("qat")), None)
+    if qa:
+        lines += ["", f"QAT: {qa['epochs_run']} epoch(s) on {qa['samples']} sentences, {qa['layers_simulated']} layers and "
+                  f"{qa['activation_tensors']} activation ranges trained, bf16 autocast {'on' if qa['bf16_autocast'] else 'off'}, "
+                  f"{qa['seconds']:.0f} s; held-out cosine by epoch: " + ", ".join(f"{h['val_metric']:.4f}" for h in qa["history"]) + "."]
+    a = res["auto_precision"]
+    ap = a["auto_precision"]
+    lines += ["", f"## Auto precision (ort-cpu-int8, gate --min-cosine {a['gate_min_cosine']})", "",
+              "| step | plan | layers float | cosine | p50 ms | gate |", "|---|---|---|---|---|---|"]
+    for st in ap["steps"]:
+        lines.append(f"| {st['step']}{' (chosen)' if st.get('chosen') else ''} | {st['label']} | {len(st['float_layers'])} | "
+                     f"{_f(st['cosine_mean'], '.4f')} | {_f(st['p50_ms'], '.2f')} | {'pass' if st['passed'] else 'fail'} |")
+    lines += ["", f"Chosen: {'passes' if a['passed'] else 'FAILS'} its gate, p50 {a['p50_ms']:.2f} ms against {ap['fp32_target']} "
+              f"{_f(ap['fp32_p50_ms'], '.2f')} ms ({_f(ap['speedup_vs_fp32'], '.2f')}× faster)."]
+    tt = res["training_time"]
+    lines += ["", "## A QAT epoch in fp32 and in bf16 autocast (400 sentences, batch 16)", "",
+              f"- fp32: {tt['off']['seconds']:.1f} s; bf16 autocast: {tt['bf16']['seconds']:.1f} s "
+              f"(autocast {'used' if tt['bf16']['bf16_autocast'] else 'NOT used: this CPU has no native bf16'}): "
+              f"**{tt['bf16_over_fp32']:.2f}×** the fp32 time; held-out cosine {tt['off']['best_val_metric']:.4f} / {tt['bf16']['best_val_metric']:.4f}."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    run_suite("qat", __doc__.splitlines()[0], sections, markdown)
