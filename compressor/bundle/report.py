@@ -163,7 +163,8 @@ def qat_lines(t: dict | None) -> list[str]:
             f"{t['layers_simulated']} layers and {t['activation_tensors']} activation ranges trained; held-out {t['validation_metric']} "
             f"{h[0]['val_metric']:.4f} with the PTQ plan → best {t['best_val_metric']:.4f}",
             f"- The exported artifact against the fake-quantized model it was trained as: cosine {_f(a.get('cosine_mean'), '.6f')}, "
-            f"top-1 agreement {_f(a.get('top1_agreement'), '.4f')}, max abs difference {_f(a.get('max_abs_difference'), '.3g')}"]
+            f"top-1 agreement {_f(a.get('top1_agreement'), '.4f')}, max abs difference {_f(a.get('max_abs_difference'), '.3g')}"
+            if a else f"- {t.get('note', 'the artifact was not compared with the fake-quantized model')}"]
 
 
 def auto_precision_lines(ap: dict | None) -> list[str]:

@@ -126,6 +126,7 @@ class EvaluationSession:
         self._eager: dict[int, dict] = {}
         self._eager_artifact: Artifact | None = None
         self._simulated: dict[tuple, dict] = {}
+        self._fake_quant_outputs: dict[int, list[np.ndarray]] = {}
         self.warnings: list[str] = []  # every warning of the session, in order (builds take theirs from here)
 
     def warn(self, message: str) -> None:
@@ -442,14 +443,18 @@ class EvaluationSession:
         result.fidelity = compare(ref, outputs, self.eval_data.labels, self.eval_data.synthetic, self.task)
         result.outputs = outputs
         if result.qat is not None and result.quantization is not None:
-            result.quantization["qat"] = self._qat_section(result)
+            result.quantization["qat"] = self._qat_section(result) if not result.candidate.float_layers else {
+                **result.qat.report, "artifact_vs_fake_quant": None,
+                "note": "layers returned to float after QAT: the artifact is not the all-INT8 model QAT simulated"}
 
     def _qat_section(self, result: CandidateResult) -> dict[str, Any]:
         """What QAT did, and how far the exported artifact agrees with the fake-quantized model it was trained as."""
         model = self.model
-        runner = TorchModuleRunner(result.qat.fake_quant, model.input_names, model.output_names, threads=self.threads)
-        with self.progress.bar(f"ran the fake-quantized QAT model on {len(self.eval_data)} samples", total=len(self.eval_data)) as advance:
-            fake = run_all(runner, self.eval_data, model.inputs, self.eval_batch, advance)
+        fake = self._fake_quant_outputs.get(id(result.qat))
+        if fake is None:  # once per training run: every target (and auto-precision step) made from it compares with the same
+            runner = TorchModuleRunner(result.qat.fake_quant, model.input_names, model.output_names, threads=self.threads)
+            with self.progress.bar(f"ran the fake-quantized QAT model on {len(self.eval_data)} samples", total=len(self.eval_data)) as advance:
+                fake = self._fake_quant_outputs[id(result.qat)] = run_all(runner, self.eval_data, model.inputs, self.eval_batch, advance)
         vs_artifact = compare(fake, result.outputs, None, self.eval_data.synthetic, self.task)
         vs_reference = compare(self.reference_outputs(), fake, self.eval_data.labels, self.eval_data.synthetic, self.task)
         return {**result.qat.report,

@@ -188,17 +188,43 @@ def layer_filter(layers: list[str]):
     return accept
 
 
-def _quantizer(flavour: str, plan: QuantPlan, modules: set[str]):
-    """The PT2E quantizer of ``flavour`` with the SDK's observers, quantizing exactly the plan's INT8 layers."""
+def plan_tensor_nodes(exported_module, plan: QuantPlan, probe_batch: tuple, index: TensorIndex) -> set[str]:
+    """Names of the graph's nodes whose output is a tensor the plan quantizes (matched by value on the probe batch): the
+    joining and pooling ops the plan keeps on the INT8 path. A quantizer may annotate other ops (attention scores, a mask
+    add); the plan does not quantize them, so neither may the realiser."""
+    import torch
+
+    wanted = set(plan.activations)
+    found: set[str] = set()
+
+    class Record(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n.op == "call_function" and isinstance(out, torch.Tensor) and out.is_floating_point():
+                t = index.match(out.detach().float().numpy())
+                if t in wanted:
+                    found.add(n.name)
+            return out
+
+    with torch.no_grad():
+        Record(exported_module).run(*probe_batch)
+    return found
+
+
+def _quantizer(flavour: str, plan: QuantPlan, modules: set[str], joining: set[str] | None = None):
+    """The PT2E quantizer of ``flavour`` with the SDK's observers, quantizing exactly the plan's INT8 layers (and, for
+    XNNPACK, of the other ops only those in ``joining``: the nodes whose output the plan quantizes)."""
     if flavour not in FLAVOURS:
         raise InputError(f"unknown PT2E quantizer flavour '{flavour}': known are {', '.join(FLAVOURS)}")
     int8 = [l.name for l in plan.layers if l.precision == "int8" and l.name in modules]
     other = [l.name for l in plan.layers if l.precision != "int8" and l.name in modules]
     observer = observer_class().with_args(method=plan.calibration.get("method", "mse"), percentile=plan.calibration.get("percentile", 99.999))
-    return (_xnnpack if flavour == "xnnpack" else _x86_inductor)(observer, int8, other)
+    if flavour == "xnnpack":
+        return _xnnpack(observer, int8, other, joining)
+    return _x86_inductor(observer, int8, other)
 
 
-def _xnnpack(observer, int8: list[str], other: list[str]):
+def _xnnpack(observer, int8: list[str], other: list[str], joining: set[str] | None = None):
     """ExecuTorch's XNNPACK quantizer: int8 weights per channel (symmetric), int8 activations per tensor."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
@@ -211,9 +237,12 @@ def _xnnpack(observer, int8: list[str], other: list[str]):
     config = QuantizationConfig(input_activation=act, output_activation=act, weight=base.weight, bias=None, is_qat=False)
     quantizer = XNNPACKQuantizer().set_global(config)
     if len(int8) >= len(other):  # mostly INT8: everything but the float layers (and what is fused after them)
-        if other:
-            excluded = layer_filter(other)
+        excluded = layer_filter(other)
+        if joining is None:
             quantizer.set_filter_function(lambda n: not excluded(n))
+        else:  # and of the other ops, only those the plan quantizes
+            layer = layer_filter(int8)
+            quantizer.set_filter_function(lambda n: not excluded(n) and (layer(n) or n.name in joining))
     else:  # a few layers (per-layer sensitivity): only those
         quantizer.set_filter_function(layer_filter(int8))
     return quantizer
@@ -246,13 +275,14 @@ def _x86_inductor(observer, int8: list[str], other: list[str]):
     return quantizer
 
 
-def _prepare(exported_module, flavour: str, plan: QuantPlan, modules: set[str]):
+def _prepare(exported_module, flavour: str, plan: QuantPlan, modules: set[str], probe_batch: tuple, index: TensorIndex):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from compressor.io.export_torch import quiet
 
+    joining = plan_tensor_nodes(exported_module, plan, probe_batch, index) if flavour == "xnnpack" and plan.activations else None
     with quiet():
-        prepared = prepare_pt2e(exported_module, _quantizer(flavour, plan, modules))
+        prepared = prepare_pt2e(exported_module, _quantizer(flavour, plan, modules, joining))
     return prepared, fold_clamps(prepared)
 
 
@@ -292,7 +322,7 @@ def observed_tensors(exported_module, flavour: str, plan: QuantPlan, modules: se
                      index: TensorIndex) -> list[str]:
     """The float ONNX tensors whose ranges this flavour's quantizer needs (to calibrate them with the rest); observers
     with no equivalent tensor are calibrated by the realiser itself, and counted there."""
-    prepared, _ = _prepare(exported_module, flavour, plan, modules)
+    prepared, _ = _prepare(exported_module, flavour, plan, modules, probe_batch, index)
     found = (index.match(x) for x in _probe(prepared, probe_batch).values())
     return list(dict.fromkeys(t for t in found if t is not None))
 
@@ -306,7 +336,7 @@ def realise(exported_module, flavour: str, plan: QuantPlan, modules: set[str], p
 
     from compressor.io.export_torch import quiet
 
-    prepared, folded = _prepare(exported_module, flavour, plan, modules)
+    prepared, folded = _prepare(exported_module, flavour, plan, modules, probe_batch, index)
     observers = _observers(prepared)
     shared, own = 0, []
     for name, x in _probe(prepared, probe_batch).items():
