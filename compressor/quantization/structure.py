@@ -203,7 +203,10 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
             if precision == "int8" and mode == "static":
                 add(node.input[0])
                 layer["output"] = out_after_fold(node)
-                add(layer["output"])
+                if not (op in ("Gemm", "MatMul") and layer["output"] in graph_outputs):
+                    # a model output (a classifier's logits) stays float: the runtimes' INT8 Gemm/MatMul kernels can write float,
+                    # and an 8-bit grid on logits only adds ties (two classes one step apart)
+                    add(layer["output"])
             layers.append(layer)
         elif op == "LSTM" and mode == "dynamic" and _dynamic_lstm(node, inits):
             name, mtype = name_and_type(node, node.input[1])
