@@ -175,7 +175,7 @@ class ExecuTorchBackend(Backend):
         TargetSpec("executorch-xnnpack-fp16", name, Device.EDGE, Precision.FP16, IRFormat.TORCH, "pte",
                    "ExecuTorch .pte, XNNPACK delegate, FP16 weights and activations (IO float32)",
                    needs="a CPU with fp16 arithmetic (Arm FP16 'asimdhp', or x86 AVX512-FP16): elsewhere XNNPACK emulates it, "
-                         "slower than FP32 (benchmarks/results/fp16.md)"),
+                         "slower than FP32 (benchmarks/results/precision.md)"),
         TargetSpec("executorch-xnnpack-int8", name, Device.EDGE, Precision.INT8, IRFormat.TORCH, "pte",
                    "ExecuTorch .pte for edge devices, XNNPACK delegate, INT8 (PT2E, the SDK's plan)", pt2e_quantizer="xnnpack"),
     )
@@ -193,8 +193,8 @@ class ExecuTorchBackend(Backend):
             if missing:
                 return False, f"INT8 uses PT2E from torchao: {missing}"
         if target.precision == Precision.FP16 and not set(cpu_info()["isa"]) & FP16_ISA:
-            return False, ("this CPU has no fp16 arithmetic (no Arm FP16 or AVX512-FP16): XNNPACK would emulate fp16, measured 1.6x "
-                           "slower than FP32 on AMD Zen 4 (benchmarks/results/fp16.md); use executorch-xnnpack-fp32 or -int8 here")
+            return False, ("this CPU has no fp16 arithmetic (no Arm FP16 or AVX512-FP16): XNNPACK would emulate fp16, measured 1.5-1.8x "
+                           "slower than FP32 on AMD Zen 4 (benchmarks/results/precision.md); use executorch-xnnpack-fp32 or -int8 here")
         return True, ""
 
     def check_model(self, model, target) -> None:

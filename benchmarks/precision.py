@@ -116,7 +116,7 @@ def markdown(res: dict) -> str:
               f"- INT8 kernels: {k.get('summary', k)}",
               "- The first LSTM reads the mel power spectrogram directly, and per-tensor dynamic INT8 rounds most of its values to zero "
               "(a few loud bins set the scale): the plan keeps that layer float (the reason, with the measured fraction, is in the "
-              "manifest), the other two LSTMs and the Linear run INT8. Quantizing all three gave cosine 0.74.", "",
+              "manifest), the other two LSTMs and the Linear run INT8.", "",
               "## 16-bit float", "",
               "| model | XNNPACK fp32 p50 ms | XNNPACK fp16 p50 ms | fp16 / fp32 | .pte fp32 / fp16 |", "|---|---|---|---|---|"]
     for name in ("efficientnet_lite0", "resnet18"):

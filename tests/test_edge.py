@@ -104,7 +104,7 @@ def test_executorch_fp16_needs_fp16_arithmetic_and_builds_where_it_has_it(tmp_pa
     backend = get_backend("executorch")
     monkeypatch.setattr(et, "cpu_info", lambda: {"isa": ["avx2", "avx512f"]})
     ok, why = backend.available(spec)
-    assert not ok and "no fp16 arithmetic" in why and "fp16.md" in why
+    assert not ok and "no fp16 arithmetic" in why and "precision.md" in why
     # on a CPU with fp16 arithmetic (an Arm device, simulated here): the program computes in fp16, IO stays float32
     monkeypatch.setattr(et, "cpu_info", lambda: {"isa": ["asimd", "asimdhp"]})
     r = compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-fp16", output=tmp_path / "b",
