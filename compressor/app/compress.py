@@ -148,9 +148,12 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
             plot(auto, result.artifact.path.parent / PLOT_FILE, f"{spec.name}: auto precision, {auto['metric'].replace('_', ' ')} vs latency")
             result.artifact.files.append(result.artifact.path.parent / PLOT_FILE)
             chosen = auto["steps"][auto["chosen_step"] - 1]
+            speedup = auto["speedup_vs_fp32"]
             ui.note(f"auto precision chose step {chosen['step']} ({chosen['label']}): {len(chosen['float_layers'])} layer(s) float, "
-                    f"p50 {chosen['p50_ms']:.3g} ms" + (f", {auto['speedup_vs_fp32']:.2f}× {auto['fp32_target']}" if auto["speedup_vs_fp32"]
-                                                        else ""))
+                    f"p50 {chosen['p50_ms']:.3g} ms" + (f", {speedup:.2f}× as fast as {auto['fp32_target']}" if speedup else ""))
+            if speedup is not None and speedup < 1:
+                ui.warn(f"the chosen plan is slower than {auto['fp32_target']} here ({chosen['p50_ms']:.3g} vs {auto['fp32_p50_ms']:.3g} ms "
+                        f"p50): INT8 does not pay on this model and CPU; {auto['fp32_target']} is the faster artifact")
         bench = eager = eager_size = None
         if config.benchmark.enabled and not built_only:
             if session.benchmark.batch_size not in result.benchmarks:

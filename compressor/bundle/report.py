@@ -174,7 +174,7 @@ def auto_precision_lines(ap: dict | None) -> list[str]:
     out = ["", "### Auto precision", "",
            f"Gate: {', '.join(f'{k} {v}' for k, v in ap['gate'].items() if v is not None and k.startswith(('max_acc', 'min_')))}. "
            f"{ap['method']}. Chosen: step {ap['chosen_step']}"
-           + (f", {ap['speedup_vs_fp32']:.2f}× the latency of {ap['fp32_target']} ({ap['fp32_p50_ms']:.3g} ms)" if ap.get("speedup_vs_fp32") else "")
+           + (f", {ap['speedup_vs_fp32']:.2f}× as fast as {ap['fp32_target']} ({ap['fp32_p50_ms']:.3g} ms)" if ap.get("speedup_vs_fp32") else "")
            + ".", "", f"![{metric} against latency per step](auto_precision.png)", "",
            f"| step | phase | plan | layers float | INT8 layers | {metric.replace('_', ' ')} | p50 ms | gate |", "|---|---|---|---|---|---|---|---|"]
     for st in ap["steps"]:

@@ -262,11 +262,9 @@ class EvaluationSession:
         skey = f"qat {settings.plan_key()} {qat.model_dump_json()}"
         if skey not in variant.stages:
             from compressor.core.model import ModelHandle
-            from compressor.quantization.qat import train
+            from compressor.quantization.qat import check_quantizer, train
 
-            if settings.quantizer != "sdk":
-                raise InputError(f"--qat cannot be combined with --quantizer {settings.quantizer}: that quantizer chooses its own "
-                                 "ranges, so learned ranges could not reach the artifact; drop --quantizer")
+            check_quantizer(settings.quantizer)
             ptq = self.stage(variant, key, settings, QatSettings())
             plan = ptq.plan("static")
             m = ptq.model

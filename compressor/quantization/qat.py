@@ -126,13 +126,18 @@ def _modules():
     return WeightFakeQuant, ActFakeQuant
 
 
+def check_quantizer(quantizer: str) -> None:
+    """QAT's learned ranges reach the artifact only through the SDK's own realisers."""
+    if quantizer != "sdk":
+        raise InputError(f"--qat cannot be combined with --quantizer {quantizer}: that quantizer chooses its own ranges, so learned "
+                         "ranges could not reach the artifact; drop --quantizer")
+
+
 def _check(plan: QuantPlan) -> None:
     if plan.mode != "static":
         raise InputError("--qat trains the ranges of static INT8 plans: a dynamic INT8 target has none (its activations are quantized "
                          "at run time); use a static INT8 target (ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8)")
-    if plan.quantizer != "sdk":
-        raise InputError(f"--qat cannot be combined with --quantizer {plan.quantizer}: that quantizer chooses its own ranges, so learned "
-                         "ranges could not reach the artifact; drop --quantizer")
+    check_quantizer(plan.quantizer)
     if not plan.int8_layers:
         raise InputError("--qat: the plan has no INT8 layer to train (all excluded or unsupported)")
 

@@ -1,8 +1,8 @@
 """The Lee corpus (gensim's test data): 50 news documents and 1,225 human similarity ratings.
 
 Data callables for ``--eval``/``--calib`` (``compressor.zoo.lee:sentences`` / ``:documents``) yield
-tokenized batches for :mod:`compressor.zoo.minilm`. Each source pads to its longest item so every
-batch has the same shape. gensim is installed with ``--no-deps`` and never imported: only its data
+tokenized batches for :mod:`compressor.zoo.minilm`. Sentences are padded to 128 tokens and documents to
+the longest (at most 256), so every batch of a source has the same shape. gensim is installed with ``--no-deps`` and never imported: only its data
 files are read.
 """
 
@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+SENTENCE_TOKENS = 128  # sentences are padded (and truncated) to one length, the fixed shape 1×128 of the benchmarks
 
 
 def data_dir() -> Path:
@@ -39,11 +41,12 @@ def human_similarity() -> np.ndarray:
     return np.asarray(rows)
 
 
-def encode(texts: list[str], max_length: int = 256) -> dict[str, np.ndarray]:
+def encode(texts: list[str], max_length: int = 256, width: int | None = None) -> dict[str, np.ndarray]:
+    """Token ids and attention mask, padded to ``width`` (default: the longest text) after truncation to ``max_length``."""
     from compressor.zoo.minilm import tokenizer
 
     enc = tokenizer(max_length).encode_batch(texts)
-    longest = max(len(e.ids) for e in enc)
+    longest = max(width or 0, max(len(e.ids) for e in enc))
     ids = np.zeros((len(enc), longest), dtype=np.int64)
     mask = np.zeros((len(enc), longest), dtype=np.int64)
     for i, e in enumerate(enc):
@@ -52,8 +55,8 @@ def encode(texts: list[str], max_length: int = 256) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _batches(texts: list[str], size: int = 32):
-    enc = encode(texts)
+def _batches(texts: list[str], size: int = 32, width: int | None = SENTENCE_TOKENS):
+    enc = encode(texts, max_length=width or 256, width=width)
     for i in range(0, len(texts), size):
         yield {k: v[i : i + size] for k, v in enc.items()}
 
@@ -78,7 +81,7 @@ def sentences():
 
 def documents():
     """The 50 documents of lee.cor, tokenized (padded to the longest, at most 256 tokens)."""
-    return _batches(documents_text())
+    return _batches(documents_text(), width=None)
 
 
 def pearson_with_humans(embeddings: np.ndarray) -> float:
@@ -87,3 +90,45 @@ def pearson_with_humans(embeddings: np.ndarray) -> float:
     sim = e @ e.T
     iu = np.triu_indices(len(e), k=1)
     return float(np.corrcoef(sim[iu], human_similarity()[iu])[0, 1])
+
+
+# --- news-story identification: a labelled task for the same encoder ---------------------------
+
+NEWS_TOKENS = 64  # one fixed length for every news-story batch (static shape 1×64)
+NEWS_MIN_WORDS = 8
+
+
+def news_sentences() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(sentences, story index 0..299, enrolment flag) for the 300 stories of lee_background.cor.
+
+    Sentences of at least 8 words; within each story, the 1st, 3rd, 5th, … sentence enrols the story (its centroid
+    is the classifier's row, and these sentences are the training/calibration text), the others are the eval text.
+    """
+    texts, story, enrol = [], [], []
+    for i, doc in enumerate(l for l in (data_dir() / "lee_background.cor").read_text(encoding="latin-1").splitlines() if l.strip()):
+        k = 0
+        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", doc.strip()):
+            if len(s.split()) >= NEWS_MIN_WORDS:
+                texts.append(s.strip())
+                story.append(i)
+                enrol.append(k % 2 == 0)
+                k += 1
+    return texts, np.asarray(story, dtype=np.int64), np.asarray(enrol)
+
+
+def _news(enrolment: bool, size: int = 32):
+    texts, story, enrol = news_sentences()
+    pick = np.flatnonzero(enrol == enrolment)
+    enc = encode([texts[i] for i in pick], max_length=NEWS_TOKENS, width=NEWS_TOKENS)
+    for i in range(0, len(pick), size):
+        yield {**{k: v[i : i + size] for k, v in enc.items()}, "labels": story[pick[i : i + size]]}
+
+
+def news_eval():
+    """Eval data for the news-story classifier: the 1,205 held-out sentences, labelled with their story (0..299)."""
+    return _news(False)
+
+
+def news_train():
+    """Training/calibration data for the news-story classifier: the 1,359 enrolment sentences, labelled."""
+    return _news(True)

@@ -142,4 +142,59 @@ def tokenizer(max_length: int = 256):
 
     tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
     tok.enable_truncation(max_length=max_length)
+    tok.no_padding()  # tokenizer.json pads to 128: callers pad themselves, with the attention mask of the real tokens
     return tok
+
+
+class NewsStoryMiniLM(SentenceMiniLM):
+    """all-MiniLM-L6-v2 as a 300-way classifier: which of the Lee background corpus's news stories a sentence is from.
+
+    The head's rows are the stories' centroids (the mean FP32 embedding of each story's enrolment sentences, unit length,
+    see :func:`compressor.zoo.lee.news_sentences`), so a logit is the cosine with a story, times 20. A labelled task
+    for the same encoder, so INT8's cost shows as top-1 accuracy, not only as embedding cosine.
+    """
+
+    SCALE = 20.0
+
+    def __init__(self, stories: int = 300, **kwargs):
+        super().__init__(**kwargs)
+        self.head = nn.Linear(self.pooler.dense.in_features, stories, bias=False)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(super().forward(input_ids, attention_mask)) * self.SCALE
+
+
+def news_story_classifier() -> NewsStoryMiniLM:
+    return NewsStoryMiniLM()
+
+
+def news_story_weights(path: Path | None = None) -> Path:
+    """The news-story classifier's checkpoint: the package's encoder weights and the story centroids, made once.
+
+    Deterministic from the installed package and gensim's corpus (~1 minute); written to ``path`` or to
+    ``~/.cache/compressor/minilm_news_stories.safetensors``. ``examples/text/make_news_classifier.py`` calls it.
+    """
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+
+    from compressor.zoo import lee
+
+    path = Path(path) if path else Path.home() / ".cache" / "compressor" / "minilm_news_stories.safetensors"
+    if path.is_file():
+        return path
+    state = load_file(str(weights_path()))
+    encoder = minilm_l6().eval()
+    encoder.load_state_dict(state)
+    embeddings, stories = [], []
+    with torch.inference_mode():
+        for batch in lee.news_train():
+            embeddings.append(encoder(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])))
+            stories.append(batch["labels"])
+    e, y = torch.cat(embeddings), torch.from_numpy(np.concatenate(stories))
+    centroids = torch.zeros(int(y.max()) + 1, e.shape[1]).index_add_(0, y, e)
+    state["head.weight"] = nn.functional.normalize(centroids, dim=1).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(path)
+    return path
