@@ -5,7 +5,7 @@
    ``compressor bench`` over ORT / OpenVINO / ExecuTorch INT8 and ORT FP32 with PTQ, one with ``--qat`` (one training run
    feeds the three INT8 artifacts): embedding cosine with FP32, the share of the PTQ gap QAT closes, the artifact against
    the fake-quantized model, the INT8 kernels each runtime really runs, latency.
-2. The same encoder as a labelled classifier (``compressor.zoo.minilm:news_story_classifier``: which of 300 news stories a
+2. The same encoder as a labelled classifier (``compressor.zoo.news_stories:classifier``: which of 300 news stories a
    sentence is from; 1,205 held-out sentences, fixed shape 1×64): PTQ against QAT in top-1, on the three runtimes.
 3. ``--auto-precision --max-accuracy-drop 0.3`` on that classifier, on each INT8 runtime, and with ``--qat`` on ORT: the
    steps, the layers left float and why, the chosen plan's speed against the same runtime's FP32 artifact.
@@ -23,17 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_suite, say  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.zoo.minilm import news_story_weights  # noqa: E402
 from compressor.zoo.minilm import weights_path as minilm_weights  # noqa: E402
+from compressor.zoo.news_stories import weights as news_story_weights  # noqa: E402
 
 INT8 = ("ort-cpu-int8", "openvino-cpu-int8", "executorch-xnnpack-int8")
 MINILM = dict(arch="compressor.zoo.minilm:minilm_l6", input_shape=["1,128", "1,128"], input_names=["input_ids", "attention_mask"],
               input_dtype="int64", task="embedding", eval="compressor.zoo.lee:sentences", calib="compressor.zoo.lee:background_sentences",
               sensitivity=False)
 QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.lee:background_sentences", finetune_batch_size=16)
-NEWS = dict(arch="compressor.zoo.minilm:news_story_classifier", input_shape=["1,64", "1,64"], input_names=["input_ids", "attention_mask"],
-            input_dtype="int64", eval="compressor.zoo.lee:news_eval", calib="compressor.zoo.lee:news_train", sensitivity=False)
-NEWS_QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.lee:news_train", finetune_batch_size=16)
+NEWS = dict(arch="compressor.zoo.news_stories:classifier", input_shape=["1,64", "1,64"], input_names=["input_ids", "attention_mask"],
+            input_dtype="int64", eval="compressor.zoo.news_stories:eval_data", calib="compressor.zoo.news_stories:train_data", sensitivity=False)
+NEWS_QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.news_stories:train_data", finetune_batch_size=16)
 
 
 def _rows(result: dict) -> dict:
@@ -146,7 +146,7 @@ def markdown(res: dict) -> str:
                   f"{qa['seconds']:.0f} s; held-out cosine by epoch: " + ", ".join(f"{h['val_metric']:.4f}" for h in qa["history"]) + "."]
     n = res["news"]
     lines += ["", "## The same encoder as a labelled classifier: news-story identification (top-1 over 300 stories)", "",
-              "`compressor.zoo.minilm:news_story_classifier` (`news_story_weights()` / `examples/text/make_news_classifier.py` make it): "
+              "`compressor.zoo.news_stories:classifier` (`news_stories.weights()` / `examples/text/make_news_classifier.py` make it): "
               "the head's rows are the 300 stories' centroids from their enrolment sentences; eval on the 1,205 other sentences, "
               "fixed shape 1×64; calibration and QAT on the 1,359 enrolment sentences.", "",
               "| target | PTQ top-1 | QAT top-1 | PTQ agreement | QAT agreement | gap closed | p50 ms PTQ / QAT |", "|---|---|---|---|---|---|---|"]

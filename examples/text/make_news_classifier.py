@@ -2,9 +2,9 @@
 
 Which of the 300 news stories of gensim's Lee background corpus a sentence comes from. Each story's row of the head is
 the unit-length mean FP32 embedding of its enrolment sentences (every other sentence of at least 8 words); the other
-1,205 sentences are the eval data (``--eval compressor.zoo.lee:news_eval``, labelled), the enrolment sentences the
-calibration and training data (``compressor.zoo.lee:news_train``). The model: ``--arch
-compressor.zoo.minilm:news_story_classifier``, inputs ``input_ids`` and ``attention_mask`` (int64, 1×64).
+1,205 sentences are the eval data (``--eval compressor.zoo.news_stories:eval_data``, labelled), the enrolment sentences the
+calibration and training data (``compressor.zoo.news_stories:train_data``). The model: ``--arch
+compressor.zoo.news_stories:classifier``, inputs ``input_ids`` and ``attention_mask`` (int64, 1×64).
 
 Static INT8 of every Linear costs it accuracy (benchmarks/results/qat.md), which ``--auto-precision
 --max-accuracy-drop 0.3`` and ``--qat`` win back.
@@ -21,17 +21,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from compressor.zoo import lee
-from compressor.zoo.minilm import news_story_classifier, news_story_weights
+from compressor.zoo import news_stories
 
 
 def main() -> None:
-    path = news_story_weights(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
-    model = news_story_classifier().eval()
+    path = news_stories.weights(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    model = news_stories.classifier().eval()
     model.load_state_dict(load_file(str(path)))
     right = total = 0
     with torch.inference_mode():
-        for batch in lee.news_eval():
+        for batch in news_stories.eval_data():
             pred = model(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])).argmax(1).numpy()
             right += int((pred == batch["labels"]).sum())
             total += len(pred)
