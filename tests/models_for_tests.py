@@ -121,3 +121,18 @@ class WithDeterminant(nn.Module):
 def with_determinant() -> WithDeterminant:
     torch.manual_seed(0)
     return WithDeterminant().eval()
+
+
+class WithSampleRate(nn.Module):
+    """forward(x, sr: int) like silero-vad: a constant, non-tensor argument beside the tensor input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x, sr: int):
+        return self.fc(x) * (sr / 16000)
+
+
+def with_sample_rate() -> WithSampleRate:
+    return WithSampleRate()

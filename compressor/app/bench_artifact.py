@@ -16,7 +16,7 @@ import numpy as np
 from compressor.bundle.verify import manifest_inputs
 from compressor.bundle.writer import open_bundle, read_manifest
 from compressor.core.environment import describe_environment
-from compressor.core.errors import InputError, TargetError
+from compressor.core.errors import InputError, TargetError, first_line
 from compressor.core.registry import get_target, require, target_for_file
 from compressor.data.sources import DataSource, synthetic_data
 from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
@@ -42,7 +42,11 @@ def bench_existing(path: str | Path, settings: BenchmarkSettings, target: str | 
         else:
             spec = get_target(target) if target else target_for_file(path)
             artifact = path
-            specs = require(spec).artifact_inputs(path)
+            try:
+                specs = require(spec).artifact_inputs(path)
+            except Exception as e:  # noqa: BLE001 - each runtime's reader raises its own types for a file that is not its format
+                raise InputError(f"'{path.name}' cannot be read as a {spec.name} artifact ({first_line(e, 120)}): it is not a valid "
+                                 f"{path.suffix} file; rebuild it, or benchmark the bundle it came from") from e
             data = synthetic_data(specs, samples=settings.batch_size)
             feeds_from = "random inputs (latency only)"
             precision = "unknown (bare file: run it from its bundle to know)" if target is None else spec.precision.value

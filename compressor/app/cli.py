@@ -42,6 +42,9 @@ def main(
     _state["debug"] = debug
 
 
+_OUT_OF_MEMORY = ("DefaultCPUAllocator", "alloc_cpu", "not enough memory", "bad_alloc", "Failed to allocate memory")
+
+
 def _fail(exc: BaseException) -> None:
     """One line on stderr, a non-zero exit; the traceback only with --debug."""
     from compressor.core.errors import CompressorError, first_line
@@ -54,6 +57,10 @@ def _fail(exc: BaseException) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code)
     first = first_line(exc, empty="")
+    if isinstance(exc, MemoryError) or any(t in first for t in _OUT_OF_MEMORY):
+        typer.echo("error: ran out of memory: the input shape (times the batch) is too large for this machine "
+                   f"({first[:120] or 'MemoryError'}); use a smaller --input-shape or batch size", err=True)
+        raise typer.Exit(2)
     typer.echo(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", err=True)
     raise typer.Exit(1)
 

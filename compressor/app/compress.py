@@ -76,7 +76,7 @@ def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> Ev
     m = config.model
     with ui.stage(f"loaded {Path(m.checkpoint).name}"):
         handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names,
-                            m.checkpoint_key)
+                            m.checkpoint_key, m.forward_kwargs)
     if handle.source.get("checkpoint_key") and not m.checkpoint_key:
         ui.note(f"the weights are the state_dict under '{handle.source['checkpoint_key']}' of {Path(m.checkpoint).name} "
                 "(--checkpoint-key to choose another)")

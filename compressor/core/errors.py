@@ -20,6 +20,10 @@ class CompressorError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: object = "", *args: object):
+        # one line, even when the message quotes user text with line breaks in it
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
+
 
 class InputError(CompressorError):
     """Bad input: a missing or corrupt file, a wrong shape, an unknown option value."""

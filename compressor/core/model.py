@@ -60,7 +60,9 @@ class ModelHandle:
         except Exception as e:  # noqa: BLE001 - any failure here means the spec does not fit
             first = first_line(e)
             shapes = ", ".join(f"{s.name}{tuple(t.shape)}" for s, t in zip(self.inputs, example))
-            raise InputError(f"the model rejects input {shapes}: {first[:300]}. Check --input-shape and --input-dtype")
+            hint = (" If that argument is a constant, not a tensor, pass it with --forward-kwargs '{\"name\": value}'"
+                    if "required positional argument" in first or "missing" in first else "")
+            raise InputError(f"the model rejects input {shapes}: {first[:300]}. Check --input-shape and --input-dtype.{hint}")
         if not self.output_names:
             self.output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
         elif len(self.output_names) != len(outputs):

@@ -75,7 +75,19 @@ def load_data(
         spec.check(arr.shape, what=f"{what} '{ref}'")
     if source.labels is not None and len(source.labels) != len(source):
         raise DataError(f"{what} '{ref}' has {len(source)} samples but {len(source.labels)} labels: they must match")
+    check_finite(source, f"{what} '{ref}'")
     return source
+
+
+def check_finite(source: DataSource, what: str) -> None:
+    """Refuse NaN/inf inputs (every metric on them is meaningless) and negative labels (labels are class indices)."""
+    for spec_index, arr in enumerate(source.inputs):
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+            raise DataError(f"{what} has non-finite values (NaN/inf) in {int(bad.sum())} sample(s) of input {spec_index + 1}, the first at "
+                            f"sample {int(np.argmax(bad))}: clean or drop those samples")
+    if source.labels is not None and len(source.labels) and source.labels.min() < 0:
+        raise DataError(f"{what} has negative labels (e.g. {int(source.labels.min())}): labels are class indices 0..classes-1")
 
 
 def synthetic_data(inputs: Sequence[InputSpec], samples: int = 32, seed: int = 0) -> DataSource:

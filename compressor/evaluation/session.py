@@ -169,8 +169,22 @@ class EvaluationSession:
         if self._reference is None:
             runner = TorchModuleRunner(self.model.module, self.model.input_names, self.model.output_names, threads=self.threads)
             with self.progress.bar(f"FP32 reference outputs on {len(self.eval_data)} samples", total=len(self.eval_data)) as advance:
-                self._reference = run_all(runner, self.eval_data, self.model.inputs, self.eval_batch, advance)
+                reference = run_all(runner, self.eval_data, self.model.inputs, self.eval_batch, advance)
+            self._check_reference(reference)
+            self._reference = reference
         return self._reference
+
+    def _check_reference(self, outputs: list[np.ndarray]) -> None:
+        """The FP32 outputs every artifact is judged against must be numbers, and labels must name their classes."""
+        for i, out in enumerate(outputs):
+            if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
+                bad = int((~np.isfinite(out.reshape(len(out), -1)).all(axis=1)).sum())
+                raise InputError(f"the FP32 model's output {i} is NaN/inf on {bad} of {len(out)} eval samples: check the checkpoint "
+                                 "and the input preprocessing (--scale/--mean/--std) before compressing")
+        labels, main = self.eval_data.labels, outputs[0]
+        if labels is not None and self.task != "embedding" and main.ndim == 2 and len(labels) and labels.max() >= main.shape[1]:
+            raise InputError(f"the eval labels go up to {int(labels.max())} but the model scores {main.shape[1]} classes: labels must be "
+                             f"class indices 0..{main.shape[1] - 1} (check the labels file, or --arch-kwargs for the number of classes)")
 
     # --- what can run ------------------------------------------------------------------------------
 

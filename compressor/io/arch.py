@@ -77,3 +77,13 @@ def load_weights(model, state: dict, ref: str) -> None:
             f"the state_dict does not fit --arch {ref}: {'; '.join(parts)}. Check the architecture and its --arch-kwargs.{hint}"
         )
     model.load_state_dict(state, strict=True)
+
+
+def check_finite_weights(state: dict) -> None:
+    """Refuse weights with NaN/inf: a diverged training run or a damaged file, and every artifact made from it is noise."""
+    import torch
+
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"the checkpoint has NaN/inf values in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}: the training diverged "
+                              "or the file is damaged; use an earlier or re-saved checkpoint")

@@ -23,7 +23,7 @@ from compressor.core.errors import CheckpointError, InputError, UntrustedCheckpo
 from compressor.core.files import sha256_file
 from compressor.core.model import ModelHandle
 from compressor.core.specs import InputSpec, Preprocessing
-from compressor.io.arch import build_architecture, load_weights, parse_kwargs
+from compressor.io.arch import build_architecture, check_finite_weights, load_weights, parse_kwargs
 from compressor.io.pruned import apply_record, read_record
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -118,8 +118,8 @@ def _load_module_or_state(path: Path, fmt: str, trust: bool, key: str | None = N
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-        if found is None and "safe_globals" not in str(e):
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
+        if found is None and "safe_globals" not in str(e) and "Weights only load failed" not in str(e):
             raise _corrupt(path, ValueError("not a valid PyTorch checkpoint")) from e
         if not trust:
             what = f" (it references {found.group(1)})" if found else ""
@@ -162,6 +162,7 @@ def load_model(
     preprocessing: Preprocessing | None = None,
     output_names: Sequence[str] | None = None,
     checkpoint_key: str | None = None,
+    forward_kwargs: dict | None = None,
 ) -> ModelHandle:
     path = Path(checkpoint)
     if not path.exists():
@@ -198,6 +199,12 @@ def load_model(
             raise InputError(f"'{path.name}' already holds a whole model ({kind}); drop --arch")
     if kind != "exported_program" and hasattr(module, "eval"):
         module.eval()
+    if hasattr(module, "state_dict"):
+        check_finite_weights(module.state_dict())
+    if forward_kwargs:
+        from compressor.io.bound import BoundArguments
+
+        module = BoundArguments(module, forward_kwargs)
     if not inputs:
         raise InputError("no input specification: pass --input-shape, e.g. --input-shape 1,3,224,224 (or batch,3,224,224)")
     handle = ModelHandle(
@@ -216,6 +223,7 @@ def load_model(
             "arch_kwargs": kwargs,
             **({"pruned": pruned["pruning"]} if pruned else {}),
             **({"checkpoint_key": key_used} if key_used else {}),
+            **({"forward_kwargs": dict(forward_kwargs)} if forward_kwargs else {}),
         },
         exported_program=exported,
     )

@@ -14,6 +14,9 @@ class ModelSettings(Settings):
                                  panel=MODEL)
     arch_kwargs: dict[str, Any] = option(help="JSON keyword arguments for --arch, e.g. '{\"num_classes\": 10}'.", flag="--arch-kwargs",
                                          parse="json", panel=MODEL, default_factory=dict)
+    forward_kwargs: dict[str, Any] = option(help="JSON constant (non-tensor) keyword arguments for the model's forward, e.g. "
+                                                 "'{\"sr\": 16000}'; every artifact is built with them fixed.", flag="--forward-kwargs",
+                                            parse="json", panel=MODEL, default_factory=dict)
     checkpoint_key: Optional[str] = option(None, "Where the state_dict is in a training checkpoint, e.g. model_state (dotted for "
                                                  "nested keys); by default the only nested state_dict is found and named.",
                                            flag="--checkpoint-key", panel=MODEL)
