@@ -110,3 +110,117 @@ def test_constant_forward_argument(tmp_path):
     one_line_error(cli("compress", str(tmp_path / "m.pt"), "--arch", f"{MODELS}:with_sample_rate", "--input-shape", "1,16",
                        "--forward-kwargs", '{"sr": {"a": 1}}', "--synthetic", "--output", str(tmp_path / "o2")), "--forward-kwargs sr", "not dict")
     assert not (tmp_path / "o2").exists()
+
+
+# --- the rest of the corpus, run in this process (the same CLI entry point; no fresh interpreter per case) --------------
+
+
+def _fashion(tmp, ckpt, data, *extra, checkpoint=None):
+    return fashion_args(checkpoint or ckpt, data, tmp / "out", "--no-benchmark", *extra)
+
+
+def _write(tmp, name, content: bytes):
+    (tmp / name).write_bytes(content)
+    return tmp / name
+
+
+def _npz(tmp, name, **arrays):
+    np.savez(tmp / name, **arrays)
+    return tmp / name
+
+
+def _pickled_module(tmp):
+    torch.save(torch.nn.Linear(2, 2), tmp / "module.pt")
+    return tmp / "module.pt"
+
+
+def _tarball(tmp):
+    return _write(tmp, "bundle.tar.gz", b"\x1f\x8b not really gzip")
+
+
+QUICK = {
+    "checkpoint missing": (lambda t, c, d: _fashion(t, c, d, checkpoint=t / "none.pth"), ("not found",)),
+    "checkpoint empty": (lambda t, c, d: _fashion(t, c, d, checkpoint=_write(t, "e.pth", b"")), ("empty",)),
+    "checkpoint is a folder": (lambda t, c, d: _fashion(t, c, d, checkpoint=t), ("not a file",)),
+    "checkpoint random bytes": (lambda t, c, d: _fashion(t, c, d, checkpoint=_write(t, "r.pth", os.urandom(4096))), ("corrupt",)),
+    "safetensors truncated": (lambda t, c, d: _fashion(t, c, d, checkpoint=_write(t, "t.safetensors", c.read_bytes()[:300])),
+                              ("corrupt",)),
+    "state_dict without --arch": (lambda t, c, d: ["compress", str(c), "--input-shape", "1,1,28,28", "--eval", str(d), "--output",
+                                                   str(t / "out")], ("--arch",)),
+    "architecture that does not fit": (lambda t, c, d: ["compress", str(c), "--arch", "torchvision:resnet18", "--input-shape", "1,3,28,28",
+                                                        "--eval", str(d), "--output", str(t / "out")], ("does not fit",)),
+    "architecture module unknown": (lambda t, c, d: ["compress", str(c), "--arch", "no_such_pkg.models:net", "--input-shape", "1,1,28,28",
+                                                     "--eval", str(d), "--output", str(t / "out")], ("no_such_pkg",)),
+    "arch kwargs not JSON": (lambda t, c, d: _fashion(t, c, d, "--arch-kwargs", "{width: 4"), ("--arch-kwargs",)),
+    "arch kwargs unknown": (lambda t, c, d: _fashion(t, c, d, "--arch-kwargs", '{"depth": 4}'), ("depth",)),
+    "shape not numbers": (lambda t, c, d: ["compress", str(c), "--arch", FASHION_ARCH, "--input-shape", "1,abc!,28", "--synthetic",
+                                           "--output", str(t / "out")], ("abc!",)),
+    "dtype unknown": (lambda t, c, d: _fashion(t, c, d, "--input-dtype", "float33"), ("inputs.0.dtype", "'float32'")),
+    "shape the model rejects": (lambda t, c, d: ["compress", str(c), "--arch", FASHION_ARCH, "--input-shape", "1,3,28,28", "--synthetic",
+                                                 "--output", str(t / "out")], ("rejects input",)),
+    "eval data missing": (lambda t, c, d: _fashion(t, c, t / "none.npz"), ("not found",)),
+    "eval data wrong key": (lambda t, c, d: _fashion(t, c, _npz(t, "k.npz", pixels=np.zeros((4, 1, 28, 28), np.float32))), ("pixels",)),
+    "eval data wrong shape": (lambda t, c, d: _fashion(t, c, _npz(t, "s.npz", x=np.zeros((4, 3, 28, 28), np.float32))), ("shape",)),
+    "eval data text": (lambda t, c, d: _fashion(t, c, _npz(t, "u.npz", x=np.full((4, 1, 28, 28), "a"))), ("dtype",)),
+    "eval labels count": (lambda t, c, d: _fashion(t, c, _npz(t, "l.npz", x=np.zeros((4, 1, 28, 28), np.uint8), y=np.zeros(3, np.int64))),
+                          ("3 labels",)),
+    "eval labels file missing": (lambda t, c, d: _fashion(t, c, d, "--eval-labels", str(t / "none.npy")), ("labels",)),
+    "image folder empty": (lambda t, c, d: (t / "imgs").mkdir() or _fashion(t, c, t / "imgs"), ("imgs",)),
+    "recipe missing": (lambda t, c, d: _fashion(t, c, d, "--recipe", str(t / "none.yaml")), ("not found",)),
+    "recipe not YAML": (lambda t, c, d: _fashion(t, c, d, "--recipe", str(_write(t, "r.yaml", b"a: [1, 2\nb: {"))), ("not valid YAML",)),
+    "recipe unknown key": (lambda t, c, d: _fashion(t, c, d, "--recipe", str(_write(t, "r.yaml", b"quantisation:\n  method: mse\n"))),
+                           ("quantisation",)),
+    "recipe wrong type": (lambda t, c, d: _fashion(t, c, d, "--recipe", str(_write(t, "r.yaml", b"benchmark:\n  duration: soon\n"))),
+                          ("duration",)),
+    "target unknown": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-gpu-int3"), ("ort-gpu-int3",)),
+    "accuracy budget negative": (lambda t, c, d: _fashion(t, c, d, "--max-accuracy-drop", "-1"), ("max_accuracy_drop",)),
+    "cosine above one": (lambda t, c, d: _fashion(t, c, d, "--min-cosine", "1.5"), ("min_cosine",)),
+    "prune ratio above one": (lambda t, c, d: _fashion(t, c, d, "--prune-ratio", "1.5"), ("ratio",)),
+    "QAT without data": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8", "--calib", str(d), "--qat"), ("--finetune",)),
+    "auto precision without gate": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8", "--calib", str(d), "--auto-precision"),
+                                    ("gate",)),
+    "static INT8 without calibration": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8"), ("--calib",)),
+    "calibration data missing": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8", "--calib", str(t / "none")), ("none",)),
+    "checkpoint key absent": (lambda t, c, d: _fashion(t, c, d, "--checkpoint-key", "model_state", checkpoint=_pt(t, c)), ("model_state",)),
+    "pickled module untrusted": (lambda t, c, d: ["compress", str(_pickled_module(t)), "--input-shape", "1,2", "--synthetic", "--output",
+                                                  str(t / "out")], ("--trust-checkpoint",)),
+    "scale zero": (lambda t, c, d: _fashion(t, c, d, "--scale", "0"), ("scale",)),
+    "std zero": (lambda t, c, d: _fashion(t, c, d, "--std", "0"), ("std",)),
+    "threads zero": (lambda t, c, d: _fashion(t, c, d, "--threads", "0"), ("threads",)),
+    "output is a file": (lambda t, c, d: fashion_args(c, d, _write(t, "out", b"x"), "--no-benchmark"), ("out",)),
+    "bench duration zero": (lambda t, c, d: ["bench", str(c), "--arch", FASHION_ARCH, "--input-shape", "1,1,28,28", "--targets",
+                                             "ort-cpu-fp32", "--duration", "0"],
+                            ("duration", "greater than 0")),
+    "bench batch sizes": (lambda t, c, d: ["bench", str(c), "--arch", FASHION_ARCH, "--input-shape", "batch,1,28,28", "--targets",
+                                           "ort-cpu-fp32", "--batch-sizes", "1,x"], ("--batch-sizes",)),
+    "bench tarball corrupt": (lambda t, c, d: ["bench", str(_tarball(t))], ("bundle.tar.gz",)),
+    "bench folder without manifest": (lambda t, c, d: (t / "b").mkdir() or ["bench", str(t / "b")], ("manifest",)),
+}
+
+
+def _pt(tmp, ckpt):
+    torch.save(load_file(str(ckpt)), tmp / "plain.pt")
+    return tmp / "plain.pt"
+
+
+@pytest.mark.parametrize("case", list(QUICK))
+def test_bad_input_quick(case, tmp_path, fashion_ckpt, fashion_small):
+    from typer.testing import CliRunner
+
+    from compressor.app.cli import _register, app
+
+    make, needles = QUICK[case]
+    args = make(tmp_path, fashion_ckpt, fashion_small)
+    before = {p for p in tmp_path.rglob("*")}
+    _register()
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    lines = [l for l in res.stderr.strip().splitlines() if l.strip() and not l.startswith("✓ ")]
+    assert res.exit_code not in (0, 1), f"{case}: exit {res.exit_code}: {res.stderr}{res.output}"  # 1 is an internal error
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: {res.stderr}"
+    for n in needles:
+        assert n in lines[0], f"{case}: '{n}' not in: {lines[0]}"
+    assert {p for p in tmp_path.rglob("*")} == before, f"{case}: the failed run wrote {set(tmp_path.rglob('*')) - before}"
+
+
+def test_the_corpus_has_forty_cases():
+    assert len(CASES) + len(QUICK) >= 40

@@ -119,7 +119,7 @@ def _load_module_or_state(path: Path, fmt: str, trust: bool, key: str | None = N
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
-        if found is None and "safe_globals" not in str(e) and "Weights only load failed" not in str(e):
+        if found is None and "safe_globals" not in str(e):
             raise _corrupt(path, ValueError("not a valid PyTorch checkpoint")) from e
         if not trust:
             what = f" (it references {found.group(1)})" if found else ""
