@@ -92,7 +92,8 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
     return result
 
 
-QUANT_KEYS = ("quantizer", "realiser", "calibration", "pt2e", "autotune", "qat")  # of the quantization section, into a bench row
+# of the quantization section, into a bench row
+QUANT_KEYS = ("quantizer", "realiser", "calibration", "pt2e", "autotune", "qat", "sensitivity", "auto_precision")
 
 
 def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:

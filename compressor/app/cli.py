@@ -8,6 +8,7 @@ runtime): the generated commands are built when the CLI runs.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import sys
@@ -42,6 +43,7 @@ def main(
     _state["debug"] = debug
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 _OUT_OF_MEMORY = ("DefaultCPUAllocator", "alloc_cpu", "not enough memory", "bad_alloc", "Failed to allocate memory")
 
 
@@ -57,6 +59,10 @@ def _fail(exc: BaseException) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code)
     first = first_line(exc, empty="")
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(f"error: cannot write{where}: {exc.strerror or first}; nothing was written: free space or choose another --output", err=True)
+        raise typer.Exit(2)
     if isinstance(exc, MemoryError) or any(t in first for t in _OUT_OF_MEMORY):
         typer.echo("error: ran out of memory: the input shape (times the batch) is too large for this machine "
                    f"({first[:120] or 'MemoryError'}); use a smaller --input-shape or batch size", err=True)
@@ -74,6 +80,9 @@ def one_line_errors(command):
             return command(*args, **kwargs)
         except typer.Exit:
             raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted: nothing was written (partial work removed)", err=True)
+            raise typer.Exit(130) from None
         except Exception as e:  # noqa: BLE001 - the point of this wrapper
             _fail(e)
 
@@ -318,6 +327,18 @@ def verify(
     _write_json(json_path, result)
 
 
+def report(
+    results: list[Path] = typer.Argument(..., help="`compressor bench --json` results and/or bundles (folder or manifest.json)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The HTML file to write, e.g. report.html."),
+) -> None:
+    """One self-contained HTML page (no server, no network): sortable results table, latency/fidelity plot with its Pareto
+    front, per-layer sensitivity and auto-precision charts, and the environment and method of each file."""
+    from compressor.bundle.html import write_report
+
+    path = write_report(results, output)
+    typer.echo(f"report: {path}")
+
+
 def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write the list to this JSON file.")) -> None:
     """List every known target, whether it is usable on this machine, and if not, why."""
     from rich.table import Table
@@ -348,6 +369,7 @@ def _register() -> None:
         return
     _register_generated()
     app.command()(one_line_errors(verify))
+    app.command()(one_line_errors(report))
     app.command()(one_line_errors(targets))
     app.command("bench-artifact", hidden=True)(one_line_errors(bench_artifact))
 

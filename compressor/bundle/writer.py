@@ -77,7 +77,12 @@ class BundleWriter:
         if self.output.exists():
             old = self.output.with_name(f".{self.output.name}.old-{self.staging.name[-8:]}")
             self.output.rename(old)
-        self.staging.rename(self.output)
+        try:
+            self.staging.rename(self.output)
+        except BaseException:
+            if old is not None:  # put the previous bundle back
+                old.rename(self.output)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         if tar:
@@ -98,9 +103,13 @@ class BundleWriter:
 def write_tarball(bundle: Path) -> Path:
     dst = bundle.with_name(bundle.name + ".tar.gz")
     tmp = dst.with_name(f".{dst.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as tf:
-        tf.add(bundle, arcname=bundle.name)
-    tmp.rename(dst)
+    try:
+        with tarfile.open(tmp, "w:gz") as tf:
+            tf.add(bundle, arcname=bundle.name)
+        tmp.rename(dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return dst
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,10 @@ def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray],
         except subprocess.TimeoutExpired:
             raise CompressorError(f"benchmark of {target_name} did not finish in {settings.timeout:.0f} s: lower --duration")
         lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            raise CompressorError(f"benchmark worker for {target_name} was killed by {name}"
+                                  + (" (out of memory?)" if name == "SIGKILL" else "") + ": no timing for it")
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
             raise CompressorError(f"benchmark worker for {target_name} failed (exit {proc.returncode}): {tail}")
