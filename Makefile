@@ -7,7 +7,7 @@ PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP  := $(VENV)/.setup-stamp
 OUT    ?= build
 
-.PHONY: setup lint demo test test-fast bench gpu-check clean fashion-mnist-model fashion-mnist-data
+.PHONY: setup lint demo test test-fast bench gpu-check clean fashion-mnist-model fashion-mnist-data chromium
 
 FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
@@ -54,10 +54,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-test: lint fashion-mnist-data
+test: lint fashion-mnist-data chromium
 	$(PY) -m pytest -q tests
 
-test-fast: setup fashion-mnist-data
+test-fast: setup fashion-mnist-data chromium
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Heavy suites (resnet50, every target, peers): not part of `make test`.
@@ -83,6 +83,13 @@ fashion-mnist-data:
 		$$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; }
 	@test -f $(FASHION_DATA) || { echo "could not install the Debian package dataset-fashion-mnist: install it and rerun"; exit 1; }
+
+# Headless Chromium (Debian package): the HTML report is tested in a real browser.
+chromium:
+	@command -v chromium-headless-shell >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq chromium-headless-shell >/dev/null; }; }
+	@command -v chromium-headless-shell >/dev/null || { echo "could not install the Debian package chromium-headless-shell: install it and rerun"; exit 1; }
 
 # Retrain the bundled Fashion-MNIST model (needs: apt-get install -y dataset-fashion-mnist).
 fashion-mnist-model: setup fashion-mnist-data
