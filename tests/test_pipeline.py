@@ -43,7 +43,9 @@ def test_manifest_has_every_field(fashion_bundle):
     assert m["metrics"]["throughput_per_s"] > 0 and m["metrics"]["peak_rss_mb"] > 0 and m["metrics"]["load_time_s"] > 0
     assert m["metrics"]["speedup_vs_torch_eager"] > 0
     assert m["target"]["name"] == "ort-cpu-fp32" and m["precision"] == "fp32"
-    assert set(m["files"]) == {"model.onnx", "reference/inputs.npz", "reference/outputs.npz", "REPORT.md"}
+    assert set(m["files"]) == {"model.onnx", "reference/inputs.npz", "reference/outputs.npz", "REPORT.md", "report.html"}
+    page = (fashion_bundle.bundle / "report.html").read_text()
+    assert page.count("<svg") >= 1 and "torch-cpu-fp32 (reference)" in page and "ort-cpu-fp32" in page  # the same figures as `report`
     assert m["inputs"][0]["shape"] == ["batch", 1, 28, 28] and m["outputs"][0]["shape"] == ["batch", 10]
     assert m["preprocessing"]["mean"] == [0.2860]
     assert m["source"]["file"] == "fashion_cnn.safetensors" and len(m["source"]["sha256"]) == 64

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from compressor.app.recipe import RunConfig
+from compressor.bundle.html import HTML_REPORT, manifest_results, render
 from compressor.bundle.report import bundle_report, row
-from compressor.bundle.writer import REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
+from compressor.bundle.writer import MANIFEST, REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
 from compressor.core.environment import describe_environment
 from compressor.core.errors import CompressorError, GateError, InputError
 from compressor.core.progress import Progress
@@ -207,6 +208,7 @@ def _write_bundle(bundle: BundleWriter, config: RunConfig, session: EvaluationSe
         rows.append(row(f"{reference_target().name} (reference)", "fp32", eager_size, ref_fid, eager, 1.0))
     rows.append(row(spec.name, spec.precision, result.size_bytes, fid.to_dict() if fid else None, bench, speedup))
     bundle.path(REPORT).write_text(bundle_report(manifest, rows, backend.report_sections(manifest)))
+    bundle.path(HTML_REPORT).write_text(render([manifest_results(manifest, MANIFEST)]))
     sparse = config.pruning is not None and config.pruning.sparsity is not None  # zeros are only saved when stored compressed
     return bundle.commit(manifest, tar=config.output.tar or sparse), manifest, rows
 

@@ -70,8 +70,22 @@ def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
     return out
 
 
+HTML_REPORT = "report.html"
+
+
+def manifest_results(m: dict, source: str | Path) -> dict:
+    """A bundle manifest as one results file: its artifact, and the torch eager FP32 reference where it was measured."""
+    return _from_manifest(m, Path(source))
+
+
 def _from_manifest(m: dict, path: Path) -> dict:
     metrics = m.get("metrics") or {}
+    fid = metrics.get("fidelity") or {}
+    reference = []
+    if metrics.get("torch_eager_latency_ms"):
+        reference = [{"target": "torch-cpu-fp32 (reference)", "precision": "fp32", "status": "ok", "fidelity": {
+            "accuracy": fid.get("reference_accuracy"), "top1_agreement": 1.0 if fid.get("top1_agreement") is not None else None,
+            "cosine_mean": 1.0}, "batches": {"1": {"latency_ms": metrics["torch_eager_latency_ms"], "speedup_vs_torch_eager": 1.0}}}]
     row = {"target": m["target"]["name"], "precision": m.get("precision"), "backend": m["target"].get("backend"), "status": "ok",
            "size_bytes": (m.get("artifact") or {}).get("size_bytes"), "fidelity": metrics.get("fidelity"),
            "batches": {str(m.get("benchmark", {}).get("batch_size", 1)): {"latency_ms": metrics.get("latency_ms"),
@@ -79,7 +93,9 @@ def _from_manifest(m: dict, path: Path) -> dict:
                                                                           "peak_rss_mb": metrics.get("peak_rss_mb")}}
            if metrics.get("latency_ms") else {},
            "quantization": m.get("quantization")}
-    return {"source": str(path), "rows": [row], "environment": m.get("environment"), "settings": m.get("benchmark"),
+    if row["batches"] and metrics.get("speedup_vs_torch_eager"):
+        next(iter(row["batches"].values()))["speedup_vs_torch_eager"] = metrics["speedup_vs_torch_eager"]
+    return {"source": str(path), "rows": [*reference, row], "environment": m.get("environment"), "settings": m.get("benchmark"),
             "model": (m.get("source") or {}).get("file"), "date": m.get("created_at"),
             "methodology": (m.get("benchmark") or {}).get("method")}
 

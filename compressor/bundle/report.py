@@ -82,6 +82,7 @@ def bundle_report(manifest: dict, rows: Sequence[dict], sections: Sequence[str] 
                                                               if fid and fid["synthetic"] else ""),
         f"- Measured on: {env['cpu']['model']} ({env['cpu']['usable_cpus']} CPUs, ISA: {', '.join(env['cpu']['isa']) or 'n/a'}), "
         f"{measured}",
+        "- Figures: `report.html` (self-contained; open it in a browser)",
         "",
         markdown_table(rows),
         "",
