@@ -3,6 +3,7 @@ no console errors, the table sorts, and the screenshot shows the figures."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -28,6 +29,12 @@ def test_report_in_a_real_browser(tmp_path, fashion_ckpt, fashion_small):
               "0.2860", "--std", "0.3530", "--eval", str(fashion_small), "--calib", str(fashion_small), "--targets",
               "ort-cpu-fp32,ort-cpu-int8", "--duration", "0.3", "--iterations", "10", "--json", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    roof = result["roofline"]
+    assert roof["flops_per_sample"] > 1e6 and roof["ceilings"]["fp32"] > 1 and roof["ceilings"]["int8"] > 1 and "matmul" in roof["method"]
+    rates = {r["target"]: r["batches"]["1"]["roofline"] for r in result["rows"]}
+    assert rates["ort-cpu-int8"]["unit"] == "GOP/s" and rates["ort-cpu-fp32"]["unit"] == "GFLOP/s"
+    assert all(0 < v["rate"] and 0 < v["share_of_ceiling"] < 5 for v in rates.values()), rates
     page = tmp_path / "report.html"
     res = cli("report", str(tmp_path / "r.json"), "-o", str(page))
     assert res.returncode == 0, res.stderr

@@ -19,6 +19,8 @@ from compressor.core.errors import InputError, TargetError
 from compressor.core.progress import Progress
 from compressor.core.registry import catalogue, reference_target
 from compressor.core.targets import Precision
+from compressor.evaluation.roofline import METHOD as ROOFLINE_METHOD
+from compressor.evaluation.roofline import ceilings, model_flops, rate
 from compressor.evaluation.session import Candidate, CandidateResult
 
 METHOD = ("Each target is built from the same model, validated against the FP32 PyTorch outputs on the same eval data, and "
@@ -75,6 +77,10 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
         session.prepare(candidates)
         session.reference_outputs()
         rows = [_row(session.evaluate(c, sizes), ui) for c in candidates]
+        env = describe_environment()
+        with ui.stage("work per sample counted and this machine's matmul ceilings (measured once, then cached)"):
+            flops = model_flops(session.model.module, session.model.example_inputs(batch=1))
+            ceiling = ceilings(env, session.threads)
         result = {
             "suite": "compressor bench",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -85,9 +91,11 @@ def bench_targets(config: RunConfig, targets: str, batch_sizes: str | None = Non
             "settings": {**session.benchmark.to_dict(), "batch_sizes": sizes},
             "methodology": METHOD,
             "rows": rows,
-            "environment": describe_environment(),
+            "roofline": {"flops_per_sample": flops, "ceilings": ceiling, "method": ROOFLINE_METHOD},
+            "environment": env,
         }
     _speedups(rows, sizes)
+    _roofline(rows, sizes, flops, ceiling)
     _slower_than_float(rows, sizes, ui)
     return result
 
@@ -133,6 +141,18 @@ def _speedups(rows: list[dict], sizes: list[int]) -> None:
                 res["speedup_vs_torch_eager"] = base["latency_ms"]["p50"] / res["latency_ms"]["p50"]
 
 
+def _roofline(rows: list[dict], sizes: list[int], flops: int | None, ceiling: dict) -> None:
+    """Each measured batch's work rate (GFLOP/s, GOP/s for INT8) and its share of the machine's ceiling for that precision.
+    A pruned row does the work of its pruned model (its MACs were counted when it was pruned)."""
+    for r in rows:
+        p = r.get("pruning") or {}
+        mine = flops * p["macs_after"] / p["macs_before"] if flops and p.get("macs_before") else flops
+        for b in sizes:
+            res = (r.get("batches") or {}).get(str(b))
+            if res and "latency_ms" in res and r.get("precision"):
+                res["roofline"] = rate(mine, b, res["latency_ms"]["p50"], r["precision"], ceiling)
+
+
 def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
     """An INT8 artifact slower than the float one on the same runtime (FP32, else FP16 on GPUs) is the field's commonest
     complaint: say so loudly."""
@@ -176,54 +196,37 @@ def table_rows(result: dict) -> list[dict]:
             lat = res["latency_ms"]
             out.append({**base, "p50 ms": f"{lat['p50']:.2f}", "p90 ms": f"{lat['p90']:.2f}", "throughput/s": f"{res['throughput_per_s']:.1f}",
                         "speed-up vs torch": "–" if "speedup_vs_torch_eager" not in res else f"{res['speedup_vs_torch_eager']:.2f}×",
+                        "work/s (of peak)": _work(res.get("roofline")),
                         "peak RSS": f"{res['peak_rss_mb']:.0f} MB", "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
                         "status": "ok" if "slower_than_float" not in res else f"SLOWER than float ({res['slower_than_float']:.2f}×)"})
     return out
 
 
 TABLE_COLUMNS = ("target", "precision", "batch", "size", "top-1", "agreement", "cosine mean", "p50 ms", "p90 ms", "throughput/s",
-                 "speed-up vs torch", "peak RSS", "build s", "status")
+                 "speed-up vs torch", "work/s (of peak)", "peak RSS", "build s", "status")
+
+
+def _work(rf: dict | None) -> str:
+    if not rf:
+        return "–"
+    share = f" ({rf['share_of_ceiling']:.0%})" if rf.get("share_of_ceiling") is not None else ""
+    return f"{rf['rate']:.1f} {rf['unit']}{share}"
 
 
 def plot(result: dict, path: Path) -> None:
-    """Latency (batch = the first size) against fidelity, one point per target, the Pareto front marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Latency (the smallest batch) against fidelity, every target named beside the plot, the Pareto front marked: the same
+    figure as the HTML report's."""
     import matplotlib.pyplot as plt
 
-    b = str(result["settings"]["batch_sizes"][0])
-    pts = []
-    for r in result["rows"]:
-        res = (r.get("batches") or {}).get(b) or {}
-        if r.get("status") == "ok" and "latency_ms" in res:
-            f = r["fidelity"]
-            fid = f["top1_agreement"] if f["top1_agreement"] is not None else f["cosine_mean"]
-            pts.append((res["latency_ms"]["p50"], fid, r["target"]))
-    if not pts:
-        raise InputError("no target produced a latency to plot")
-    metric = "top-1 agreement with FP32" if any(r.get("fidelity", {}).get("top1_agreement") is not None
-                                                for r in result["rows"] if r.get("status") == "ok") else "output cosine with FP32"
-    front = [p for p in pts if not any(q[0] <= p[0] and q[1] >= p[1] and q != p and (q[0] < p[0] or q[1] > p[1]) for q in pts)]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
-    for x, y, name in pts:
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    fs = sorted(front)
-    ax.plot([p[0] for p in fs], [p[1] for p in fs], color="tab:red", linestyle="--", marker="o", label="Pareto front")
-    ax.set_xscale("log")
-    from matplotlib.ticker import FormatStrFormatter
+    from compressor.bundle.html import fidelity_metric, points, tradeoff_figure
 
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    ax.set_xlabel(f"p50 latency, batch {b} (ms, log scale)")
-    ax.set_ylabel(metric)
+    pts = points([{**result, "source": str(path)}])
+    fig = tradeoff_figure(pts, *fidelity_metric(pts))
+    if fig is None:
+        raise InputError("no target produced a latency to plot")
     env = result["environment"]["cpu"]
-    ax.set_title(f"{result['model']['checkpoint']}: {env['model']}, {result['settings']['threads']} threads", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    fig.axes[0].set_title(f"{result['model']['checkpoint']}: {env['model']}, {result['settings']['threads']} threads", fontsize=10)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     tmp.rename(path)

@@ -100,7 +100,7 @@ def _from_manifest(m: dict, path: Path) -> dict:
             "methodology": (m.get("benchmark") or {}).get("method")}
 
 
-def _points(results: list[dict]) -> list[dict]:
+def points(results: list[dict]) -> list[dict]:
     pts = []
     for i, res in enumerate(results):
         for r in res["rows"]:
@@ -113,11 +113,13 @@ def _points(results: list[dict]) -> list[dict]:
                         "status": r.get("status") if not bench.get("error") else f"benchmark failed: {bench['error']}",
                         "reason": r.get("reason"), "size": r.get("size_bytes"), "batch": b, "p50": lat.get("p50"), "p90": lat.get("p90"),
                         "throughput": bench.get("throughput_per_s"), "accuracy": fid.get("accuracy"), "agreement": fid.get("top1_agreement"),
-                        "cosine": fid.get("cosine_mean"), "speedup": bench.get("speedup_vs_torch_eager"), "row": r})
+                        "cosine": fid.get("cosine_mean"), "speedup": bench.get("speedup_vs_torch_eager"), "row": r,
+                        "work": (bench.get("roofline") or {}).get("rate"), "unit": (bench.get("roofline") or {}).get("unit"),
+                        "of_peak": (bench.get("roofline") or {}).get("share_of_ceiling")})
     return pts
 
 
-def _metric(pts: list[dict]) -> tuple[str, str]:
+def fidelity_metric(pts: list[dict]) -> tuple[str, str]:
     for key, label in (("accuracy", "top-1 accuracy"), ("agreement", "top-1 agreement with FP32"), ("cosine", "output cosine with FP32")):
         if sum(p[key] is not None and p["p50"] is not None for p in pts) >= 1:
             return key, label
@@ -164,7 +166,7 @@ def _spread(ys: list[float], gap: float) -> list[float]:
     return pos
 
 
-def tradeoff_svg(pts: list[dict], key: str, label: str) -> str | None:
+def tradeoff_figure(pts: list[dict], key: str, label: str):
     """Latency against fidelity for one model's rows, its Pareto front, and every point named in a column of labels
     beside the plot joined to it by a line (never on top of each other, however close the points)."""
     import matplotlib
@@ -195,7 +197,7 @@ def tradeoff_svg(pts: list[dict], key: str, label: str) -> str | None:
     for p, h in zip(ok, heights):
         ax.annotate(f"#{p['n']} {p['target']}", xy=(p["p50"], p[key]), xycoords="data", xytext=(1.03, h), textcoords="axes fraction",
                     va="center", fontsize=8, arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.6})
-    return _svg(fig)
+    return fig
 
 
 def sensitivity_svg(s: dict, top: int = 15) -> str:
@@ -213,30 +215,6 @@ def sensitivity_svg(s: dict, top: int = 15) -> str:
     return _svg(fig)
 
 
-def auto_precision_svg(ap: dict) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    key = ap.get("metric", "cosine_mean")
-    steps = [s for s in ap.get("steps", []) if s.get("p50_ms") is not None and s.get(key) is not None]
-    if not steps:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([s["p50_ms"] for s in steps], [s[key] for s in steps], "o-", color="#4c72b0")
-    for s in steps:
-        ax.annotate(str(s["step"]), (s["p50_ms"], s[key]), textcoords="offset points", xytext=(5, 5), fontsize=8,
-                    fontweight="bold" if s.get("chosen") else "normal")
-    if ap.get("fp32_p50_ms"):
-        ax.axvline(ap["fp32_p50_ms"], color="grey", ls="--", label=f"{ap.get('fp32_target')} p50")
-        ax.legend()
-    ax.set_xlabel("p50 latency (ms)")
-    ax.set_ylabel(key.replace("_", " "))
-    ax.grid(alpha=0.3)
-    return _svg(fig)
-
-
 def _cell(v, fmt: str = "", cls: str = "") -> str:
     if v is None:
         return '<td data-v="">–</td>'
@@ -244,9 +222,15 @@ def _cell(v, fmt: str = "", cls: str = "") -> str:
     return f'<td data-v="{html.escape(str(v))}"{f" class={cls!r}" if cls else ""}>{html.escape(text)}</td>'
 
 
+def _work_cell(p: dict) -> str:
+    if p["work"] is None:
+        return _cell(None)
+    return f'<td data-v="{p["work"]}">{p["work"]:.1f} {html.escape(p["unit"] or "")}</td>'
+
+
 def _table(pts: list[dict], several: bool, front: set[int]) -> str:
     heads = ["#", "target", *(["file"] if several else []), "precision", "batch", "size MB", "top-1", "agreement", "cosine", "p50 ms",
-             "p90 ms", "throughput/s", "speed-up vs torch", "Pareto", "status"]
+             "p90 ms", "throughput/s", "speed-up vs torch", "work/s", "of peak", "Pareto", "status"]
     rows = []
     for p in pts:
         status = p["status"] if p["status"] == "ok" else f"{p['status']}: {p['reason'] or ''}"
@@ -254,7 +238,7 @@ def _table(pts: list[dict], several: bool, front: set[int]) -> str:
             _cell(p["n"]), _cell(p["target"], cls="text"), *([_cell(p["file"])] if several else []), _cell(p["precision"], cls="text"),
             _cell(p["batch"]), _cell(p["size"] / 1e6 if p["size"] else None, ".2f"), _cell(p["accuracy"], ".4f"), _cell(p["agreement"], ".4f"),
             _cell(p["cosine"], ".5f"), _cell(p["p50"], ".3f"), _cell(p["p90"], ".3f"), _cell(p["throughput"], ".1f"),
-            _cell(p["speedup"], ".2f"), _cell("yes" if p["n"] in front else "", cls="text"),
+            _cell(p["speedup"], ".2f"), _work_cell(p), _cell(p["of_peak"], ".0%"), _cell("yes" if p["n"] in front else "", cls="text"),
             _cell(status, cls="text" + (" bad" if p["status"] != "ok" else ""))]) + "</tr>")
     return (f'<table class="sortable"><thead><tr>{"".join(f"<th>{h}</th>" for h in heads)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -280,15 +264,21 @@ def _environment(res: dict, i: int) -> str:
              "Libraries: " + html.escape(", ".join(f"{k} {v}" for k, v in libs.items())),
              "Settings: " + html.escape(json.dumps(res.get("settings") or {})),
              "Method: " + html.escape(str(res.get("methodology") or "–"))]
+    roof = res.get("roofline") or {}
+    if roof.get("ceilings"):
+        c = roof["ceilings"]
+        items.append("Roofline: " + html.escape(f"{roof.get('flops_per_sample') or 0:,} FLOPs per sample; ceilings fp32 "
+                                                f"{c.get('fp32') or 0:.0f} GFLOP/s, bf16 {c.get('bf16') or 0:.0f} GFLOP/s, int8 "
+                                                f"{c.get('int8') or 0:.0f} GOP/s ({c.get('threads')} threads). {roof.get('method', '')}"))
     return "<ul>" + "".join(f"<li>{x}</li>" for x in items) + "</ul>"
 
 
 def render(results: list[dict]) -> str:
-    pts = _points(results)
+    pts = points(results)
     front = set()
     for i in range(len(results)):
         mine = [p for p in pts if p["file"] == i + 1]
-        front |= {p["n"] for p in pareto(mine, _metric(mine)[0])}
+        front |= {p["n"] for p in pareto(mine, fidelity_metric(mine)[0])}
     parts = [f"<h1>Compression results</h1><p class='note'>{len(pts)} rows from {len(results)} file(s); made "
              f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Latency is the median of the smallest batch measured, each "
              "artifact in a fresh process; fidelity is measured against the FP32 PyTorch model on the eval data. Compare "
@@ -296,10 +286,11 @@ def render(results: list[dict]) -> str:
              "<h2>Results</h2>", _table(pts, len(results) > 1, front)]
     for i, res in enumerate(results):  # one figure per file: latencies and fidelities of different models do not compare
         mine = [p for p in pts if p["file"] == i + 1]
-        plot = tradeoff_svg(mine, *_metric(mine))
-        if plot:
+        fig = tradeoff_figure(mine, *fidelity_metric(mine))
+        if fig is not None:
+            plot = _svg(fig)
             model = f" — {html.escape(_model_name(res))}" if res.get("model") else ""
-            parts += [f"<h2>Latency against {_metric(mine)[1]}{f' (file {i + 1})' if len(results) > 1 else ''}{model}</h2>",
+            parts += [f"<h2>Latency against {fidelity_metric(mine)[1]}{f' (file {i + 1})' if len(results) > 1 else ''}{model}</h2>",
                       "<p class='note'>Orange: the Pareto front (no other row of this file is both faster and more faithful).</p>",
                       f"<figure>{plot}</figure>"]
     for p in pts:
@@ -310,7 +301,9 @@ def render(results: list[dict]) -> str:
                       f"<p class='note'>Measured on {html.escape(str(s.get('runtime') or 'the runtime'))}, {s.get('samples')} samples; "
                       "the most sensitive layers first.</p>", f"<figure>{sensitivity_svg(s)}</figure>"]
         if q.get("auto_precision"):
-            svg = auto_precision_svg(q["auto_precision"])
+            from compressor.evaluation.auto_precision import figure
+
+            svg = _svg(figure(q["auto_precision"], f"#{p['n']} {p['target']}: auto precision"))
             floats = ", ".join(f"<code>{html.escape(k)}</code> ({html.escape(v)})" for k, v in q["auto_precision"].get("float_layers", {}).items())
             parts += [f"<h2>Auto precision: #{p['n']} {html.escape(str(p['target']))}</h2>",
                       f"<p>Float layers in the chosen plan: {floats or 'none'}.</p>", f"<figure>{svg}</figure>" if svg else ""]

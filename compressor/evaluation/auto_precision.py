@@ -155,7 +155,16 @@ class AutoPrecision:
 
 
 def plot(section: dict, path: Path, title: str) -> None:
-    """Fidelity (the gate's metric) against latency, one point per step, the chosen one marked."""
+    """Write :func:`figure` as an image."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(section, title)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def figure(section: dict, title: str):
+    """Fidelity (the gate's metric) against latency, one point per step, the chosen one marked (also in the HTML report)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,5 +190,4 @@ def plot(section: dict, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
