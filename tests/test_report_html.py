@@ -1,4 +1,4 @@
-"""`compressor report`: one self-contained HTML page, loaded in a real headless Chromium (Debian's chromium-headless-shell):
+"""`compressor report`: one self-contained HTML page (of a bench with roofline figures and --streams throughput), loaded in a real headless Chromium (Debian's chromium-headless-shell):
 no console errors, the table sorts, and the screenshot shows the figures."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
 def test_report_in_a_real_browser(tmp_path, fashion_ckpt, fashion_small):
     res = cli("bench", str(fashion_ckpt), "--arch", FASHION_ARCH, "--input-shape", "1,1,28,28", "--scale", str(1 / 255), "--mean",
               "0.2860", "--std", "0.3530", "--eval", str(fashion_small), "--calib", str(fashion_small), "--targets",
-              "ort-cpu-fp32,ort-cpu-int8", "--duration", "0.3", "--iterations", "10", "--json", str(tmp_path / "r.json"))
+              "ort-cpu-fp32,ort-cpu-int8", "--duration", "0.3", "--iterations", "10", "--streams", "2", "--json", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     roof = result["roofline"]
@@ -35,6 +35,9 @@ def test_report_in_a_real_browser(tmp_path, fashion_ckpt, fashion_small):
     rates = {r["target"]: r["batches"]["1"]["roofline"] for r in result["rows"]}
     assert rates["ort-cpu-int8"]["unit"] == "GOP/s" and rates["ort-cpu-fp32"]["unit"] == "GFLOP/s"
     assert all(0 < v["rate"] and 0 < v["share_of_ceiling"] < 5 for v in rates.values()), rates
+    for r in result["rows"]:  # --streams 2: two instances at once, one thread each, reported apart from the latency
+        ms = r["batches"]["1"]["multi_stream"]
+        assert ms["streams"] == 2 and ms["threads_per_stream"] >= 1 and ms["throughput_per_s"] > 0 and ms["calls"] > 2
     page = tmp_path / "report.html"
     res = cli("report", str(tmp_path / "r.json"), "-o", str(page))
     assert res.returncode == 0, res.stderr

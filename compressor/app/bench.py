@@ -197,13 +197,15 @@ def table_rows(result: dict) -> list[dict]:
             out.append({**base, "p50 ms": f"{lat['p50']:.2f}", "p90 ms": f"{lat['p90']:.2f}", "throughput/s": f"{res['throughput_per_s']:.1f}",
                         "speed-up vs torch": "–" if "speedup_vs_torch_eager" not in res else f"{res['speedup_vs_torch_eager']:.2f}×",
                         "work/s (of peak)": _work(res.get("roofline")),
+                        "multi-stream/s": "–" if "multi_stream" not in res else
+                        f"{res['multi_stream']['throughput_per_s']:.1f} ({res['multi_stream']['streams']} streams)",
                         "peak RSS": f"{res['peak_rss_mb']:.0f} MB", "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
                         "status": "ok" if "slower_than_float" not in res else f"SLOWER than float ({res['slower_than_float']:.2f}×)"})
     return out
 
 
 TABLE_COLUMNS = ("target", "precision", "batch", "size", "top-1", "agreement", "cosine mean", "p50 ms", "p90 ms", "throughput/s",
-                 "speed-up vs torch", "work/s (of peak)", "peak RSS", "build s", "status")
+                 "speed-up vs torch", "work/s (of peak)", "multi-stream/s", "peak RSS", "build s", "status")
 
 
 def _work(rf: dict | None) -> str:

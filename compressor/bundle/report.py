@@ -47,6 +47,7 @@ def print_table(rows: Sequence[dict], title: str | None = None, columns: Sequenc
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
+    columns = [c for c in columns if c in ("target", "status") or any(r.get(c, "–") != "–" for r in rows)]  # no empty columns
     for c in columns:
         table.add_column(c, justify="left" if c in ("target", "precision", "status") else "right", no_wrap=c == "target")
     for r in rows:

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         import numpy as np
 
         from compressor.core.registry import get_backend, get_target
-        from compressor.evaluation.benchmark import BenchmarkSettings, summarize, time_loop
+        from compressor.evaluation.benchmark import BenchmarkSettings, multi_stream, summarize, time_loop
 
         settings = BenchmarkSettings(**request["settings"])
         spec = get_target(request["target"])
@@ -55,6 +55,9 @@ def main(argv: list[str]) -> int:
         rss_after_load = _rss_mb()
         lat, warm = time_loop(lambda: runner.run(feeds), settings)
         result = summarize(lat, settings.batch_size)
+        if settings.streams > 1:
+            result["multi_stream"] = multi_stream(lambda threads: backend.load(Path(request["artifact"]), spec, threads=threads), feeds,
+                                                  settings)
         device = runner.device_metrics(feeds, settings.iterations)
         if device is not None:
             result["device"] = device

@@ -38,6 +38,8 @@ class BenchmarkSettings(Settings):
     warmup_seconds: float = option(0.2, "Warm-up seconds before timing (at least 0.2).", ge=0.2)
     compare_eager: bool = option(True, "Do not benchmark torch eager for the speed-up.", flag="--no-eager-baseline", negate=True,
                                  panel=BENCH)
+    streams: int = option(1, "Also measure throughput with N concurrent streams (N instances of the artifact, the threads split "
+                             "between them); reported apart from single-stream latency.", flag="--streams", panel=BENCH, ge=1)
     timeout: float = option(600.0, "Seconds one benchmark process may take.", gt=0)
 
     def resolved(self) -> BenchmarkSettings:
@@ -90,6 +92,35 @@ def time_loop(call: Callable[[], object], settings: BenchmarkSettings) -> tuple[
         call()
         lat.append(clock() - t0)
     return lat, warm
+
+
+def multi_stream(load: Callable[[int], object], feeds: dict, settings: BenchmarkSettings) -> dict:
+    """Throughput of ``settings.streams`` instances run concurrently (one Python thread each; the runtimes release the GIL),
+    each with its share of the threads: what a server running several requests at once gets."""
+    import threading
+
+    n = settings.streams
+    per = max(1, (settings.threads or 1) // n)
+    runners = [load(per) for _ in range(n)]
+    for r in runners:
+        r.run(feeds)
+    counts = [0] * n
+    start = time.perf_counter()
+    stop = start + max(settings.duration, 1.0)
+
+    def loop(i: int) -> None:
+        while time.perf_counter() < stop:
+            runners[i].run(feeds)
+            counts[i] += 1
+
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    return {"streams": n, "threads_per_stream": per, "seconds": elapsed, "calls": sum(counts),
+            "throughput_per_s": sum(counts) * settings.batch_size / elapsed}
 
 
 def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray], settings: BenchmarkSettings) -> dict:
