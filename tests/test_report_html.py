@@ -1,5 +1,6 @@
-"""`compressor report`: one self-contained HTML page (of a bench with roofline figures and --streams throughput), loaded in a real headless Chromium (Debian's chromium-headless-shell):
-no console errors, the table sorts, and the screenshot shows the figures."""
+"""`compressor report`: one self-contained HTML page (of a bench with roofline figures and --streams throughput), loaded in
+a real headless Chromium (Debian's chromium-headless-shell): no console errors, the table sorts, and the screenshot shows
+the figures."""
 
 from __future__ import annotations
 
