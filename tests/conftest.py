@@ -52,7 +52,7 @@ def resnet18_ckpt(tmp_path_factory) -> Path:
 def cli(*args: str, cwd: Path | None = None, env: dict | None = None, prelude: str = "") -> subprocess.CompletedProcess:
     """Run the real `compressor` CLI in a fresh process (optionally after a Python prelude)."""
     code = f"{prelude}\nimport sys\nfrom compressor.app.cli import run\nsys.argv = ['compressor'] + {list(map(str, args))!r}\nrun()"
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
+    full_env = {"COLUMNS": "200", **os.environ, "PYTHONPATH": str(ROOT), **(env or {})}  # a COLUMNS the caller sets wins
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=900)
 
 
