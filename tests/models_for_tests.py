@@ -136,3 +136,19 @@ class WithSampleRate(nn.Module):
 
 def with_sample_rate() -> WithSampleRate:
     return WithSampleRate()
+
+
+class SmallLstm(nn.Module):
+    """Two stacked LSTM layers over a sequence, then a linear head on the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
+
+
+def small_lstm() -> SmallLstm:
+    return SmallLstm()

@@ -194,8 +194,25 @@ QUICK = {
     "bench batch sizes": (lambda t, c, d: ["bench", str(c), "--arch", FASHION_ARCH, "--input-shape", "batch,1,28,28", "--targets",
                                            "ort-cpu-fp32", "--batch-sizes", "1,x"], ("--batch-sizes",)),
     "bench tarball corrupt": (lambda t, c, d: ["bench", str(_tarball(t))], ("bundle.tar.gz",)),
+    "ExecuTorch INT8 of an LSTM": (lambda t, c, d: ["compress", str(_lstm(t)), "--arch", f"{MODELS}:small_lstm", "--input-shape", "1,160,8",
+                                                    "--eval", str(_seq(t)), "--calib", str(_seq(t)), "--target", "executorch-xnnpack-int8",
+                                                    "--output", str(t / "out")],
+                                   ("unrolls", "ort-cpu-int8-dynamic")),
+    "build past its time limit": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8", "--calib", str(d), "--build-timeout", "0.2"),
+                                  ("did not finish in 0.2 s", "--build-timeout")),
     "bench folder without manifest": (lambda t, c, d: (t / "b").mkdir() or ["bench", str(t / "b")], ("manifest",)),
 }
+
+
+def _seq(tmp):
+    return _npz(tmp, "seq.npz", x=np.random.default_rng(0).standard_normal((4, 160, 8)).astype(np.float32))
+
+
+def _lstm(tmp):
+    from tests.models_for_tests import small_lstm
+
+    torch.save(small_lstm().state_dict(), tmp / "lstm.pt")
+    return tmp / "lstm.pt"
 
 
 def _pt(tmp, ckpt):

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+import signal
+import threading
+from contextlib import contextmanager
 from typing import Optional
 
 from pydantic import field_validator
 
+from compressor.core.errors import CompressorError
 from compressor.core.options import OUTPUT, Settings, option
+
+
+class BuildTimeout(CompressorError):
+    """A target's build ran past --build-timeout."""
 
 _ARCH = re.compile(r"^sm\d{2,3}$")
 
@@ -15,6 +23,9 @@ _ARCH = re.compile(r"^sm\d{2,3}$")
 class BuildSettings(Settings):
     gpu_arch: Optional[str] = option(None, "GPU targets: compute capabilities to build engines for, e.g. sm86,sm89,sm120 (default: the "
                                            "local GPU, else the TensorRT flavour's default set).", flag="--gpu-arch", panel=OUTPUT)
+
+    timeout: float = option(1800.0, "Seconds one target's build (export, quantization, compile) may take before it is stopped, "
+                                    "its row failed (0: no limit).", flag="--build-timeout", panel=OUTPUT, ge=0)
 
     @field_validator("gpu_arch")
     @classmethod
@@ -30,3 +41,29 @@ class BuildSettings(Settings):
     @property
     def archs(self) -> list[str]:
         return self.gpu_arch.split(",") if self.gpu_arch else []
+
+
+@contextmanager
+def time_limit(seconds: float, what: str):
+    """Stop the block with a one-line error after ``seconds`` (main thread only, where signals arrive; elsewhere no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _Deadline  # a BaseException: the libraries' own `except Exception` cannot swallow it
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _Deadline:
+        raise BuildTimeout(f"{what} did not finish in {seconds:g} s and was stopped: raise --build-timeout, or choose another target") \
+            from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class _Deadline(BaseException):
+    pass

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import IR, Artifact, CompileContext, TorchModuleRunner
-from compressor.core.build import BuildSettings
+from compressor.core.build import BuildSettings, time_limit
 from compressor.core.errors import CompressorError, InputError, TargetError, first_line
 from compressor.core.fidelity import Fidelity, compare
 from compressor.core.model import ModelHandle
@@ -355,7 +355,7 @@ class EvaluationSession:
         variant = self.variant(candidate.pruning, spec)
         ctx = CompileContext(threads=self.threads, progress=self.progress, warnings=[], build=self.build_settings)
         qat = candidate.qat or self.qat
-        with self.progress.stage(f"built {spec.name} artifact"):
+        with time_limit(self.build_settings.timeout, f"the {spec.name} build"), self.progress.stage(f"built {spec.name} artifact"):
             ir = self.ir(variant, key, spec, candidate.quantization, qat, candidate.float_layers)
             stage = self.stage(variant, key, candidate.quantization, qat) if ir.plan is not None else None
             model = stage.model if stage is not None and stage.qat is not None else variant.model
