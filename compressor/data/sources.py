@@ -82,8 +82,11 @@ def load_data(
 def check_finite(source: DataSource, what: str) -> None:
     """Refuse NaN/inf inputs (every metric on them is meaningless) and negative labels (labels are class indices)."""
     for spec_index, arr in enumerate(source.inputs):
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+        if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
+            continue
+        flat = arr.reshape(len(arr), -1)
+        bad = np.concatenate([~np.isfinite(flat[i : i + 256]).all(axis=1) for i in range(0, len(flat), 256)])
+        if bad.any():  # (in chunks: a boolean copy of a large eval set would double its memory)
             raise DataError(f"{what} has non-finite values (NaN/inf) in {int(bad.sum())} sample(s) of input {spec_index + 1}, the first at "
                             f"sample {int(np.argmax(bad))}: clean or drop those samples")
     if source.labels is not None and len(source.labels) and source.labels.min() < 0:
