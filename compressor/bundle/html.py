@@ -184,7 +184,7 @@ def tradeoff_figure(pts: list[dict], key: str, label: str):
                color=["#dd8452" if p["n"] in on_front else "#4c72b0" for p in ok])
     if len(front) > 1:
         ax.step([p["p50"] for p in front], [p[key] for p in front], where="post", color="#dd8452", lw=1.5, zorder=2, label="Pareto front")
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     ax.set_xlabel("p50 latency (ms, smallest batch measured)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
