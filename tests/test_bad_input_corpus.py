@@ -5,6 +5,7 @@ and checks the output folder was never created."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ CASES = {f.__name__[1:]: f for f in (_eval_nan, _labels_beyond_classes, _negativ
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input(case, tmp_path, fashion_ckpt, fashion_small):
     args, needles = CASES[case](tmp_path, fashion_ckpt, fashion_small)
-    one_line_error(cli(*args), *needles)
+    one_line_error(_in_process(args), *needles)
     assert not (tmp_path / "out").exists(), "a failed run must leave nothing behind"
     assert not (tmp_path / "ran").exists(), "the checkpoint's code ran"
     assert not list(tmp_path.glob(".compressor-*")), "a temporary folder was left behind"
@@ -218,6 +219,18 @@ def _lstm(tmp):
 def _pt(tmp, ckpt):
     torch.save(load_file(str(ckpt)), tmp / "plain.pt")
     return tmp / "plain.pt"
+
+
+def _in_process(args):
+    """The CLI entry point in this process (a fresh interpreter per case costs seconds of imports): its exit code and
+    stderr, shaped like a finished subprocess for one_line_error."""
+    from typer.testing import CliRunner
+
+    from compressor.app.cli import _register, app
+
+    _register()
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
 @pytest.mark.parametrize("case", list(QUICK))
