@@ -147,9 +147,10 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _spread(ys: list[float], gap: float) -> list[float]:
-    """Label heights (axes fraction, 0..1) at least ``gap`` apart, each as near its point's height as that allows."""
-    order = sorted(range(len(ys)), key=lambda k: ys[k])
+def _spread(ys: list[float], gap: float, xs: list[float] | None = None) -> list[float]:
+    """Label heights (axes fraction, 0..1) at least ``gap`` apart, each as near its point's height as that allows; points at
+    one height are stacked rightmost lowest, so their leader lines do not cross."""
+    order = sorted(range(len(ys)), key=lambda k: (ys[k], -(xs[k] if xs else 0)))
     pos = [0.0] * len(ys)
     last = -1.0
     for k in order:
@@ -193,7 +194,7 @@ def tradeoff_figure(pts: list[dict], key: str, label: str):
     ax.set_xlim(min(xs) - xpad, max(xs) + xpad)
     ax.set_ylim(min(ys) - ypad, max(ys) + ypad)
     y0, y1 = ax.get_ylim()
-    heights = _spread([(p[key] - y0) / (y1 - y0) for p in ok], gap=min(0.08, 0.95 / max(1, len(ok))))
+    heights = _spread([(p[key] - y0) / (y1 - y0) for p in ok], gap=min(0.08, 0.95 / max(1, len(ok))), xs=xs)
     for p, h in zip(ok, heights):
         ax.annotate(f"#{p['n']} {p['target']}", xy=(p["p50"], p[key]), xycoords="data", xytext=(1.03, h), textcoords="axes fraction",
                     va="center", fontsize=8, arrowprops={"arrowstyle": "-", "color": "#999", "lw": 0.6})
