@@ -55,33 +55,30 @@ def _rows(result: dict) -> dict:
     return out
 
 
-def minilm(tmp: Path, args) -> dict:
+def _ptq_against_qat(name: str, weights: Path, model: dict, qat: dict, metric: str, args, reference: float | None = None) -> dict:
+    """PTQ and QAT benches of the same targets, and the share of each INT8 target's gap to ``reference`` (default: the ORT
+    FP32 row's ``metric``) that QAT closes."""
     targets = ",".join(("ort-cpu-fp32", *INT8))
-    say("minilm: PTQ on ORT, OpenVINO, ExecuTorch")
-    ptq = _rows(compressor.bench_targets(minilm_weights(), targets, duration=args.duration, **MINILM))
-    say("minilm: QAT (2 epochs), the same targets")
-    qat = _rows(compressor.bench_targets(minilm_weights(), targets, duration=args.duration, **MINILM, **QAT))
+    say(f"{name}: PTQ on ORT, OpenVINO, ExecuTorch")
+    ptq = _rows(compressor.bench_targets(weights, targets, duration=args.duration, **model))
+    say(f"{name}: QAT (2 epochs), the same targets")
+    trained = _rows(compressor.bench_targets(weights, targets, duration=args.duration, **model, **qat))
+    top = reference if reference is not None else ptq.get("ort-cpu-fp32", {}).get(metric)
     closed = {}
     for t in INT8:
-        if ptq.get(t, {}).get("status") == "ok" and qat.get(t, {}).get("status") == "ok":
-            gap = 1 - ptq[t]["cosine_mean"]
-            closed[t] = (qat[t]["cosine_mean"] - ptq[t]["cosine_mean"]) / gap if gap > 0 else None
-    return {"ptq": ptq, "qat": qat, "gap_closed": closed}
+        if top is not None and ptq.get(t, {}).get("status") == "ok" and trained.get(t, {}).get("status") == "ok":
+            gap = top - ptq[t][metric]
+            closed[t] = (trained[t][metric] - ptq[t][metric]) / gap if gap > 0 else None
+    return {"ptq": ptq, "qat": trained, "gap_closed": closed, "reference": top}
+
+
+def minilm(tmp: Path, args) -> dict:
+    return _ptq_against_qat("minilm", minilm_weights(), MINILM, QAT, "cosine_mean", args, reference=1.0)
 
 
 def news(tmp: Path, args) -> dict:
-    targets = ",".join(("ort-cpu-fp32", *INT8))
-    say("news-story classifier: PTQ on ORT, OpenVINO, ExecuTorch")
-    ptq = _rows(compressor.bench_targets(news_story_weights(), targets, duration=args.duration, **NEWS))
-    say("news-story classifier: QAT (2 epochs), the same targets")
-    qat = _rows(compressor.bench_targets(news_story_weights(), targets, duration=args.duration, **NEWS, **NEWS_QAT))
-    fp32 = ptq.get("ort-cpu-fp32", {}).get("accuracy")
-    closed = {}
-    for t in INT8:
-        if fp32 is not None and ptq.get(t, {}).get("status") == "ok" and qat.get(t, {}).get("status") == "ok":
-            gap = fp32 - ptq[t]["accuracy"]
-            closed[t] = (qat[t]["accuracy"] - ptq[t]["accuracy"]) / gap if gap > 0 else None
-    return {"ptq": ptq, "qat": qat, "gap_closed": closed, "fp32_accuracy": fp32}
+    out = _ptq_against_qat("news-story classifier", news_story_weights(), NEWS, NEWS_QAT, "accuracy", args)
+    return {**out, "fp32_accuracy": out["reference"]}
 
 
 def auto_precision(tmp: Path, args) -> dict:
