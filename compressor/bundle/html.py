@@ -62,7 +62,7 @@ def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("rows"), list):
             out.append({**data, "source": str(p)})
         elif isinstance(data, dict) and isinstance(data.get("target"), dict) and "metrics" in data:
-            out.append(_from_manifest(data, p))
+            out.append(manifest_results(data, p))
         else:
             raise InputError(f"'{p}' is neither `compressor bench --json` results (a 'rows' list) nor a bundle manifest")
     if not out:
@@ -73,12 +73,8 @@ def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
 HTML_REPORT = "report.html"
 
 
-def manifest_results(m: dict, source: str | Path) -> dict:
+def manifest_results(m: dict, path: str | Path) -> dict:
     """A bundle manifest as one results file: its artifact, and the torch eager FP32 reference where it was measured."""
-    return _from_manifest(m, Path(source))
-
-
-def _from_manifest(m: dict, path: Path) -> dict:
     metrics = m.get("metrics") or {}
     fid = metrics.get("fidelity") or {}
     reference = []
