@@ -52,16 +52,35 @@ def _start(args, **env):
                             env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env})
 
 
+def _children(parent):
+    """Process ids whose parent is ``parent``, read from /proc (``ps`` cuts long command lines at the terminal's width)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:  # fields after "(comm)": state, ppid, ...
+                out.append(int(entry))
+    return out
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_a_killed_benchmark_worker_leaves_a_failed_row(tmp_path, fashion_ckpt):
     proc = _start(["bench", fashion_ckpt, "--arch", FASHION_ARCH, "--input-shape", "1,1,28,28", "--synthetic", "--targets",
                    "ort-cpu-fp32,openvino-cpu-fp32", "--duration", "2", "--json", tmp_path / "r.json"])
     killed, deadline = [], time.time() + 300
     while not killed and proc.poll() is None and time.time() < deadline:
-        ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-        for line in ps.splitlines():
-            pid, ppid, *cmd = line.split()
-            if int(ppid) == proc.pid and "compressor.evaluation.bench_worker" in " ".join(cmd):  # only our run's worker
-                os.kill(int(pid), signal.SIGKILL)
+        for pid in _children(proc.pid):
+            if "compressor.evaluation.bench_worker" in _cmdline(pid):  # only our run's worker
+                os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 break
         time.sleep(0.05)
