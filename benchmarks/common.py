@@ -58,16 +58,44 @@ def torchvision_case(name: str, tmp: Path) -> tuple[Path, np.ndarray]:
 
 def run_suite(name: str, description: str, sections: Callable[[Path, argparse.Namespace], dict],
               markdown: Callable[[dict], str]) -> None:
-    """Parse --repeats/--duration, run ``sections`` in a scratch folder, write results/<name>.json and .md."""
+    """Parse --repeats/--duration/--only, run ``sections`` in a scratch folder, write results/<name>.json and .md.
+
+    ``sections`` returns name → result, or name → a function that computes it (then ``--only a,b`` reruns those
+    sections and keeps the others from the last results file; each rerun is listed under ``reruns`` with its date and CPU,
+    since only ratios measured in one run compare)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--only", help="comma-separated sections to rerun; the others are kept from the last results file")
+    ap.add_argument("--render", action="store_true", help="only rewrite the markdown from the last results file")
     args = ap.parse_args()
+    path = RESULTS / f"{name}.json"
+    if args.render:
+        return _write(path, json.loads(path.read_text()), markdown)
     with tempfile.TemporaryDirectory() as t:
-        res = {"suite": name, "date": datetime.now(UTC).isoformat(timespec="seconds"), "repeats": args.repeats,
-               **sections(Path(t), args), "environment": describe_environment()}
+        parts = sections(Path(t), args)
+        only = [s for s in (args.only or "").split(",") if s]
+        if only:
+            unknown = [s for s in only if s not in parts or not callable(parts[s])]
+            if unknown or not path.exists():
+                ap.error(f"--only: {', '.join(unknown) or name} cannot be rerun alone (sections that can: "
+                         f"{', '.join(k for k, v in parts.items() if callable(v)) or 'none'}; a full run must have written {path.name})")
+            res = json.loads(path.read_text())
+            env = describe_environment()
+            res.update({s: parts[s]() for s in only})
+            res.setdefault("reruns", []).append({"sections": only, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                                                 "cpu": env["cpu"]["model"], "repeats": args.repeats})
+        else:
+            res = {"suite": name, "date": datetime.now(UTC).isoformat(timespec="seconds"), "repeats": args.repeats,
+                   **{k: v() if callable(v) else v for k, v in parts.items()}, "environment": describe_environment()}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    _write(path, res, markdown)
+
+
+def _write(path: Path, res: dict, markdown: Callable[[dict], str]) -> None:
     md = markdown(res)
-    (RESULTS / f"{name}.md").write_text(md)
+    if res.get("reruns"):
+        md += "\n" + "\n".join(f"Rerun alone on {r['date'][:16]} ({r['cpu']}): {', '.join(r['sections'])}." for r in res["reruns"]) + "\n"
+    path.with_suffix(".md").write_text(md)
     print(md)

@@ -30,10 +30,26 @@ INT8 = ("ort-cpu-int8", "openvino-cpu-int8", "executorch-xnnpack-int8")
 MINILM = dict(arch="compressor.zoo.minilm:minilm_l6", input_shape=["1,128", "1,128"], input_names=["input_ids", "attention_mask"],
               input_dtype="int64", task="embedding", eval="compressor.zoo.lee:sentences", calib="compressor.zoo.lee:background_sentences",
               sensitivity=False)
-QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.lee:background_sentences", finetune_batch_size=16)
+QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.lee:background_sentences", finetune_batch_size=8, qat_lr=5e-5)
 NEWS = dict(arch="compressor.zoo.news_stories:classifier", input_shape=["1,64", "1,64"], input_names=["input_ids", "attention_mask"],
             input_dtype="int64", eval="compressor.zoo.news_stories:eval_data", calib="compressor.zoo.news_stories:train_data", sensitivity=False)
 NEWS_QAT = dict(qat=True, qat_epochs=2, finetune="compressor.zoo.news_stories:train_data", finetune_batch_size=16)
+
+NOTES = [
+    "- The MiniLM inputs carry an attention mask over the real tokens only. Runs before 2026-11-30 evening fed a mask that also",
+    "  covered the tokenizer's padding to 128, so padding took part in attention and pooling; their PTQ cosine (0.932) and QAT",
+    "  figures (87/87/81 % of the gap closed) were for that input and are superseded.",
+    "- MiniLM QAT runs with batch 8 and weight learning rate 5e-5 (`--finetune-batch-size 8 --qat-lr 5e-5`). With the defaults",
+    "  (batch 16 for this suite, lr 2e-5) two epochs closed 64 / 65 / 57 % of the cosine gap on ORT / OpenVINO / ExecuTorch;",
+    "  lr 5e-5 at batch 16 gave the same (ORT 0.9851): the number of optimizer steps is what two epochs lack.",
+    "- The news-story classifier's PTQ gap is 0.83 points of top-1 (10 of 1,205 sentences), under the 1 point issue 10 asks",
+    "  for a QAT demonstration; it is the labelled model for the `--max-accuracy-drop 0.3` gate.",
+    "- ORT INT8 MiniLM p50 in the PTQ-against-QAT table of the 22:21 rerun (15.5 ms, 0.86× FP32) is far from the 9.9 ms",
+    "  (0.56× FP32) of the earlier full run on the same CPU model; OpenVINO and ExecuTorch did not move. Not",
+    "  explained; latency is not what this table is for (compare ratios within one run).",
+    "- The `ort-cpu-int8` auto-precision table (run of 2026-11-30 afternoon) ran while tests shared the two cores: its all-INT8",
+    "  p50 (9.06 ms) is disturbed; the `+ --qat` table measured the same all-INT8 plan at 5.27 ms. Its gate result and float layer stand.",
+]
 
 
 def _rows(result: dict) -> dict:
@@ -100,7 +116,7 @@ def training_time(tmp: Path) -> dict:
     for amp in ("off", "bf16"):
         say(f"minilm: one QAT epoch on 400 sentences, autocast {amp}")
         r = compressor.compress(minilm_weights(), target="ort-cpu-int8", output=tmp / f"amp-{amp}", benchmark=False, finetune_amp=amp,
-                                finetune_samples=400, **MINILM, **{**QAT, "qat_epochs": 1})
+                                finetune_samples=400, **MINILM, **{**QAT, "qat_epochs": 1, "finetune_batch_size": 16})
         q = r.manifest["quantization"]["qat"]
         out[amp] = {"seconds": q["seconds"], "bf16_autocast": q["bf16_autocast"], "best_val_metric": q["best_val_metric"],
                     "cosine_mean": r.fidelity["cosine_mean"]}
@@ -109,8 +125,8 @@ def training_time(tmp: Path) -> dict:
 
 
 def sections(tmp: Path, args) -> dict:
-    return {"minilm": minilm(tmp, args), "news": news(tmp, args), "auto_precision": auto_precision(tmp, args),
-            "training_time": training_time(tmp)}
+    return {"minilm": lambda: minilm(tmp, args), "news": lambda: news(tmp, args), "auto_precision": lambda: auto_precision(tmp, args),
+            "training_time": lambda: training_time(tmp)}
 
 
 def _f(v, spec: str) -> str:
@@ -171,7 +187,7 @@ def markdown(res: dict) -> str:
               f"- fp32: {tt['off']['seconds']:.1f} s; bf16 autocast: {tt['bf16']['seconds']:.1f} s "
               f"(autocast {'used' if tt['bf16']['bf16_autocast'] else 'NOT used: this CPU has no native bf16'}): "
               f"**{tt['bf16_over_fp32']:.2f}×** the fp32 time; held-out cosine {tt['off']['best_val_metric']:.4f} / {tt['bf16']['best_val_metric']:.4f}."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", "## Notes", "", *NOTES]) + "\n"
 
 
 if __name__ == "__main__":
