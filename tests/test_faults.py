@@ -47,7 +47,10 @@ def test_full_disk_while_writing_the_bundle(tmp_path, fashion_ckpt, fashion_smal
 
 
 def _start(args, **env):
-    code = f"import sys\nfrom compressor.app.cli import run\nsys.argv = ['compressor'] + {list(map(str, args))!r}\nrun()"
+    # A shell that starts a job in the background (CI runners, `make test &`) hands it SIGINT ignored, and Python keeps that:
+    # restore Ctrl-C's default handling, as a user's terminal has it
+    code = ("import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\nfrom compressor.app.cli import run\n"
+            f"sys.argv = ['compressor'] + {list(map(str, args))!r}\nrun()")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env})
 
