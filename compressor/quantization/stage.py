@@ -85,6 +85,7 @@ class QuantizationStage:
         self._index = None
         self._feeds: list[dict] | None = None
         self._sens_feeds: list[dict] | None = None
+        self._held: dict[int, tuple[Any, Any]] = {}  # id(float graph) → (that graph, its HeldWeights)
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-quant-")
         self._n = 0
         self._transformed = False
@@ -482,11 +483,28 @@ class QuantizationStage:
         return self._sens_feeds
 
     def simulate(self, plan: QuantPlan) -> np.ndarray:
-        """The first output of ``plan`` realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor, on the sensitivity feeds."""
+        """The first output of ``plan`` realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor, on the sensitivity
+        feeds. The float graph's weights stay outside the realised copy except those the plan quantizes (one layer's, in
+        per-layer sensitivity), and every session shares them: no copy of the model per plan."""
+        from compressor.quantization.onnx_exec import run_model
         from compressor.quantization.qdq import realize_dynamic, realize_static
 
-        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(self.float_for(plan), plan)
-        return np.concatenate([r["__outputs__"][0] for r in self.run(qmodel, self.sensitivity_feeds(), [])])
+        held = self._held_weights(self.float_for(plan))
+        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(held.with_data(self._read_by(plan)), plan)
+        runs = run_model(qmodel, self.sensitivity_feeds(), [], self.threads, held)
+        return np.concatenate([r["__outputs__"][0] for r in runs])
+
+    def _held_weights(self, model):
+        from compressor.quantization.onnx_exec import HeldWeights
+
+        if id(model) not in self._held:
+            self._held[id(model)] = (model, HeldWeights(model))
+        return self._held[id(model)][1]
+
+    def _read_by(self, plan: QuantPlan) -> list[str]:
+        """The initializers a realiser reads for ``plan``: the inputs of its INT8 layers' nodes."""
+        nodes = {l.node for l in plan.int8_layers}
+        return [i for n in self.float_for(plan).graph.node if n.name in nodes for i in n.input]
 
     def sensitivity(self, plan: QuantPlan, measure: Measure, runtime: str) -> dict[str, Any]:
         """Each INT8 layer of ``plan`` alone, measured by ``measure`` (the target's runtime), against the float
