@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -419,14 +420,15 @@ class EvaluationSession:
         feeds = stage.sensitivity_feeds()
         quiet = CompileContext(threads=self.threads)
 
-        def measure(p: QuantPlan) -> np.ndarray:
-            ir = stage.realise(spec, p, quiet=True)
-            with tempfile.TemporaryDirectory(prefix="compressor-sens-", dir=self._tmp.name) as tmp:
-                artifact = backend.compile(stage.model, ir, spec, Path(tmp), quiet)
-                runner = backend.load(artifact.path, spec, threads=self.threads)
-                out = np.concatenate([np.asarray(runner.run(f)[0]) for f in feeds])
-                del runner
-            return out
+        def measure(plans: Sequence[QuantPlan]) -> Iterator[np.ndarray]:
+            for p in plans:
+                ir = stage.realise(spec, p, quiet=True)
+                with tempfile.TemporaryDirectory(prefix="compressor-sens-", dir=self._tmp.name) as tmp:
+                    artifact = backend.compile(stage.model, ir, spec, Path(tmp), quiet)
+                    runner = backend.load(artifact.path, spec, threads=self.threads)
+                    out = np.concatenate([np.asarray(runner.run(f)[0]) for f in feeds])
+                    del runner
+                yield out
 
         return stage.sensitivity(plan, measure, runtime=f"{spec.name} ({spec.backend})")
 

@@ -98,7 +98,7 @@ def _session_with_outputs(model, names: tuple, threads: int | None, held: HeldWe
     extra = [n for n in names if n not in {o.name for o in model.graph.output} | {i.name for i in model.graph.input}]
     if extra:
         m = copy.deepcopy(model)
-        types = _elem_types(model)
+        types = element_types(model)
         for n in dict.fromkeys(extra):
             m.graph.output.append(onnx.helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None))
     options = ort_session_options(threads, "basic")
@@ -112,14 +112,17 @@ def _session_with_outputs(model, names: tuple, threads: int | None, held: HeldWe
     return sess, n_out
 
 
-def _elem_types(model) -> dict[str, int]:
-    """Element type of every tensor the graph knows or shape inference finds (requested outputs must declare theirs)."""
+def element_types(model, inferred: bool = True) -> dict[str, int]:
+    """Element type of every tensor the graph declares, or (``inferred``) shape inference finds (requested outputs must
+    declare theirs)."""
     import onnx
 
-    try:
-        g = onnx.shape_inference.infer_shapes(model).graph
-    except Exception:  # noqa: BLE001 - an uninferable graph: the caller falls back to float
-        g = model.graph
+    g = model.graph
+    if inferred:
+        try:
+            g = onnx.shape_inference.infer_shapes(model).graph
+        except Exception:  # noqa: BLE001 - an uninferable graph: the caller falls back to float
+            pass
     return {vi.name: vi.type.tensor_type.elem_type for vi in list(g.value_info) + list(g.output) + list(g.input)
             if vi.type.tensor_type.elem_type}
 

@@ -13,7 +13,7 @@ Two views, both against the float graph's outputs on the same samples:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -59,12 +59,12 @@ def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[str]], list[dict]],
-            measure: Callable[[QuantPlan], np.ndarray], simulate: Callable[[QuantPlan, list[str]], list[dict]] | None = None,
+            measure: Callable[[Sequence[QuantPlan]], Iterator[np.ndarray]], simulate: Callable[[QuantPlan, list[str]], list[dict]] | None = None,
             progress: Callable[[int], None] | None = None, task: str = "auto", runtime: str = "") -> dict:
     """Sensitivity of every INT8 layer of ``plan`` on ``feeds`` (a few batches of real data).
 
-    ``run_float(names)`` runs the float graph on the feeds (with those intermediate tensors); ``measure(plan)``
-    realises a plan and returns its first output on the feeds, concatenated; ``simulate(plan, names)`` runs
+    ``run_float(names)`` runs the float graph on the feeds (with those intermediate tensors); ``measure(plans)``
+    realises each plan and yields its first output on the feeds, concatenated, in order; ``simulate(plan, names)`` runs
     the plan's QDQ simulation with intermediate tensors (for SQNR), or is None."""
     layers = plan.int8_layers
     outputs_of = {l.name: l.output for l in layers if l.output}
@@ -72,15 +72,15 @@ def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[st
     ref_runs = run_float(list(dict.fromkeys((list(outputs_of.values()) if simulate else []) + list(inputs_of.values()))))
     ref_out = np.concatenate([r["__outputs__"][0] for r in ref_runs])
     alone = []
-    for l in layers:
-        f = _fidelity(ref_out, measure(single_layer_plan(plan, l.name)), task)
+    for l, out in zip(layers, measure([single_layer_plan(plan, l.name) for l in layers])):
+        f = _fidelity(ref_out, out, task)
         input_spread = range_spread(np.concatenate([r[inputs_of[l.name]] for r in ref_runs]), 1 if l.op_type == "Conv" else -1) \
             if l.name in inputs_of else None
         alone.append({"layer": l.name, "op_type": l.op_type, "loss": 1.0 - f["cosine_mean"], **f, "input_range_spread": input_spread})
         if progress:
             progress(1)
     alone.sort(key=lambda d: d["loss"], reverse=True)
-    full = _fidelity(ref_out, measure(plan), task)
+    full = _fidelity(ref_out, next(iter(measure([plan]))), task)
     sqnr = []
     if simulate is not None:
         full_runs = simulate(plan, list(outputs_of.values()))

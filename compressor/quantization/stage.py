@@ -15,7 +15,7 @@ Backends never get here: they receive the realised IR.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, Quantization
 #: the PT2E flavour captured with a strict torch.export first (see QuantizationStage._capture)
 STRICT_FLAVOUR = "x86_inductor"
 #: measure(plan) -> the first output of the realised plan on the sensitivity feeds, concatenated
-Measure = Callable[[QuantPlan], np.ndarray]
+Measure = Callable[[Sequence[QuantPlan]], Iterator[np.ndarray]]  # each plan's first output on the feeds, in order
 
 
 def calibration_feeds(data: DataSource, inputs, samples: int) -> list[dict[str, np.ndarray]]:
@@ -482,17 +482,40 @@ class QuantizationStage:
             self._sens_feeds = calibration_feeds(source, self.model.inputs, min(len(source), self.settings.sensitivity_samples))
         return self._sens_feeds
 
-    def simulate(self, plan: QuantPlan) -> np.ndarray:
-        """The first output of ``plan`` realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor, on the sensitivity
-        feeds. The float graph's weights stay outside the realised copy except those the plan quantizes (one layer's, in
-        per-layer sensitivity), and every session shares them: no copy of the model per plan."""
-        from compressor.quantization.onnx_exec import run_model
+    def simulate(self, plans: Sequence[QuantPlan]) -> Iterator[np.ndarray]:
+        """The first output of each plan realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor on the
+        sensitivity feeds, in order. The float graph's weights stay outside each realised copy except those the plan
+        quantizes (one layer's, in per-layer sensitivity) and every session shares them; and each plan runs only the
+        part of its graph it changes, fed by one pass of the float graph made in segments (:mod:`.suffix`)."""
+        from compressor.quantization.onnx_exec import element_types, run_model
         from compressor.quantization.qdq import realize_dynamic, realize_static
+        from compressor.quantization.suffix import FloatStream, changed_part, sub_model
 
-        held = self._held_weights(self.float_for(plan))
-        qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(held.with_data(self._read_by(plan)), plan)
-        runs = run_model(qmodel, self.sensitivity_feeds(), [], self.threads, held)
-        return np.concatenate([r["__outputs__"][0] for r in runs])
+        feeds = self.sensitivity_feeds()
+        work = []
+        for plan in plans:
+            fmodel = self.float_for(plan)
+            held = self._held_weights(fmodel)
+            qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(held.with_data(self._read_by(plan)), plan)
+            work.append((fmodel, held, qmodel, changed_part(qmodel, held.skeleton)))
+        streams: dict[int, FloatStream] = {}
+        for fmodel, held, qmodel, part in work:
+            if part is None:
+                yield np.concatenate([r["__outputs__"][0] for r in run_model(qmodel, feeds, [], self.threads, held)])
+                continue
+            if id(fmodel) not in streams:
+                wanted = [set(p.boundary.values()) | ({p.output_from_float} if p.output_from_float else set())
+                          for f, _, _, p in work if f is fmodel and p is not None]
+                streams[id(fmodel)] = FloatStream(held.skeleton, feeds, lambda m, fl, names, h=held: run_model(m, fl, names, self.threads, h),
+                                                  wanted, element_types(fmodel))
+            values = streams[id(fmodel)].get(set(part.boundary.values()) | ({part.output_from_float} if part.output_from_float else set()))
+            if part.output_from_float:
+                yield np.concatenate([v[part.output_from_float] for v in values])
+                continue
+            model = sub_model(qmodel, part.nodes, {q: values[0][f] for q, f in part.boundary.items()}, part.outputs,
+                              element_types(qmodel, inferred=False))
+            runs = run_model(model, [{q: v[f] for q, f in part.boundary.items()} for v in values], [], self.threads, held)
+            yield np.concatenate([r["__outputs__"][0] for r in runs])
 
     def _held_weights(self, model):
         from compressor.quantization.onnx_exec import HeldWeights
