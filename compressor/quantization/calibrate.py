@@ -57,11 +57,21 @@ def observe(run: RunFn, batches: Iterable[dict[str, np.ndarray]], tensors: list[
             for name, value in run(feeds, tensors).items():
                 o = obs[name]
                 if o.absmax > 0:
-                    h, _ = np.histogram(np.abs(value), bins=BINS, range=(0.0, o.absmax))
-                    o.hist += h
+                    o.hist += abs_histogram(value, o.absmax)
             if progress:
                 progress(1)
     return obs
+
+
+def abs_histogram(value: np.ndarray, absmax: float) -> np.ndarray:
+    """Counts of |value| in BINS equal bins over [0, absmax] (the last bin closed), as ``np.histogram`` counts them but
+    in a third of its time: bin = floor(|x| · BINS / absmax) in float32 (a value within a rounding of an edge may
+    land in the neighbouring bin)."""
+    a = np.abs(np.asarray(value, dtype=np.float32)).ravel()
+    a *= np.float32(BINS / absmax)
+    idx = a.astype(np.int32)
+    np.minimum(idx, BINS - 1, out=idx)
+    return np.bincount(idx, minlength=BINS)
 
 
 def _threshold_percentile(o: Observation, percentile: float) -> float:

@@ -525,8 +525,8 @@ class QuantizationStage:
         return self._held[id(model)][1]
 
     def _read_by(self, plan: QuantPlan) -> list[str]:
-        """The initializers a realiser reads for ``plan``: the inputs of its INT8 layers' nodes."""
-        nodes = {l.node for l in plan.int8_layers}
+        """The initializers a realiser reads for ``plan``: the inputs of its quantized layers' nodes."""
+        nodes = {l.node for l in plan.quantized_layers}
         return [i for n in self.float_for(plan).graph.node if n.name in nodes for i in n.input]
 
     def sensitivity(self, plan: QuantPlan, measure: Measure, runtime: str) -> dict[str, Any]:
