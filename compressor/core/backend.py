@@ -93,6 +93,11 @@ class Runner(abc.ABC):
         """For accelerator runners: copies and compute timed apart, device memory (recorded beside the latency); else None."""
         return None
 
+    def throughput(self, feeds: dict[str, np.ndarray], streams: int, seconds: float) -> dict[str, Any] | None:
+        """The runtime's own multi-stream mode (OpenVINO's THROUGHPUT hint), run for ``seconds``: ``calls``, ``seconds``,
+        ``method`` and what it configured; or None, and ``streams`` instances of this runner run at once instead."""
+        return None
+
 
 class Backend(abc.ABC):
     """A runtime adapter, registered under the entry-point group ``compressor.backends``."""

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
         lat, warm = time_loop(lambda: runner.run(feeds), settings)
         result = summarize(lat, settings.batch_size)
         if settings.streams > 1:
-            result["multi_stream"] = multi_stream(lambda threads: backend.load(Path(request["artifact"]), spec, threads=threads), feeds,
+            result["multi_stream"] = multi_stream(runner, lambda threads: backend.load(Path(request["artifact"]), spec, threads=threads), feeds,
                                                   settings)
         device = runner.device_metrics(feeds, settings.iterations)
         if device is not None:

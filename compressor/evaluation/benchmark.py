@@ -94,19 +94,25 @@ def time_loop(call: Callable[[], object], settings: BenchmarkSettings) -> tuple[
     return lat, warm
 
 
-def multi_stream(load: Callable[[int], object], feeds: dict, settings: BenchmarkSettings) -> dict:
-    """Throughput of ``settings.streams`` instances run concurrently (one Python thread each; the runtimes release the GIL),
-    each with its share of the threads: what a server running several requests at once gets."""
+def multi_stream(runner, load: Callable[[int], object], feeds: dict, settings: BenchmarkSettings) -> dict:
+    """Throughput with ``settings.streams`` requests in flight: the runtime's own mode where it has one
+    (``runner.throughput``: OpenVINO's THROUGHPUT hint), else that many instances run concurrently (one Python thread
+    each; the runtimes release the GIL), each with its share of the threads: what a server running several requests at
+    once gets."""
     import threading
 
     n = settings.streams
+    seconds = max(settings.duration, 1.0)
+    native = runner.throughput(feeds, n, seconds)
+    if native is not None:
+        return {"streams": n, **native, "throughput_per_s": native["calls"] * settings.batch_size / native["seconds"]}
     per = max(1, (settings.threads or 1) // n)
     runners = [load(per) for _ in range(n)]
     for r in runners:
         r.run(feeds)
     counts = [0] * n
     start = time.perf_counter()
-    stop = start + max(settings.duration, 1.0)
+    stop = start + seconds
 
     def loop(i: int) -> None:
         while time.perf_counter() < stop:
@@ -120,7 +126,8 @@ def multi_stream(load: Callable[[int], object], feeds: dict, settings: Benchmark
         w.join()
     elapsed = time.perf_counter() - start
     return {"streams": n, "threads_per_stream": per, "seconds": elapsed, "calls": sum(counts),
-            "throughput_per_s": sum(counts) * settings.batch_size / elapsed}
+            "throughput_per_s": sum(counts) * settings.batch_size / elapsed,
+            "method": f"{n} instances of the artifact, {per} thread(s) each, one Python thread per instance"}
 
 
 def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray], settings: BenchmarkSettings) -> dict:
