@@ -78,8 +78,21 @@ def _shape_beyond_memory(tmp, ckpt, data):
              str(tmp / "out"), "--no-benchmark"], ("out of memory", "smaller --input-shape"))
 
 
+class _ScriptedBitwiseNot(torch.nn.Module):
+    """Scripted code ONNX cannot express (bitwise Not of an integer tensor), as silero-vad's TorchScript archive has."""
+
+    def forward(self, x):
+        return x * (~x.sum().long()).float()
+
+
+def _unexportable_torchscript(tmp, ckpt, data):
+    torch.jit.save(torch.jit.script(_ScriptedBitwiseNot()), str(tmp / "scripted.pt"))
+    return (["compress", str(tmp / "scripted.pt"), "--input-shape", "1,16", "--synthetic", "--output", str(tmp / "out"),
+             "--no-benchmark"], ("ONNX export failed", "TorchScript archive", "--arch"))
+
+
 CASES = {f.__name__[1:]: f for f in (_eval_nan, _labels_beyond_classes, _negative_labels, _nan_weights, _not_onnx, _pickle_runs_code,
-                                     _missing_constant, _shape_beyond_memory)}
+                                     _missing_constant, _shape_beyond_memory, _unexportable_torchscript)}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -28,7 +28,8 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
 def test_report_in_a_real_browser(tmp_path, fashion_ckpt, fashion_small):
     res = cli("bench", str(fashion_ckpt), "--arch", FASHION_ARCH, "--input-shape", "1,1,28,28", "--scale", str(1 / 255), "--mean",
               "0.2860", "--std", "0.3530", "--eval", str(fashion_small), "--calib", str(fashion_small), "--targets",
-              "ort-cpu-fp32,ort-cpu-int8,openvino-cpu-fp32", "--duration", "0.3", "--iterations", "10", "--streams", "2", "--json", str(tmp_path / "r.json"))
+              "ort-cpu-fp32,ort-cpu-int8,openvino-cpu-fp32", "--duration", "0.3", "--iterations", "10", "--streams", "2",
+              "--json", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     roof = result["roofline"]

@@ -128,7 +128,11 @@ def export_onnx(handle: ModelHandle, path: Path, opset: int = OPSET, slim: bool 
                 model = onnx.load_from_string(buf.getvalue())
             except Exception as e:  # noqa: BLE001
                 errors.append(f"torchscript exporter: {first_line(e)}")
-                raise ExportError(f"ONNX export failed ({'; '.join(errors)}): simplify the unsupported operation or pick another target")
+                scripted = any(isinstance(m, torch.jit.ScriptModule) for m in handle.module.modules())
+                what = ("a TorchScript archive exports only if its scripted code does: load the model's Python class with --arch "
+                        "and its weights (a state_dict or safetensors file) instead" if scripted
+                        else "simplify the unsupported operation or pick another target")
+                raise ExportError(f"ONNX export failed ({'; '.join(errors)}): {what}")
         else:
             model = program.model_proto
     before = _op_counts(model)
