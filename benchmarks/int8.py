@@ -240,8 +240,8 @@ def sections(tmp: Path, args) -> dict:
     from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION
 
     methods = list(CALIBRATION_METHODS)
-    return {"default_calibration": DEFAULT_CALIBRATION, "resnet50": resnet50_speed(tmp, args.repeats, args.duration),
-            "fashion": fashion(tmp, methods), "efficientnet_lite0": effnet(tmp, methods), "minilm": minilm(tmp)}
+    return {"default_calibration": DEFAULT_CALIBRATION, "resnet50": lambda: resnet50_speed(tmp, args.repeats, args.duration),
+            "fashion": lambda: fashion(tmp, methods), "efficientnet_lite0": lambda: effnet(tmp, methods), "minilm": lambda: minilm(tmp)}
 
 
 if __name__ == "__main__":
