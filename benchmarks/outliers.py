@@ -81,9 +81,9 @@ def minilm(tmp: Path) -> dict:
 
 
 def sections(tmp: Path, args) -> dict:
-    return {"outlier_fashion": fashion(tmp, FASHION / "fashion_cnn_outliers.safetensors", "fashion-outliers", True),
-            "fashion": fashion(tmp, FASHION / "fashion_cnn.safetensors", "fashion", False),
-            "efficientnet_lite0": effnet(tmp), "minilm": minilm(tmp)}
+    return {"outlier_fashion": lambda: fashion(tmp, FASHION / "fashion_cnn_outliers.safetensors", "fashion-outliers", True),
+            "fashion": lambda: fashion(tmp, FASHION / "fashion_cnn.safetensors", "fashion", False),
+            "efficientnet_lite0": lambda: effnet(tmp), "minilm": lambda: minilm(tmp)}
 
 
 def _table(rows: dict, cosine: bool = False) -> list[str]:
