@@ -34,8 +34,8 @@ from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, Quantization
 
 #: the PT2E flavour captured with a strict torch.export first (see QuantizationStage._capture)
 STRICT_FLAVOUR = "x86_inductor"
-#: measure(plan) -> the first output of the realised plan on the sensitivity feeds, concatenated
-Measure = Callable[[Sequence[QuantPlan]], Iterator[np.ndarray]]  # each plan's first output on the feeds, in order
+#: measure(plans) -> each realised plan's first output on the sensitivity feeds, concatenated, in order
+Measure = Callable[[Sequence[QuantPlan]], Iterator[np.ndarray]]
 
 
 def calibration_feeds(data: DataSource, inputs, samples: int) -> list[dict[str, np.ndarray]]:
@@ -504,11 +504,10 @@ class QuantizationStage:
                 yield np.concatenate([r["__outputs__"][0] for r in run_model(qmodel, feeds, [], self.threads, held)])
                 continue
             if id(fmodel) not in streams:
-                wanted = [set(p.boundary.values()) | ({p.output_from_float} if p.output_from_float else set())
-                          for f, _, _, p in work if f is fmodel and p is not None]
+                wanted = [p.float_reads for f, _, _, p in work if f is fmodel and p is not None]
                 streams[id(fmodel)] = FloatStream(held.skeleton, feeds, lambda m, fl, names, h=held: run_model(m, fl, names, self.threads, h),
                                                   wanted, element_types(fmodel))
-            values = streams[id(fmodel)].get(set(part.boundary.values()) | ({part.output_from_float} if part.output_from_float else set()))
+            values = streams[id(fmodel)].get(part.float_reads)
             if part.output_from_float:
                 yield np.concatenate([v[part.output_from_float] for v in values])
                 continue

@@ -24,6 +24,11 @@ class Part:
     outputs: list[str]  # the realised graph's outputs the changed nodes make
     output_from_float: str | None  # the first graph output when the plan leaves it unchanged (its float value is the answer)
 
+    @property
+    def float_reads(self) -> set[str]:
+        """The float graph's tensors this part needs."""
+        return set(self.boundary.values()) | ({self.output_from_float} if self.output_from_float else set())
+
 
 def changed_part(qmodel, float_model) -> Part | None:
     """The changed part of ``qmodel`` (a realisation of a plan on ``float_model``), or None where nodes cannot be
@@ -82,7 +87,7 @@ class FloatStream:
     still needs it. ``run(model, feeds_list, names)`` runs a graph of the float model's nodes."""
 
     def __init__(self, model, feeds: list[dict], run, wanted: list[set[str]], types: dict[str, int]) -> None:
-        self.model, self.feeds, self.run, self.types = model, feeds, run, types
+        self.model, self.run, self.types = model, run, types
         self.nodes = list(model.graph.node)
         self.producer = {o: k for k, n in enumerate(self.nodes) for o in n.output if o}
         self.last_read = {}  # tensor → index of the last node that reads it
@@ -110,15 +115,19 @@ class FloatStream:
         made = {o for n in segment for o in n.output if o}
         reads = [i for n in segment for i in n.input if i and i not in made]
         inputs = {i: self.values[0][i] for i in dict.fromkeys(reads) if i in self.values[0]}
-        later = set().union(*self.wanted[self.request:]) if self.request < len(self.wanted) else set()
+        later = self._later()
         keep = [o for n in segment for o in n.output if o and (self.last_read.get(o, -1) >= upto or o in later)]
         seg = sub_model(self.model, segment, inputs, keep, self.types)
         for v, r in zip(self.values, self.run(seg, [{i: v[i] for i in inputs} for v in self.values], keep)):
             v.update({k: r[k] for k in keep})
         self.done = upto
 
+    def _later(self) -> set[str]:
+        """What the requests still to come read."""
+        return set().union(*self.wanted[self.request:])
+
     def _forget(self) -> None:
-        later = set().union(*self.wanted[self.request:]) if self.request < len(self.wanted) else set()
+        later = self._later()
         for v in self.values:
             for k in [k for k in v if k not in later and self.last_read.get(k, -1) < self.done]:
                 del v[k]
