@@ -37,6 +37,13 @@ def bench_targets(checkpoint: str | Path | None = None, targets: str = "all", *,
     return run(build_config(recipe, overrides({"checkpoint": checkpoint, **options})), targets, batch_sizes, quiet=quiet)
 
 
+def search(checkpoint: str | Path | None = None, *, recipe: str | Path | None = None, quiet: bool = True, **options: Any):
+    """Search the candidates of ``checkpoint`` under the budgets (``compressor search``); returns a :class:`SearchResult`."""
+    from compressor.app.search.run import search as run
+
+    return run(build_config(recipe, overrides({"checkpoint": checkpoint, **options})), quiet=quiet)
+
+
 def verify(bundle: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Check the manifest's schema, every file's sha256, and re-run the reference inputs; raises VerificationError on failure."""
     from compressor.bundle.verify import verify_bundle

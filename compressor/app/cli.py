@@ -110,8 +110,8 @@ def _param(name: str, annotation, default) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def _run_params() -> list[inspect.Parameter]:
-    """CHECKPOINT, --recipe and one parameter per option of the table (the inputs composite included)."""
+def _run_params(command: str) -> list[inspect.Parameter]:
+    """CHECKPOINT, --recipe and one parameter per option of the table that ``command`` offers (the inputs composite included)."""
     from compressor.app.options import INPUT_OPTIONS, options
 
     params = [
@@ -120,7 +120,7 @@ def _run_params() -> list[inspect.Parameter]:
         _param("recipe", Optional[Path], typer.Option(None, "--recipe", "-r", help="YAML/JSON recipe; flags override its fields.")),
     ]
     for o in (*INPUT_OPTIONS, *options()):
-        if o.flag is None:
+        if not o.offered_by(command):
             continue
         decls = [o.flag] + ([o.short] if o.short else [])
         if o.kind == "negate":
@@ -134,7 +134,7 @@ def _run_params() -> list[inspect.Parameter]:
     return params
 
 
-def _config(kwargs: dict[str, Any], output: bool = True):
+def _config(kwargs: dict[str, Any], output: bool = True, command: str = "compress"):
     """The validated run settings from a generated command's arguments."""
     from compressor.app.options import INPUT_OPTIONS, options, overrides
     from compressor.app.recipe import build_config
@@ -142,7 +142,7 @@ def _config(kwargs: dict[str, Any], output: bool = True):
     values: dict[str, Any] = {"checkpoint": kwargs.pop("checkpoint")}
     recipe = kwargs.pop("recipe")
     for o in (*INPUT_OPTIONS, *options()):
-        if o.flag is None:
+        if not o.offered_by(command):
             continue
         if o.kind == "negate":
             values[o.keyword] = False if kwargs.pop(f"no_{o.keyword}") else None
@@ -161,7 +161,7 @@ def _generated(name: str, run: Callable[..., None], extra: list[inspect.Paramete
         mine = {p.name: kwargs.pop(p.name) for p in extra}
         return run(kwargs, **mine)
 
-    command.__signature__ = inspect.Signature(_run_params() + extra)
+    command.__signature__ = inspect.Signature(_run_params(name) + extra)
     command.__doc__ = help
     command.__name__ = name.replace("-", "_")
     app.command(name, **settings)(one_line_errors(command))
@@ -277,6 +277,21 @@ def _bench_artifact(artifact: Path, target: Optional[str], threads: Optional[int
     _write_json(json_path, result)
 
 
+def _search(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
+    from compressor.app.search.run import search as run
+    from compressor.bundle.report import console
+
+    _check_folder(json_path)
+    result = run(_config(kwargs, command="search"))
+    c = result.chosen
+    console().print(f"bundle: [bold]{result.bundle}[/] — trial {c['trial']}, {c['label']}: p50 {c['p50_ms']:.3g} ms, "
+                    f"{c['size_mb']:.3g} MB (passed every budget)", soft_wrap=True)
+    for p in result.pareto_bundles:
+        console().print(f"Pareto front bundle: {p}")
+    _write_json(json_path, {"bundle": str(result.bundle), "folder": str(result.folder), "chosen": c, "summary": result.summary,
+                            "pareto": [r["trial"] for r in result.front]})
+
+
 def _register_generated() -> None:
     _generated("compress", _compress, [JSON],
                "Compress CHECKPOINT for a target: build, validate against FP32, benchmark, and write a bundle.")
@@ -284,6 +299,12 @@ def _register_generated() -> None:
                "Per-layer INT8 sensitivity (which layers to keep float), measured on the target's own runtime; no bundle is written.\n\n"
                "Example: compressor analyze model.pth --arch torchvision:resnet18 --input-shape 1,3,224,224 --calib data/ --eval data/ "
                "--target ort-cpu-int8")
+    _generated("search", _search, [JSON],
+               "Search targets × precision plans × pruning × calibration × QAT for the candidate that best meets your budgets; each "
+               "trial is built, validated and benchmarked on its runtime in a fresh process, and the chosen one is written as a bundle.\n\n"
+               "Example: compressor search model.pth --arch torchvision:resnet18 --input-shape 1,3,224,224 --eval data/ --calib data/ "
+               "--targets ort-cpu-int8,openvino-cpu-int8 --max-accuracy-drop 1 --max-latency-ms 20 --trials 20 --output best/\n\n"
+               "Trials are kept in OUTPUT-search/ (table, plot, optuna journal): rerun the same command to resume a stopped search.")
     _generated("bench", _bench, [
         _param("targets", Optional[str], typer.Option(None, "--targets", help="Build every listed target (or 'all') from CHECKPOINT.",
                                                       rich_help_panel="Benchmark")),

@@ -62,15 +62,16 @@ def _no_eval_data() -> InputError:
                       "or --synthetic to validate on random inputs (every fidelity number is then marked synthetic)")
 
 
-def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> EvaluationSession:
-    """Load the model and the data once; ``calibrate``: some target needs calibration data (static INT8)."""
+def open_session(config: RunConfig, ui: Progress, calibrate: bool = False, train: bool | None = None) -> EvaluationSession:
+    """Load the model and the data once; ``calibrate``: some target needs calibration data (static INT8); ``train``: some
+    candidate fine-tunes (default: the run's own pruning or QAT)."""
     d = config.data
     if not d.eval and not d.synthetic:
         raise _no_eval_data()
-    if config.qat.enabled and not config.finetune.data:
+    if train is None and config.qat.enabled and not config.finetune.data:
         raise InputError("--qat needs training data: pass --finetune DATA (inputs like the eval data; labels are used where given, and "
                          "the FP32 model is distilled either way)")
-    if config.pruning is None and config.finetune.data and not config.qat.enabled:
+    if train is None and config.pruning is None and config.finetune.data and not config.qat.enabled:
         raise InputError("--finetune without pruning or --qat: fine-tuning here recovers accuracy after pruning or trains INT8 "
                          "(QAT); add --prune-macs / --prune-ratio, or --qat")
     pre = config.preprocessing
@@ -91,13 +92,15 @@ def open_session(config: RunConfig, ui: Progress, calibrate: bool = False) -> Ev
     elif calibrate and d.synthetic:
         ui.warn("calibrating on synthetic (random) data: real inputs may need other scales")
         calib = synthetic_data(handle.inputs, d.calib_samples or 64, seed=1)
-    train = None
-    if (config.pruning is not None or config.qat.enabled) and config.finetune.data:
+    if train is None:
+        train = config.pruning is not None or config.qat.enabled
+    train_data = None
+    if train and config.finetune.data:
         f = config.finetune
         with ui.stage("read fine-tuning data"):
-            train = load_data(f.data, handle.inputs, pre, f.labels, f.samples, what="fine-tuning data")
+            train_data = load_data(f.data, handle.inputs, pre, f.labels, f.samples, what="fine-tuning data")
     return EvaluationSession(handle, eval_data, calib=calib, calib_samples=d.calib_samples, quantization=config.quantization,
-                             benchmark=config.benchmark, task=config.model.task, finetune=config.finetune, finetune_data=train, progress=ui,
+                             benchmark=config.benchmark, task=config.model.task, finetune=config.finetune, finetune_data=train_data, progress=ui,
                              gate=config.gate, build=config.build, qat=config.qat)
 
 
@@ -119,9 +122,8 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     if not spec.precision.quantized and config.quantization.model_fields_set:
         ui.warn(f"quantization settings ({', '.join(sorted(config.quantization.model_fields_set))}) are ignored: "
                 f"{spec.name} is {spec.precision}; pick an INT8 target (compressor targets) to quantize")
-    gate = config.gate
     with open_session(config, ui, calibrate=spec.needs_calibration) as session:
-        gate.check_possible(session.eval_data.labels is not None)
+        config.gate.check_possible(session.eval_data.labels is not None)
         candidate = Candidate(spec.name, config.pruning)
         session.prepare([candidate])
         auto = None
@@ -129,54 +131,65 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
             result, _, auto = AutoPrecision(session, candidate).run()
         else:
             result = session.evaluate(candidate, benchmark=False, raise_errors=True)
-        built_only = result.status == "built"
-        if not result.ok and not built_only:
-            raise InputError(f"target {spec.name} cannot run here: {result.reason}")
-        if built_only:
-            ui.warn(f"{spec.name} {result.reason}: the bundle is written NOT validated, with the FP32 reference outputs; run "
-                    "`compressor verify BUNDLE` on the device" + (" (the accuracy gate is checked there only within the tolerance of "
-                                                                  "its precision)" if gate.active else ""))
-        failures = ([] if built_only else gate.failures(result.fidelity)) + [f for f in [gate.size_failure(result.size_bytes)] if f]
-        if failures and not gate.force:
-            if auto is not None:
-                best = auto["steps"][auto["chosen_step"] - 1]
-                raise GateError(f"--auto-precision: no plan of {spec.name} met the gate ({'; '.join(failures)} at best, reached by step "
-                                f"{best['step']}: {best['label']}, {len(auto['steps'])} plans measured): no bundle written; relax the gate, "
-                                "add --qat, or pass --force to write the best plan marked as failing")
-            raise GateError(f"the {spec.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
-                            "relax the gate or pass --force to write it marked as failing")
+        return write_result(config, session, result, auto, ui, out)
+
+
+def write_result(config: RunConfig, session: EvaluationSession, result: CandidateResult, auto: dict | None, ui: Progress,
+                 out: Path) -> CompressResult:
+    """The gate on one evaluated candidate, then its bundle at ``out`` (``config`` is the candidate's own run settings: its
+    recipe goes into the manifest). Raises GateError, writing nothing, when it fails its gate without ``force``."""
+    spec, gate = result.target, config.gate
+    built_only = result.status == "built"
+    if not result.ok and not built_only:
+        raise InputError(f"target {spec.name} cannot run here: {result.reason}")
+    if built_only:
+        ui.warn(f"{spec.name} {result.reason}: the bundle is written NOT validated, with the FP32 reference outputs; run "
+                "`compressor verify BUNDLE` on the device" + (" (the accuracy gate is checked there only within the tolerance of "
+                                                              "its precision)" if gate.active else ""))
+    failures = ([] if built_only else gate.failures(result.fidelity)) + [f for f in [gate.size_failure(result.size_bytes)] if f]
+    if failures and not gate.force:
         if auto is not None:
-            plot(auto, result.artifact.path.parent / PLOT_FILE, f"{spec.name}: auto precision, {auto['metric'].replace('_', ' ')} vs latency")
-            result.artifact.files.append(result.artifact.path.parent / PLOT_FILE)
-            chosen = auto["steps"][auto["chosen_step"] - 1]
-            speedup = auto["speedup_vs_fp32"]
-            ui.note(f"auto precision chose step {chosen['step']} ({chosen['label']}): {len(chosen['float_layers'])} layer(s) float, "
-                    f"p50 {chosen['p50_ms']:.3g} ms" + (f", {speedup:.2f}× as fast as {auto['fp32_target']}" if speedup else ""))
-            if speedup is not None and speedup < 1:
-                ui.warn(f"the chosen plan is slower than {auto['fp32_target']} here ({chosen['p50_ms']:.3g} vs {auto['fp32_p50_ms']:.3g} ms "
-                        f"p50): INT8 does not pay on this model and CPU; {auto['fp32_target']} is the faster artifact")
-        bench = eager = eager_size = None
-        if config.benchmark.enabled and not built_only:
-            if session.benchmark.batch_size not in result.benchmarks:
-                session.bench(result)
-            bench = result.benchmarks[session.benchmark.batch_size]
-            if "error" in bench:
-                raise CompressorError(bench["error"])
-            if config.benchmark.compare_eager:
-                if spec.reference and config.pruning is None:
-                    eager, eager_size = bench, result.size_bytes
-                else:
-                    eager, eager_size = session.eager(session.benchmark.batch_size)
-        if gate.max_memory_mb is not None:
-            if bench is None:
-                raise InputError("--max-memory-mb needs the benchmark (it measures memory): drop --no-benchmark")
-            too_much = gate.memory_failure(bench.get("model_rss_mb"))
-            if too_much and not gate.force:
-                raise GateError(f"the {spec.name} artifact is over its memory budget ({too_much}): no bundle written; "
-                                "raise the budget, quantize or prune, or pass --force")
-            failures += [too_much] if too_much else []
-        with BundleWriter(out, config.output.overwrite) as bundle:
-            path, manifest, rows = _write_bundle(bundle, config, session, result, failures, bench, eager, eager_size)
+            best = auto["steps"][auto["chosen_step"] - 1]
+            raise GateError(f"--auto-precision: no plan of {spec.name} met the gate ({'; '.join(failures)} at best, reached by step "
+                            f"{best['step']}: {best['label']}, {len(auto['steps'])} plans measured): no bundle written; relax the gate, "
+                            "add --qat, or pass --force to write the best plan marked as failing")
+        raise GateError(f"the {spec.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
+                        "relax the gate or pass --force to write it marked as failing")
+    if auto is not None:
+        plot_path = result.artifact.path.parent / PLOT_FILE
+        plot(auto, plot_path, f"{spec.name}: auto precision, {auto['metric'].replace('_', ' ')} vs latency")
+        if plot_path not in result.artifact.files:
+            result.artifact.files.append(plot_path)
+        chosen = auto["steps"][auto["chosen_step"] - 1]
+        speedup = auto["speedup_vs_fp32"]
+        ui.note(f"auto precision chose step {chosen['step']} ({chosen['label']}): {len(chosen['float_layers'])} layer(s) float, "
+                f"p50 {chosen['p50_ms']:.3g} ms" + (f", {speedup:.2f}× as fast as {auto['fp32_target']}" if speedup else ""))
+        if speedup is not None and speedup < 1:
+            ui.warn(f"the chosen plan is slower than {auto['fp32_target']} here ({chosen['p50_ms']:.3g} vs {auto['fp32_p50_ms']:.3g} ms "
+                    f"p50): INT8 does not pay on this model and CPU; {auto['fp32_target']} is the faster artifact")
+    bench = eager = eager_size = None
+    if config.benchmark.enabled and not built_only:
+        if session.benchmark.batch_size not in result.benchmarks:
+            session.bench(result)
+        bench = result.benchmarks[session.benchmark.batch_size]
+        if "error" in bench:
+            raise CompressorError(bench["error"])
+        if config.benchmark.compare_eager:
+            if spec.reference and config.pruning is None:
+                eager, eager_size = bench, result.size_bytes
+            else:
+                eager, eager_size = session.eager(session.benchmark.batch_size)
+    for budget, flag in ((gate.max_memory_mb, "--max-memory-mb"), (gate.max_latency_ms, "--max-latency-ms")):
+        if budget is not None and bench is None:
+            raise InputError(f"{flag} needs the benchmark (it is measured): drop --no-benchmark")
+    if bench is not None:
+        over = [f for f in (gate.memory_failure(bench.get("model_rss_mb")), gate.latency_failure(bench["latency_ms"]["p50"])) if f]
+        if over and not gate.force:
+            raise GateError(f"the {spec.name} artifact is over its budget ({'; '.join(over)}): no bundle written; "
+                            "raise the budget, quantize or prune, or pass --force")
+        failures += over
+    with BundleWriter(out, config.output.overwrite) as bundle:
+        path, manifest, rows = _write_bundle(bundle, config, session, result, failures, bench, eager, eager_size)
     if failures:
         ui.warn(f"bundle written with --force although it FAILED its gate: {'; '.join(failures)}")
     return CompressResult(path, manifest, rows)

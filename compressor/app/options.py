@@ -32,8 +32,12 @@ class Option:
     panel: str | None
     kind: str  # value | flag | negate | multiple
     type: type  # what the CLI reads: str, int or float
-    parse: str | None = None  # floats | size | json
+    parse: str | None = None  # floats | size | json | list (comma-separated) | seconds (600, 10m: the field converts)
     short: str | None = None
+    commands: tuple[str, ...] | None = None  # the commands whose CLI has the flag (None: every run command)
+
+    def offered_by(self, command: str) -> bool:
+        return self.flag is not None and (self.commands is None or command in self.commands)
 
 
 def _unwrap(annotation) -> tuple[type, bool]:
@@ -86,7 +90,7 @@ def options() -> tuple[Option, ...]:
                 kind = "flag" if scalar is bool else ("multiple" if is_list and not cli["parse"] else "value")
                 keyword = cli["keyword"] or cli["flag"].lstrip("-").replace("-", "_")
             rows.append(Option(path, cli["flag"], keyword, f.description or "", cli["panel"], kind,
-                               str if cli["parse"] else scalar, cli["parse"], cli["short"]))
+                               str if cli["parse"] else scalar, cli["parse"], cli["short"], cli.get("commands")))
 
     walk(RunConfig, "")
     taken = {o.keyword for o in rows} | {o.keyword for o in INPUT_OPTIONS}
@@ -123,6 +127,8 @@ def parse_value(opt: Option, value: Any) -> Any:
     if opt.parse == "size":
         vals = [int(v) for v in _floats(value, opt.flag)]
         return vals[0] if len(vals) == 1 else vals
+    if opt.parse == "list":
+        return [v.strip() for v in value.split(",") if v.strip()]
     if opt.parse == "json":
         from compressor.io.arch import parse_kwargs
 

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from compressor.app.search_settings import SearchSettings
 from compressor.bundle.writer import OutputSettings
 from compressor.core.build import BuildSettings
 from compressor.core.errors import RecipeError
@@ -46,6 +47,7 @@ class RunConfig(Settings):
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     build: BuildSettings = Field(default_factory=BuildSettings)
     output: Optional[OutputSettings] = None  # required by compress (checked there), not by analyze or bench
+    search: SearchSettings = Field(default_factory=SearchSettings)  # read by compressor search only
 
     @field_validator("inputs")
     @classmethod

@@ -73,6 +73,21 @@ class BundleWriter:
         manifest = json.loads(json.dumps({"schema_version": SCHEMA_VERSION, **manifest, "files": files}, default=json_default))
         validate_manifest(manifest, "the bundle being written")  # never write a manifest that breaks its own schema
         (self.staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        self._place()
+        if tar:
+            write_tarball(self.output)
+        return self.output
+
+    def adopt(self) -> Path:
+        """Put in place a whole bundle already unpacked into the staging directory (one another machine wrote), after
+        checking its manifest and every file's sha256."""
+        problems = check_files(self.staging, read_manifest(self.staging))
+        if problems:
+            raise VerificationError(f"the bundle received is damaged: {'; '.join(problems[:3])}")
+        self._place()
+        return self.output
+
+    def _place(self) -> None:
         old = None
         if self.output.exists():
             old = self.output.with_name(f".{self.output.name}.old-{self.staging.name[-8:]}")
@@ -85,9 +100,6 @@ class BundleWriter:
             raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        if tar:
-            write_tarball(self.output)
-        return self.output
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 # help panels of `compressor compress --help`
-MODEL, INPUTS, PREPROCESSING, DATA, GATE, QUANT, PRUNE, BENCH, OUTPUT = (
-    "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Quantization (INT8 targets)", "Pruning", "Benchmark", "Output")
+MODEL, INPUTS, PREPROCESSING, DATA, GATE, QUANT, PRUNE, BENCH, OUTPUT, SEARCH = (
+    "Model", "Inputs", "Preprocessing", "Data", "Accuracy gate", "Quantization (INT8 targets)", "Pruning", "Benchmark", "Output", "Search")
 
 
 class Settings(BaseModel):
@@ -42,7 +42,8 @@ class Settings(BaseModel):
 
 
 def option(default: Any = ..., help: str = "", *, flag: str | None = None, panel: str | None = None, keyword: str | None = None,
-           negate: bool = False, parse: str | None = None, short: str | None = None, default_factory=None, **constraints) -> Any:
+           negate: bool = False, parse: str | None = None, short: str | None = None, commands: tuple[str, ...] | None = None,
+           default_factory=None, **constraints) -> Any:
     """A settings field; with ``flag`` it is also a CLI option and an API keyword.
 
     - ``flag``: the CLI flag (``--prune-macs``); the API keyword is the flag's name with underscores
@@ -51,11 +52,13 @@ def option(default: Any = ..., help: str = "", *, flag: str | None = None, panel
       API keyword is the field's own name (``sensitivity=False``).
     - ``parse``: how the CLI reads the text: ``floats`` (``0.485,0.456``), ``size`` (``224`` or ``256,320``),
       ``json`` (an object); lists are repeatable flags.
+    - ``commands``: the commands whose CLI offers the flag (default: every command that takes the run options; e.g.
+      ``("search",)`` for a setting only a search reads). The recipe and the API accept the field everywhere.
     - ``constraints``: pydantic's (``ge``, ``gt``, ``le``, …).
     """
     cli = None
     if flag is not None:
-        cli = {"flag": flag, "panel": panel, "keyword": keyword, "negate": negate, "parse": parse, "short": short}
+        cli = {"flag": flag, "panel": panel, "keyword": keyword, "negate": negate, "parse": parse, "short": short, "commands": commands}
     kwargs: dict[str, Any] = {"description": help, **constraints}
     if cli is not None:
         kwargs["json_schema_extra"] = {"cli": cli}

@@ -21,6 +21,8 @@ class GateSettings(Settings):
                                           panel=GATE, gt=0)
     max_memory_mb: Optional[float] = option(None, "Fail if loading and running the model takes more than X MB (measured).",
                                             flag="--max-memory-mb", panel=GATE, gt=0)
+    max_latency_ms: Optional[float] = option(None, "Fail if the p50 latency (at the benchmark's batch size and threads) is over X ms "
+                                                   "(measured).", flag="--max-latency-ms", panel=GATE, gt=0)
     force: bool = option(False, "Write the bundle even if it fails its gate (marked as failing).", flag="--force", panel=GATE)
 
     @property
@@ -37,6 +39,11 @@ class GateSettings(Settings):
         if self.max_memory_mb is not None and model_rss_mb is not None and model_rss_mb > self.max_memory_mb:
             return (f"running the model takes {model_rss_mb:.1f} MB, over --max-memory-mb {self.max_memory_mb:g} "
                     f"by {model_rss_mb - self.max_memory_mb:.1f} MB")
+        return None
+
+    def latency_failure(self, p50_ms: float | None) -> str | None:
+        if self.max_latency_ms is not None and p50_ms is not None and p50_ms > self.max_latency_ms:
+            return f"p50 latency {p50_ms:.3g} ms is over --max-latency-ms {self.max_latency_ms:g} by {p50_ms - self.max_latency_ms:.3g} ms"
         return None
 
     def check_possible(self, has_labels: bool) -> None:

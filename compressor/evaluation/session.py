@@ -191,19 +191,9 @@ class EvaluationSession:
 
     def status(self, spec: TargetSpec, quantization: QuantizationSettings | None = None) -> tuple[bool, str]:
         """Whether ``spec`` can be built and run here in this session (its backend, and the data it needs)."""
-        q = quantization or self.quantization
-        ok, why = target_status(spec)
-        if not ok:
-            return ok, why
         if spec.needs_calibration and self.calib is None:
             return False, "static INT8 needs calibration data: pass --calib DATA"
-        if spec.precision.quantized:
-            if q.quantizer != "sdk" and q.quantizer not in spec.quantizers:
-                return False, f"--quantizer {q.quantizer} is not offered for {spec.name} (it takes: {', '.join(spec.quantizers)})"
-            missing = package_missing("onnxruntime")
-            if missing:
-                return False, f"quantization plans are calibrated by running the float ONNX graph with ONNX Runtime: {missing}"
-        return True, ""
+        return quantization_status(spec, quantization or self.quantization)
 
     def prepare(self, candidates: list[Candidate]) -> None:
         """Announce every candidate before evaluating any, so each model is calibrated once for all its targets."""
@@ -528,6 +518,21 @@ class EvaluationSession:
             return get_target(name)
         except TargetError:
             return None
+
+
+def quantization_status(spec: TargetSpec, q: QuantizationSettings) -> tuple[bool, str]:
+    """Whether ``spec`` can be built here with quantization settings ``q`` (its backend; for INT8, the quantizer and the
+    calibration runtime); the data a target needs is the session's to check."""
+    ok, why = target_status(spec)
+    if not ok:
+        return ok, why
+    if spec.precision.quantized:
+        if q.quantizer != "sdk" and q.quantizer not in spec.quantizers:
+            return False, f"--quantizer {q.quantizer} is not offered for {spec.name} (it takes: {', '.join(spec.quantizers)})"
+        missing = package_missing("onnxruntime")
+        if missing:
+            return False, f"quantization plans are calibrated by running the float ONNX graph with ONNX Runtime: {missing}"
+    return True, ""
 
 
 def benchmark_feeds(data: DataSource, inputs, batch_size: int) -> dict[str, np.ndarray]:

@@ -24,3 +24,5 @@ class FinetuneSettings(Settings):
                                                  flag="--finetune-amp", panel=PRUNE)
     loss: Optional[str] = option(None, "package.module:callable(student_out, teacher_out, labels) -> loss.", flag="--finetune-loss", panel=PRUNE)
     seed: int = option(0, "Seed of the data order and the held-out split.")
+    ddp: int = option(1, "Fine-tune data-parallel in N processes (torch DDP; gloo on CPU, nccl on GPU), each on 1/N of every batch; "
+                         "only this process writes. Under torchrun the launched processes are used instead.", flag="--ddp", panel=PRUNE, ge=1)

@@ -1,0 +1,146 @@
+"""One search trial, evaluated: the same evaluation session ``compress`` uses, asked for one point at a time.
+
+An :class:`Evaluator` owns an evaluation session (the model, its data and FP32 reference loaded once; pruned and
+fine-tuned models, exported IRs and calibrated plans shared by every trial that needs them). It runs in this process
+(``--executor local``) or as a Ray actor on a node of the cluster (``--executor ray``); the record it returns is plain
+data, with the environment of the node that measured it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import socket
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from compressor.app.compress import open_session, write_result
+from compressor.app.recipe import RunConfig
+from compressor.app.search.space import Point
+from compressor.core.environment import describe_environment
+from compressor.core.errors import CompressorError, first_line
+from compressor.core.progress import Progress
+from compressor.evaluation.auto_precision import AutoPrecision
+from compressor.evaluation.session import Candidate, CandidateResult
+
+
+def candidate_config(config: RunConfig, point: Point, output: str | None = None) -> RunConfig:
+    """The run settings of one point: what `compressor compress --recipe` needs to rebuild it (the bundle's manifest holds it)."""
+    data = config.model_dump(mode="json", exclude={"search"})
+    data["target"] = point.target
+    if point.prune:
+        data["pruning"] = {**(data.get("pruning") or {}), "macs": point.prune, "ratio": None}
+    else:
+        data["pruning"] = None
+    q = data["quantization"]
+    q["auto_precision"], q["sensitivity"] = point.auto, False
+    if point.calibration is not None:
+        q["calibration"] = point.calibration
+    data["qat"]["enabled"] = bool(point.qat)
+    if output is not None:
+        data["output"] = {**(data.get("output") or {}), "path": output}
+    return RunConfig.model_validate(data)
+
+
+def loss_of(fidelity: dict[str, Any] | None, gate) -> float | None:
+    """The loss the accuracy budget measures (accuracy points lost, 1 − agreement or 1 − cosine); smaller is better."""
+    if fidelity is None:
+        return None
+    if gate.max_accuracy_drop is not None and fidelity.get("accuracy_drop_pp") is not None:
+        return fidelity["accuracy_drop_pp"]
+    if gate.min_agreement is not None and fidelity.get("top1_agreement") is not None:
+        return 1 - fidelity["top1_agreement"]
+    if gate.min_cosine is not None or fidelity.get("accuracy_drop_pp") is None:
+        return 1 - fidelity["cosine_mean"] if fidelity.get("cosine_mean") is not None else None
+    return fidelity["accuracy_drop_pp"]
+
+
+class Evaluator:
+    def __init__(self, config_json: str, calibrate: bool, train: bool, quiet: bool = False):
+        self.config = RunConfig.model_validate_json(config_json)
+        self.ui = Progress(quiet)
+        self.session = open_session(self.config, self.ui, calibrate=calibrate, train=train)
+        self.session.reference_outputs()
+        self.kept: dict[str, tuple[CandidateResult, dict | None, RunConfig]] = {}
+        env = describe_environment()
+        self.node = {"hostname": socket.gethostname(), "cpu": env["cpu"].get("model"), "gpu": env.get("gpu"),
+                     "threads": self.session.threads}
+        self.environment = env
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _build(self, point: Point) -> tuple[CandidateResult, dict | None, RunConfig]:
+        cfg = candidate_config(self.config, point)
+        candidate = Candidate(cfg.target, cfg.pruning, cfg.quantization, cfg.qat)
+        self.session.prepare([candidate])
+        if point.auto:
+            result, _, auto = AutoPrecision(self.session, candidate).run()
+            return result, auto, cfg
+        return self.session.evaluate(candidate, benchmark=False), None, cfg
+
+    def evaluate(self, point_data: dict[str, Any]) -> dict[str, Any]:
+        """Build and validate the point; benchmark it (in a fresh process) only when it meets the accuracy and size budgets."""
+        point = Point(**point_data)
+        gate, t0 = self.config.gate, time.perf_counter()
+        record: dict[str, Any] = {"point": point.to_dict(), "label": point.label(), "target": point.target, "node": self.node,
+                                  "benchmarked": False, "p50_ms": None, "p90_ms": None, "model_rss_mb": None, "size_mb": None,
+                                  "fidelity": None, "failures": []}
+        try:
+            result, auto, cfg = self._build(point)
+        except CompressorError as e:
+            return {**record, "status": "failed", "reason": first_line(e), "seconds": round(time.perf_counter() - t0, 1)}
+        if not result.ok:
+            return {**record, "status": "failed" if result.status != "built" else "not run", "reason": result.reason,
+                    "seconds": round(time.perf_counter() - t0, 1)}
+        self.kept[point.key] = (result, auto, cfg)
+        fid = result.fidelity.to_dict() if result.fidelity else None
+        record.update(size_mb=result.size_bytes / 2**20, fidelity=fid, loss=loss_of(fid, gate),
+                      pruning={k: result.pruning.get(k) for k in ("macs_removed", "params_after")} if result.pruning else None,
+                      float_layers=len(auto["steps"][auto["chosen_step"] - 1]["float_layers"]) if auto else None)
+        failures = gate.failures(result.fidelity) + [f for f in [gate.size_failure(result.size_bytes)] if f]
+        if not failures and self.session.benchmark.enabled:
+            if self.session.benchmark.batch_size not in result.benchmarks:
+                self.session.bench(result)
+            bench = result.benchmarks[self.session.benchmark.batch_size]
+            if "error" in bench:
+                return {**record, "status": "failed", "reason": bench["error"], "seconds": round(time.perf_counter() - t0, 1)}
+            record.update(benchmarked=True, p50_ms=bench["latency_ms"]["p50"], p90_ms=bench["latency_ms"]["p90"],
+                          model_rss_mb=bench.get("model_rss_mb"))
+            failures += [f for f in (gate.memory_failure(bench.get("model_rss_mb")), gate.latency_failure(bench["latency_ms"]["p50"])) if f]
+        record.update(status="feasible" if not failures else "infeasible", failures=failures,
+                      seconds=round(time.perf_counter() - t0, 1))
+        return record
+
+    def write(self, point_data: dict[str, Any], out: str, overwrite: bool) -> dict[str, Any]:
+        """Write the point's bundle at ``out`` (rebuilt first when it was evaluated by an earlier, interrupted search)."""
+        point = Point(**point_data)
+        if point.key not in self.kept:
+            self.ui.note(f"rebuilding {point.label()} (evaluated before the search was resumed) to write its bundle")
+            record = self.evaluate(point_data)
+            if point.key not in self.kept:
+                raise CompressorError(f"could not rebuild {point.label()} to write its bundle: {record.get('reason')}")
+        result, auto, _ = self.kept[point.key]
+        cfg = candidate_config(self.config, point, output=out)
+        cfg.output.overwrite = overwrite
+        written = write_result(cfg, self.session, result, auto, self.ui, Path(out))
+        return {"bundle": str(written.bundle), "passed": written.passed}
+
+    def bundle_bytes(self, point_data: dict[str, Any]) -> bytes:
+        """The point's bundle as a .tar.gz (a Ray actor on another node sends its bundle back this way)."""
+        with tempfile.TemporaryDirectory(prefix="compressor-search-bundle-") as tmp:
+            out = Path(tmp) / "bundle"
+            self.write(point_data, str(out), overwrite=False)
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+                tar.add(out, arcname=".")
+            return buf.getvalue()
+
+
+def objective_value(record: dict[str, Any], objective: str) -> float:
+    """What the sampler minimises for a record (inf when it was not measured: it failed a budget first)."""
+    value = {"latency": record.get("p50_ms"), "size": record.get("size_mb"), "accuracy": record.get("loss")}[objective]
+    return math.inf if value is None else float(value)
