@@ -396,6 +396,16 @@ def _register() -> None:
 
 
 def run() -> None:  # console-script entry point
+    from compressor.training import ddp
+
+    group = ddp.launched()
+    if group is not None:  # torchrun --nproc-per-node N compressor …: rank 0 runs the command, the others fine-tune with it
+        ddp.join(group)
+        if not group.main:
+            from compressor.training.finetune import train
+
+            ddp.serve(train)
+            return
     _register()
     app()
 

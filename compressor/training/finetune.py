@@ -10,6 +10,7 @@ early after ``patience`` epochs without improvement. bf16 autocast is used on CP
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Any
 
@@ -32,13 +33,37 @@ def _bf16_native() -> bool:
 def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, progress=None,
              extra_params: tuple[list, float] | None = None, what: str = "fine-tuned") -> dict[str, Any]:
     """Train ``student`` on ``data``; ``extra_params``: (parameters of the student, learning rate) trained as their own group
-    (no weight decay), e.g. QAT's activation ranges."""
+    (no weight decay), e.g. QAT's activation ranges. Data-parallel over ``settings.ddp`` processes, or over the processes
+    torchrun launched (see compressor/training/ddp.py): the student here ends with the weights every rank trained."""
+    from compressor.training import ddp
+
+    if data is None or len(data) == 0:
+        raise InputError("fine-tuning needs training data: pass --finetune DATA (labelled for classifiers, any inputs to distil)")
+    extra, extra_lr = extra_params or ([], 0.0)
+    names = {id(p): n for n, p in student.named_parameters()}
+    job = (student, teacher, data, settings, task, [names[id(p)] for p in extra], extra_lr, what)
+    launched = ddp.launched()
+    processes = launched.world if launched else settings.ddp
+    if processes == 1:
+        return train(*job, progress=progress)
+    n_val = max(1, int(len(data) * settings.val_fraction)) if len(data) >= 20 else 0
+    ddp.check_shards(processes, settings.batch_size, len(data) - n_val)
+    if launched:
+        return ddp.send(job, functools.partial(train, progress=progress))
+    return ddp.run_forked(processes, lambda group: train(*job, group=group, progress=progress if group.main else None),
+                          backend=ddp.backend_of(student))
+
+
+def train(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, extra_names: list[str], extra_lr: float,
+          what: str, group=None, progress=None) -> dict[str, Any]:
+    """The training loop, as rank ``group.rank`` of ``group.world`` processes (one process when ``group`` is None)."""
     import torch
     import torch.nn.functional as F
 
+    from compressor.training.ddp import SINGLE
+
+    group = group or SINGLE
     progress = progress or Progress(quiet=True)
-    if data is None or len(data) == 0:
-        raise InputError("fine-tuning needs training data: pass --finetune DATA (labelled for classifiers, any inputs to distil)")
     classifier = task == "classification" or (task == "auto" and data.labels is not None)
     if classifier and data.labels is None and not settings.loss:
         classifier = False  # no labels: distil from the unpruned model
@@ -50,7 +75,8 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
     n_val = max(1, int(n * settings.val_fraction)) if n >= 20 else 0
     val_idx, train_idx = order[:n_val], order[n_val:]
     amp = settings.amp == "bf16" or (settings.amp == "auto" and _bf16_native())
-    extra, extra_lr = extra_params or ([], 0.0)
+    params = dict(student.named_parameters())
+    extra = [params[n] for n in extra_names]
     own = {id(p) for p in extra}
     groups = [{"params": [p for p in student.parameters() if id(p) not in own], "lr": settings.lr, "weight_decay": 1e-4}]
     if extra:
@@ -59,6 +85,20 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
     steps_per_epoch = max(1, -(-len(train_idx) // settings.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=settings.epochs * steps_per_epoch)
     teacher = teacher.eval()
+    model = student
+    if group.world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(student)
+
+    def shared(value: float) -> float:
+        """Rank 0's value on every rank (so every rank makes the same early-stopping decisions)."""
+        if group.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def batch(idx):
         xs = [torch.from_numpy(np.ascontiguousarray(a[idx])) for a in data.inputs]
@@ -93,22 +133,25 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
             return float((s.argmax(1) == y).float().mean())
         return float(F.cosine_similarity(s.flatten(1), t.flatten(1)).mean())
 
-    history = [{"epoch": 0, "val_metric": validate()}]
+    history = [{"epoch": 0, "val_metric": shared(validate())}]
     best, best_state, bad, t0 = history[0]["val_metric"], copy.deepcopy(student.state_dict()), 0, time.time()
     for epoch in range(1, settings.epochs + 1):
         student.train()
+        t_epoch = time.time()
         perm = rng.permutation(train_idx)
         total, count = 0.0, 0
         with progress.bar(f"{what} epoch {epoch}/{settings.epochs}", total=steps_per_epoch) as advance:
             for i in range(steps_per_epoch):
                 idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
-                if len(idx) == 0:
+                if len(idx) < group.world:  # (a last, short batch) every rank must take part in every step
+                    advance(1)
                     continue
+                idx = np.array_split(idx, group.world)[group.rank]
                 xs, y = batch(idx)
                 with torch.no_grad():
                     t_out = first(teacher(*xs)).float()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                    s_out = first(student(*xs))
+                    s_out = first(model(*xs))
                 loss = loss_of(s_out.float(), t_out, y)
                 opt.zero_grad()
                 loss.backward()
@@ -117,8 +160,9 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
                 advance(1)
-        metric = validate()
-        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_metric": metric})
+        metric = shared(validate())
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_metric": metric,
+                        "seconds": round(time.time() - t_epoch, 2)})
         if not np.isnan(metric) and metric > best:
             best, best_state, bad = metric, copy.deepcopy(student.state_dict()), 0
         else:
@@ -127,8 +171,9 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
                 break
     student.load_state_dict(best_state)
     student.eval()
-    return {**settings.model_dump(exclude={"data", "labels", "samples"}), "samples": int(len(train_idx)), "validation_samples": int(n_val),
+    return {**settings.model_dump(exclude={"data", "labels", "samples", "ddp"}), "samples": int(len(train_idx)), "validation_samples": int(n_val),
             "loss_used": settings.loss or ("cross-entropy" + (" + distillation" if settings.distill else "") if classifier
                                            else "distillation (1 - cosine)" if task == "embedding" else "distillation (MSE)"),
             "validation_metric": "accuracy" if classifier else "cosine with the unpruned model",
-            "bf16_autocast": amp, "history": history, "best_val_metric": best, "seconds": round(time.time() - t0, 1)}
+            "bf16_autocast": amp, "history": history, "best_val_metric": best, "seconds": round(time.time() - t0, 1),
+            "processes": group.world}

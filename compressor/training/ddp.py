@@ -1,0 +1,175 @@
+"""Data-parallel fine-tuning (torch DDP): N processes, each on 1/N of every batch, gradients averaged, so N processes
+train the same steps one process would (``--ddp N``, or the processes ``torchrun --nproc-per-node N`` launched).
+
+- ``--ddp N``: this process is rank 0; N − 1 workers are forked from it when fine-tuning starts (they inherit the
+  models and the data, nothing is pickled) and leave when it ends, writing nothing.
+- ``torchrun --nproc-per-node N compressor …``: rank 0 runs the command; the other ranks wait in :func:`serve` and are
+  sent each fine-tuning job (models and data, pickled) when it starts, then ``None`` at the end.
+
+gloo on CPU, nccl when the student is on a GPU. Only rank 0 writes anything.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from compressor.core.errors import CompressorError, InputError
+
+
+@dataclass(frozen=True)
+class Group:
+    rank: int
+    world: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = Group(0, 1)
+
+
+def launched() -> Group | None:
+    """The rank and world size torchrun gave this process (None when not launched by torchrun, or with one process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or "RANK" not in os.environ:
+        return None
+    return Group(int(os.environ["RANK"]), world)
+
+
+def backend_of(module) -> str:
+    try:
+        on_gpu = next(module.parameters()).is_cuda
+    except StopIteration:
+        on_gpu = False
+    return "nccl" if on_gpu else "gloo"
+
+
+def check_shards(processes: int, batch_size: int, samples: int) -> None:
+    """Every process needs a share of every batch."""
+    shards = min(batch_size, samples)
+    if processes > shards:
+        raise InputError(f"--ddp {processes} splits every fine-tuning batch between {processes} processes, but there are only {shards} "
+                         f"sample(s) per batch (--finetune-batch-size {batch_size}, {samples} training samples): use --ddp {shards} or "
+                         "fewer, or a larger batch")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _threads_each(processes: int) -> int:
+    from compressor.core.environment import default_threads
+
+    return max(1, default_threads() // processes)
+
+
+def run_forked(processes: int, train: Callable[[Group], Any], backend: str = "gloo") -> Any:
+    """``train(group)`` in this process (rank 0) and in ``processes - 1`` forked workers; rank 0's return value."""
+    import multiprocessing as mp
+
+    import torch
+    import torch.distributed as dist
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    threads = torch.get_num_threads()
+    each = _threads_each(processes)
+
+    def worker(rank: int) -> None:
+        code = 1
+        try:
+            torch.set_num_threads(each)
+            dist.init_process_group(backend, init_method=address, rank=rank, world_size=processes)
+            train(Group(rank, processes))
+            dist.destroy_process_group()
+            code = 0
+        finally:
+            os._exit(code)  # never run the parent's exit handlers (its temporary folders are still in use)
+
+    ctx = mp.get_context("fork")
+    workers = [ctx.Process(target=worker, args=(r,), daemon=True) for r in range(1, processes)]
+    for w in workers:
+        w.start()
+    torch.set_num_threads(each)
+    try:
+        dist.init_process_group(backend, init_method=address, rank=0, world_size=processes)
+        try:
+            result = train(Group(0, processes))
+        finally:
+            dist.destroy_process_group()
+    finally:
+        torch.set_num_threads(threads)
+        for w in workers:
+            w.join(timeout=60)
+            if w.is_alive():
+                w.kill()
+    failed = [w.exitcode for w in workers if w.exitcode != 0]
+    if failed:
+        raise CompressorError(f"{len(failed)} DDP worker process(es) failed (exit codes {failed}): rerun without --ddp, or with --debug")
+    return result
+
+
+# --- torchrun: rank 0 sends each job; the other ranks serve -----------------------------------------------------
+
+_joined: dict[str, Any] = {}
+
+
+def join(group: Group) -> None:
+    """Join torchrun's process group (once per process; rank 0 tells the others to leave when it exits)."""
+    import torch
+    import torch.distributed as dist
+
+    if not _joined:
+        torch.set_num_threads(_threads_each(group.world))
+        dist.init_process_group("gloo", rank=group.rank, world_size=group.world)  # env:// from torchrun
+        _joined["group"] = group
+        if group.main:
+            atexit.register(_release)
+
+
+def _release() -> None:
+    import torch.distributed as dist
+
+    if _joined.pop("group", None) is not None and dist.is_initialized():
+        dist.broadcast_object_list([None], src=0)
+        dist.destroy_process_group()
+
+
+def send(job: tuple, train: Callable[..., Any]) -> Any:
+    """Rank 0 under torchrun: send ``job`` to every rank and train rank 0's share."""
+    import pickle
+
+    import torch.distributed as dist
+
+    group = launched()
+    join(group)
+    try:
+        pickle.dumps(job)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        raise CompressorError(f"torchrun's other ranks cannot be sent this fine-tuning job ({str(e)[:80]}): QAT's fake quantizers "
+                              "hold hooks that do not pickle; launch without torchrun and pass --ddp N (the workers are forked)") from None
+    dist.broadcast_object_list([job], src=0)
+    return train(*job, group=group)
+
+
+def serve(train: Callable[..., Any]) -> None:
+    """Ranks 1..N−1 under torchrun: train every job rank 0 sends until it sends None; write nothing."""
+    import torch.distributed as dist
+
+    group = launched()
+    join(group)
+    while True:
+        box = [None]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is None:
+            break
+        train(*box[0], group=group)
+    dist.destroy_process_group()
