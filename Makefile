@@ -73,6 +73,7 @@ bench: setup fashion-mnist-data
 	$(PY) benchmarks/qat.py --repeats 1 --duration 3
 	$(PY) benchmarks/precision.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/search.py
 
 # On a machine with an NVIDIA GPU: TensorRT FP16/INT8 beside torch CUDA FP16 (resnet50, EfficientNet-Lite0), < 10 min.
 gpu-check: setup

@@ -14,11 +14,11 @@ Heavy modules (torch, runtimes) are imported only when a function runs.
 
 from compressor.core.version import __version__
 
-__all__ = ["compress", "analyze", "bench_targets", "verify", "bench", "list_targets", "__version__"]
+__all__ = ["compress", "analyze", "bench_targets", "search", "verify", "bench", "list_targets", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("compress", "analyze", "bench_targets", "verify", "bench", "list_targets"):
+    if name in ("compress", "analyze", "bench_targets", "search", "verify", "bench", "list_targets"):
         from compressor.app import api
 
         return getattr(api, name)

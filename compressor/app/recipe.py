@@ -133,7 +133,8 @@ def build_config(recipe: str | Path | None = None, overrides: dict[str, Any] | N
         elif err["type"] == "missing":
             msg = f"{source}: '{key}' is required{at}" + _flag_hint(key)
         else:
-            msg = f"{source}: '{key}'{at}: {clean_message(err['msg'])}"
+            flag = _flag_of(loc)
+            msg = f"{source}: '{key}'{f' ({flag})' if flag else ''}{at}: {clean_message(err['msg'])}"
         more = len(e.errors()) - 1
         raise RecipeError(msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
 
@@ -146,7 +147,16 @@ def _flag_hint(key: str) -> str:
     return f": give it in the recipe or with {hint}" if hint else ""
 
 
-def _known_keys(loc: tuple) -> list[str]:
+def _flag_of(loc: tuple) -> str | None:
+    """The CLI flag of the field at ``loc`` (None for a field with no flag)."""
+    parent = _model_at(loc[:-1])
+    field = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
+    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+    return (extra.get("cli") or {}).get("flag")
+
+
+def _model_at(loc: tuple, partial: bool = False) -> type[BaseModel] | None:
+    """The settings model at ``loc`` (``partial``: the deepest one on the way when ``loc`` goes past the models)."""
     model: type[BaseModel] = RunConfig
     for part in loc:
         if isinstance(part, int):
@@ -159,5 +169,9 @@ def _known_keys(loc: tuple) -> list[str]:
         elif inner is not None:
             model = inner
         else:
-            break
-    return list(model.model_fields)
+            return model if partial else None
+    return model
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    return list(_model_at(loc, partial=True).model_fields)

@@ -101,7 +101,7 @@ class AutoPrecision:
         if failures:
             ranking = self._ranking(first)
             order = [d["layer"] for d in ranking]
-            for k in _sizes(len(order)):
+            for k in [k for k in _sizes(len(order)) if k < len(order)]:  # every layer float is the FP32 model, not a plan
                 if len(self.steps) >= settings.auto_precision_steps:
                     break
                 _, failures = self._step(f"{k} most sensitive layer(s) float", replace(ptq, float_layers=tuple(order[:k])), "ptq")
@@ -112,7 +112,7 @@ class AutoPrecision:
         if qat.enabled and (needed is None or needed > 0):
             order = [d["layer"] for d in ranking]
             top = needed if needed is not None else len(order)
-            for k in [k for k in [0, *_sizes(top)] if k <= top]:
+            for k in [k for k in [0, *_sizes(top)] if k <= top and k < len(order)]:
                 if len(self.steps) >= settings.auto_precision_steps:
                     break
                 label = "QAT, all layers INT8" if k == 0 else f"QAT, {k} most sensitive layer(s) float"

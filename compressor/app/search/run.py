@@ -57,6 +57,8 @@ def check_budgets(config: RunConfig) -> None:
         raise InputError("--max-accuracy-drop 0 leaves no room for any compression: give the accuracy points you can lose (e.g. 0.5)")
     if g.min_agreement is not None and g.min_agreement <= 0 or g.min_cosine is not None and g.min_cosine <= -1:
         raise InputError("--min-agreement must be above 0 and --min-cosine above -1: a budget every model meets is no budget")
+    if s.ray_address is not None and s.executor != "ray":
+        raise InputError("--ray-address is where --executor ray sends its trials: add --executor ray, or drop --ray-address")
     if g.force:
         raise InputError("--force writes a bundle that fails its gate; a search writes the best trial that passes: drop --force")
     if s.objective == "accuracy" and not (g.active or measured or g.max_size_mb is not None):
@@ -151,7 +153,7 @@ def _line(record: dict[str, Any], n: int, total: int) -> str:
     if record.get("size_mb") is not None:
         bits.append(f"{record['size_mb']:.3g} MB")
     if f.get("accuracy_drop_pp") is not None:
-        bits.append(f"accuracy {-f['accuracy_drop_pp']:+.2f} pts")
+        bits.append(f"accuracy {0.0 - f['accuracy_drop_pp']:+.2f} pts")
     elif f.get("top1_agreement") is not None:
         bits.append(f"agreement {f['top1_agreement']:.4f}")
     why = "; ".join(record.get("failures") or []) or record.get("reason")
@@ -208,6 +210,8 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
     space = build_space(config, executor.gpus, status)
     for d in space.dropped:
         ui.note(f"[yellow]left out[/] {d}")
+    for n in space.notes:
+        ui.note(f"[yellow]note[/] {n}")
     points = space.points()
     ui.note(f"search space: {len(points)} candidates ({len(space.choices)} target plans × {len(space.prune)} pruning amounts"
             f"{f' × {len(space.calibrations)} calibrations × {len(space.qat)} QAT' if any(space.quantized_static(c) for c in space.choices) else ''})"
@@ -295,7 +299,7 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
             with ui.stage(f"wrote the front's bundle {dest.name}"):
                 executor.write(Point(**r["point"]), dest, True)
             result.pareto_bundles.append(dest)
-    result.dropped = space.dropped
+    result.dropped = space.dropped + [f"(note) {n}" for n in space.notes]
     return result
 
 
@@ -322,8 +326,7 @@ def _finish(config: RunConfig, records: list[dict], folder: Path, space: Space, 
         fp = summary["fastest_plain_compress"]
         lines.append(f"- chosen trial {chosen['trial']} is {summary['speedup_vs_fastest_plain']:.2f}× as fast as the fastest plain "
                      f"compress (trial {fp['trial']}, {fp['label']}, {fp['p50_ms']:.3g} ms, {fp['status']})")
-    for d in space.dropped:
-        lines.append(f"- left out: {d}")
+    lines += [f"- left out: {d}" for d in space.dropped] + [f"- note: {n}" for n in space.notes]
     (folder / "SEARCH.md").write_text(results.markdown(table, "\n".join(lines)))
     payload = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "settings": config.search.model_dump(mode="json"),
                "budgets": config.gate.model_dump(mode="json", exclude={"force"}), "space": space.describe(), "dropped": space.dropped,

@@ -72,6 +72,7 @@ class Space:
     qat: list[bool]
     baselines: list[Point]  # the plain `compress` of each listed target (evaluated first: what the search must beat)
     dropped: list[str]  # what was left out and why, for the user
+    notes: list[str]  # what the user should know about what was kept
 
     def quantized_static(self, choice: str) -> bool:
         return _static(get_target(choice.removesuffix(AUTO)))
@@ -121,6 +122,7 @@ def build_space(config, executor_gpus: bool, status) -> Space:
         if n not in cat:
             raise TargetError(f"unknown target '{n}' in --targets: known targets are {', '.join(cat)}")
     dropped: list[str] = []
+    notes: list[str] = []
     has_train = bool(config.finetune.data)
     accuracy_budget = config.gate.active
     choices: list[str] = []
@@ -174,7 +176,7 @@ def build_space(config, executor_gpus: bool, status) -> Space:
         dropped.append(f"pruning {', '.join(f'{p:g}' for p in prune if p)}: {package_missing('torch_pruning')}")
         prune = [p for p in prune if not p]
     elif any(prune) and not has_train:
-        dropped.append("(note) pruned candidates are not fine-tuned: pass --finetune DATA to recover their accuracy")
+        notes.append("pruned candidates are not fine-tuned: pass --finetune DATA to recover their accuracy")
     qat = list(dict.fromkeys(sp.qat))
     if True in qat and not has_train:
         dropped.append("QAT: needs training data (--finetune DATA)")
@@ -184,7 +186,7 @@ def build_space(config, executor_gpus: bool, status) -> Space:
         qat = [q for q in qat if not q]
     if not choices or not prune or not qat:
         what = "targets" if not choices else "pruning amounts" if not prune else "QAT settings"
-        raise InputError(f"the search space is empty here (no {what} left): " + "; ".join(d for d in dropped if not d.startswith("(note)"))
+        raise InputError(f"the search space is empty here (no {what} left): " + "; ".join(dropped)
                          + " — list other --targets, or give the data they need")
     default_cal = config.quantization.calibration
     calibrations = list(dict.fromkeys([*sp.calibrations, default_cal]))
@@ -194,4 +196,4 @@ def build_space(config, executor_gpus: bool, status) -> Space:
             static = _static(cat[n])
             baselines.append(Point(n, 0.0 if 0.0 in prune else prune[0], default_cal if static else None,
                                    (False if False in qat else qat[0]) if static else None))
-    return Space(choices, prune, calibrations, qat, baselines, dropped)
+    return Space(choices, prune, calibrations, qat, baselines, dropped, notes)
