@@ -32,11 +32,16 @@ def test_every_option_is_a_recipe_field_with_one_flag_and_one_keyword():
     assert {"--prune-macs", "--calib", "--exclude", "--no-sensitivity", "--max-accuracy-drop", "--threads", "--output"} <= set(flags)
 
 
-def test_cli_help_lists_every_flag():
-    res = cli("compress", "--help", env={"COLUMNS": "250"})
+@pytest.mark.parametrize("command", ["compress", "search"])
+def test_cli_help_lists_every_flag(command):
+    """Each command lists every flag it offers, and no other command's own flags (``--trials`` is the search's)."""
+    res = cli(command, "--help", env={"COLUMNS": "250"})
     assert res.returncode == 0
-    missing = [o.flag for o in (*INPUT_OPTIONS, *options()) if o.flag and o.flag not in res.stdout]
+    rows = [*INPUT_OPTIONS, *options()]
+    missing = [o.flag for o in rows if o.offered_by(command) and o.flag not in res.stdout]
     assert not missing, missing
+    foreign = [o.flag for o in rows if o.flag and not o.offered_by(command) and f"{o.flag} " in res.stdout]
+    assert not foreign, foreign
 
 
 def test_flag_keyword_and_recipe_reach_the_same_field(tmp_path):
