@@ -55,7 +55,7 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 test: lint fashion-mnist-data chromium
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: setup fashion-mnist-data chromium
 	$(PY) -m pytest -q -m "not slow" tests

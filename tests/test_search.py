@@ -58,7 +58,8 @@ def records(folder: Path) -> list[dict]:
 def size_search(tmp_path_factory, space_recipe, fashion_small):
     """A search for the smallest candidate within 1 accuracy point: 5 trials, TPE (seed 0) after 3 start-up trials."""
     out = tmp_path_factory.mktemp("search") / "best"
-    res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--json", str(out.parent / "r.json")))
+    res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--keep-pareto",
+                           "--json", str(out.parent / "r.json")))
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res
 
@@ -86,6 +87,22 @@ def test_search_writes_the_best_feasible_candidate(size_search):
     for t in trials:  # infeasible candidates are not benchmarked: a budget already failed
         assert (t["p50_ms"] is not None) == (t["status"] == "feasible"), t
     assert cli_verify(out).returncode == 0
+    front = json.loads((folder / "search.json").read_text())["pareto"]
+    assert chosen["trial"] in front and result["pareto"] == front
+    kept = sorted((folder / "pareto").iterdir())
+    assert [int(p.name.split("-")[1]) for p in kept] == sorted(front)  # --keep-pareto: one bundle per trial of the front
+    assert all(json.loads((p / "manifest.json").read_text())["gate"]["passed"] for p in kept)
+
+
+def test_grid_sampler_walks_the_space_in_order_and_time_budget_stops(tmp_path, space_recipe, fashion_small):
+    res = cli(*search_args(tmp_path / "grid", space_recipe, fashion_small, "--sampler", "grid", "--trials", "3"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    labels = [t["label"] for t in json.loads((tmp_path / "grid-search" / "search.json").read_text())["trials"]]
+    assert labels == ["ort-cpu-int8, mse", "ort-cpu-fp32", "ort-cpu-fp32, pruned 50% MACs"]  # the plain compress, then the grid
+    res = cli(*search_args(tmp_path / "quick", space_recipe, fashion_small, "--trials", "4", "--time-budget", "0.5s"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "--time-budget 0.5 s reached after 1 trial(s)" in res.stderr
+    assert len(json.loads((tmp_path / "quick-search" / "search.json").read_text())["trials"]) == 1
 
 
 def cli_verify(bundle: Path):

@@ -90,15 +90,19 @@ class AutoPrecision:
         settings = (c.quantization or s.quantization).model_copy(update={"sensitivity": False})
         ptq = replace(c, quantization=settings, qat=QatSettings())
         fp32 = float_sibling(spec)
-        fp32_p50 = None
+        fp32_p50, hopeless = None, []
         if fp32 is not None:
             with s.progress.stage(f"auto precision: the speed to beat, {fp32.name}, measured"):
                 base = s.evaluate(Candidate(fp32.name, c.pruning), raise_errors=True)
             fp32_p50 = self._p50(base)
+            # float layers cannot be more faithful than the float model: when it fails (a pruned model), no plan can pass
+            hopeless = s.gate.failures(base.fidelity) if base.fidelity is not None else []
         first, failures = self._step("all layers INT8 (PTQ)", ptq, "ptq")
         ranking: list[dict] = []
         needed: int | None = 0 if not failures else None
-        if failures:
+        if failures and hopeless:
+            s.progress.note(f"  auto precision stops: {fp32.name} itself fails the gate ({'; '.join(hopeless)}), so no mixed plan can pass")
+        elif failures:
             ranking = self._ranking(first)
             order = [d["layer"] for d in ranking]
             for k in [k for k in _sizes(len(order)) if k < len(order)]:  # every layer float is the FP32 model, not a plan
@@ -109,10 +113,10 @@ class AutoPrecision:
                     needed = k
                     break
         qat = c.qat or s.qat
-        if qat.enabled and (needed is None or needed > 0):
+        if qat.enabled and (needed is None or needed > 0):  # QAT trains: it can pass where the float model of the walk did not
             order = [d["layer"] for d in ranking]
             top = needed if needed is not None else len(order)
-            for k in [k for k in [0, *_sizes(top)] if k <= top and k < len(order)]:
+            for k in [k for k in [0, *_sizes(top)] if k <= top and (k == 0 or k < len(order))]:
                 if len(self.steps) >= settings.auto_precision_steps:
                     break
                 label = "QAT, all layers INT8" if k == 0 else f"QAT, {k} most sensitive layer(s) float"
@@ -127,6 +131,8 @@ class AutoPrecision:
                    "fp32_target": fp32.name if fp32 else None, "fp32_p50_ms": fp32_p50,
                    "speedup_vs_fp32": (fp32_p50 / self.steps[chosen]["p50_ms"]) if fp32_p50 and self.steps[chosen]["p50_ms"] else None,
                    "sensitivity_ranking": ranking,
+                   "stopped": f"{fp32.name} itself fails the gate ({'; '.join(hopeless)}): no mixed plan can pass" if hopeless and failures
+                   else None,
                    "float_layers": {n: next((f"loss {d['loss']:.4g} alone on {spec.name} (rank {i + 1})"
                                              for i, d in enumerate(ranking) if d["layer"] == n), "") for n in self.steps[chosen]["float_layers"]},
                    "method": "all-INT8 PTQ first; while the gate fails, the layers most sensitive alone on the target's runtime return to "

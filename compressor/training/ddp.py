@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,11 @@ def run_forked(processes: int, train: Callable[[Group], Any], backend: str = "gl
             train(Group(rank, processes))
             dist.destroy_process_group()
             code = 0
+        except BaseException:  # noqa: BLE001 - said here, then the exit code tells rank 0
+            import traceback
+
+            sys.stderr.write(f"DDP worker {rank} failed:\n{traceback.format_exc()}")
+            sys.stderr.flush()
         finally:
             os._exit(code)  # never run the parent's exit handlers (its temporary folders are still in use)
 

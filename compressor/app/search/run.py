@@ -10,7 +10,7 @@ beside the output, so a killed search resumes where it stopped: a candidate is n
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +44,7 @@ class SearchResult:
     bundle: Path | None = None
     pareto_bundles: list[Path] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def check_budgets(config: RunConfig) -> None:
@@ -220,21 +221,7 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
     storage_path = folder / STORAGE_FILE
     study = _open_study(storage_path, config, fingerprint(config, space))
 
-    done: dict[str, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False):
-        rec = t.user_attrs.get("record")
-        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and rec and t.user_attrs.get("repeat_of") is None:
-            done.setdefault(Point(**rec["point"]).key, rec)
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-    for t in stale:  # a search killed mid-trial: that trial never finished; it is proposed again first
-        study.tell(t.number, state=TrialState.FAIL)
-    if done:
-        ui.note(f"resuming {storage_path}: {len(done)} candidate(s) already evaluated, not evaluated again")
-    pending = [Point(**t.user_attrs["point"]) for t in stale if "point" in t.user_attrs]
-    pending += [b for b in space.baselines if b.key not in done]
-    if s.sampler == "grid":
-        pending += points
-    pending = [p for p in dict.fromkeys(pending) if p.key not in done]
+    done, pending = _resume(study, space, ui, storage_path)
     baseline_keys = {b.key for b in space.baselines}
     started = False
     t0, repeats = time.monotonic(), 0
@@ -288,23 +275,56 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
                         f"no trial met the budgets ({len(records)} evaluated, none could be measured; see {folder})")
     if not started:
         _start(executor, config, space)
-    chosen_point = Point(**result.chosen["point"])
-    with ui.stage(f"wrote the chosen bundle: trial {result.chosen['trial']}, {chosen_point.label()}"):
-        executor.write(chosen_point, out, config.output.overwrite)
-    result.bundle = out
-    if s.keep_pareto:
-        (folder / "pareto").mkdir(exist_ok=True)
-        for r in result.front:
-            dest = folder / "pareto" / f"trial-{r['trial']:03d}-{r['target']}"
-            with ui.stage(f"wrote the front's bundle {dest.name}"):
-                executor.write(Point(**r["point"]), dest, True)
-            result.pareto_bundles.append(dest)
-    result.dropped = space.dropped + [f"(note) {n}" for n in space.notes]
+    _write_bundles(executor, result, config, out, ui)
+    result.dropped, result.notes = space.dropped, space.notes
     return result
 
 
+def _write_bundles(executor, result: SearchResult, config: RunConfig, out: Path, ui: Progress) -> None:
+    """The chosen trial's bundle at ``out``; with --keep-pareto, every trial of the front in OUTPUT-search/pareto/."""
+    chosen = Point(**result.chosen["point"])
+    with ui.stage(f"wrote the chosen bundle: trial {result.chosen['trial']}, {chosen.label()}"):
+        executor.write(chosen, out, config.output.overwrite)
+    result.bundle = out
+    if config.search.keep_pareto:
+        (result.folder / "pareto").mkdir(exist_ok=True)
+        for r in result.front:
+            dest = result.folder / "pareto" / f"trial-{r['trial']:03d}-{r['target']}"
+            with ui.stage(f"wrote the front's bundle {dest.name}"):
+                executor.write(Point(**r["point"]), dest, True)
+            result.pareto_bundles.append(dest)
+
+
+def _resume(study, space: Space, ui: Progress, storage_path: Path) -> tuple[dict[str, dict], list[Point]]:
+    """What an earlier run of this search left: the records of every candidate it evaluated (by key), and what to evaluate
+    first: a trial it was killed in the middle of, the plain compress of each listed target, and for grid every point."""
+    from optuna.trial import TrialState
+
+    done: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        rec = t.user_attrs.get("record")
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and rec and t.user_attrs.get("repeat_of") is None:
+            done.setdefault(Point(**rec["point"]).key, rec)
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in stale:  # killed mid-trial: it never finished, so it is evaluated again, first
+        study.tell(t.number, state=TrialState.FAIL)
+    if done:
+        ui.note(f"resuming {storage_path}: {len(done)} candidate(s) already evaluated, not evaluated again")
+    pending = [Point(**t.user_attrs["point"]) for t in stale if "point" in t.user_attrs] + space.baselines
+    if study.user_attrs["fingerprint"]["settings"]["sampler"] == "grid":
+        pending += space.points()
+    return done, [p for p in dict.fromkeys(pending) if p.key not in done]
+
+
 def _json_safe(value):
-    return json.loads(json.dumps(value, default=str, allow_nan=True).replace("Infinity", "null").replace("NaN", "null"))
+    """Plain JSON for a trial's stored record: non-finite numbers become null, anything else unusual its text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, bool)) else str(value)
 
 
 def _finish(config: RunConfig, records: list[dict], folder: Path, space: Space, ui: Progress) -> SearchResult:
