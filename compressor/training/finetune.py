@@ -50,8 +50,7 @@ def finetune(student, teacher, data: DataSource, settings: FinetuneSettings, tas
     ddp.check_shards(processes, settings.batch_size, len(data) - n_val)
     if launched:
         return ddp.send(job, functools.partial(train, progress=progress))
-    return ddp.run_forked(processes, lambda group: train(*job, group=group, progress=progress if group.main else None),
-                          backend=ddp.backend_of(student))
+    return ddp.run_parallel(processes, job, train, progress, backend=ddp.backend_of(student))
 
 
 def train(student, teacher, data: DataSource, settings: FinetuneSettings, task: str, extra_names: list[str], extra_lr: float,
