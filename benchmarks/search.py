@@ -112,7 +112,14 @@ def markdown(res: dict) -> str:
         if s.get("best_feasible_plain_compress"):
             b = s["best_feasible_plain_compress"]
             lines.append(f"Best plain `compress` of the listed targets in the same run: trial {b['trial']} ({b['label']}), p50 "
-                         f"{b['p50_ms']:.3g} ms → the chosen bundle is {s['speedup_vs_best_feasible_plain']:.2f}× as fast.")
+                         f"{b['p50_ms']:.3g} ms in its trial → the chosen bundle is {s['speedup_vs_best_feasible_plain']:.2f}× as fast "
+                         "by the trials' single measurements.")
+        if s.get("confirmed"):
+            c = s["confirmed"]
+            lines.append(f"Re-measured in turns at the end ({c['rounds']} rounds each, fresh processes, medians): chosen "
+                         f"{c['chosen_p50_ms']:.3g} ms, plain compress (trial {c['plain_trial']}) {c['plain_p50_ms']:.3g} ms → "
+                         f"**{c['speedup']:.2f}×** (chosen {', '.join(f'{x:.3g}' for x in c['chosen_p50s'])}; plain "
+                         f"{', '.join(f'{x:.3g}' for x in c['plain_p50s'])} ms).")
         lines += ["", f"![search plot]({f['plot']})", "", *_table(f), ""]
         lines += [f"- left out: {d}" for d in f["dropped"]] + [f"- note: {n}" for n in f.get("notes", [])] + [""]
     if "resnet18" in res:

@@ -115,6 +115,24 @@ class Evaluator:
                       seconds=round(time.perf_counter() - t0, 1))
         return record
 
+    def confirm(self, points: list[dict[str, Any]], rounds: int) -> dict[str, list[float]]:
+        """p50 of each point's artifact re-measured ``rounds`` times, the points taking turns (each in a fresh process, as in its
+        trial): one trial's single measurement chose the winner, so the final comparison is measured again, interleaved."""
+        from compressor.evaluation.benchmark import run_isolated
+
+        s = self.session
+        feeds = s.benchmark_feeds(s.benchmark.batch_size)
+        out: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for p in points:
+                key = Point(**p).key
+                if key not in self.kept:
+                    continue  # evaluated before a resume: its artifact is gone, and its trial's figure stands
+                result = self.kept[key][0]
+                r = run_isolated(result.target.name, result.artifact.path, feeds, s.benchmark)
+                out.setdefault(key, []).append(r["latency_ms"]["p50"])
+        return out
+
     def write(self, point_data: dict[str, Any], out: str, overwrite: bool) -> dict[str, Any]:
         """Write the point's bundle at ``out`` (rebuilt first when it was evaluated by an earlier, interrupted search)."""
         point = Point(**point_data)

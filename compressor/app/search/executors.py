@@ -34,6 +34,9 @@ class LocalExecutor:
     def evaluate(self, point: Point) -> dict[str, Any]:
         return self.evaluator.evaluate(point.to_dict())
 
+    def confirm(self, points: list[Point], rounds: int) -> dict[str, list[float]]:
+        return self.evaluator.confirm([p.to_dict() for p in points], rounds)
+
     def write(self, point: Point, out: Path, overwrite: bool) -> None:
         self.evaluator.write(point.to_dict(), str(out), overwrite)
 
@@ -110,6 +113,13 @@ class RayExecutor:
 
     def evaluate(self, point: Point) -> dict[str, Any]:
         return self.ray.get(self._actor(self._kind(point)).evaluate.remote(point.to_dict()))
+
+    def confirm(self, points: list[Point], rounds: int) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for kind in dict.fromkeys(self._kind(p) for p in points):  # each node kind measures its own points, taking turns
+            mine = [p.to_dict() for p in points if self._kind(p) == kind]
+            out.update(self.ray.get(self._actor(kind).confirm.remote(mine, rounds)))
+        return out
 
     def write(self, point: Point, out: Path, overwrite: bool) -> None:
         from compressor.bundle.writer import BundleWriter
