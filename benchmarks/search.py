@@ -107,8 +107,8 @@ def markdown(res: dict) -> str:
         f = res["fashion"]
         s = f["summary"]
         lines += ["## Fashion-MNIST CNN: ORT / OpenVINO / ExecuTorch, at most 0.5 points lost, 12 trials", "", f"`{f['command']}`", "",
-                  f"Finished in {f['seconds']:.0f} s. Chosen: trial {f['chosen']['trial']} ({f['chosen']['label']}), p50 "
-                  f"{f['chosen']['p50_ms']:.3g} ms; bundle written: {f['bundle_written']}."]
+                  f"Finished in {f['seconds']:.0f} s. Chosen and written: trial {f['chosen']['trial']} ({f['chosen']['label']}), p50 "
+                  f"{f['chosen']['p50_ms']:.3g} ms in its trial; bundle written: {f['bundle_written']}."]
         if s.get("best_feasible_plain_compress"):
             b = s["best_feasible_plain_compress"]
             lines.append(f"Best plain `compress` of the listed targets in the same run: trial {b['trial']} ({b['label']}), p50 "
@@ -119,7 +119,9 @@ def markdown(res: dict) -> str:
             lines.append(f"Re-measured in turns at the end ({c['rounds']} rounds each, fresh processes, medians): chosen "
                          f"{c['chosen_p50_ms']:.3g} ms, plain compress (trial {c['plain_trial']}) {c['plain_p50_ms']:.3g} ms → "
                          f"**{c['speedup']:.2f}×** (chosen {', '.join(f'{x:.3g}' for x in c['chosen_p50s'])}; plain "
-                         f"{', '.join(f'{x:.3g}' for x in c['plain_p50s'])} ms).")
+                         f"{', '.join(f'{x:.3g}' for x in c['plain_p50s'])} ms)"
+                         + (f"; under 3 % faster, so the search keeps the plain compress (trial {c['plain_trial']}): the same speed, "
+                            "the simpler recipe." if c.get("kept_plain") else "."))
         lines += ["", f"![search plot]({f['plot']})", "", *_table(f), ""]
         lines += [f"- left out: {d}" for d in f["dropped"]] + [f"- note: {n}" for n in f.get("notes", [])] + [""]
     if "resnet18" in res:

@@ -96,14 +96,16 @@ def _fork_is_safe() -> bool:
     return p.exitcode == 0
 
 
-def _spawned(rank: int, processes: int, address: str, backend: str, job_path: str, threads: int) -> None:
+def _spawned(rank: int, processes: int, address: str, backend: str, job_path: str, threads: int, train_ref: str) -> None:
     """A spawned worker (``python -m compressor.training.ddp …``): the job comes from the file rank 0 wrote (this SDK's own
-    temporary file, so unpickling it is safe)."""
+    temporary file, so unpickling it is safe); ``train_ref`` is the training loop as ``module:function``."""
+    import importlib
+
     import torch
     import torch.distributed as dist
 
-    from compressor.training.finetune import train
-
+    module, _, name = train_ref.partition(":")
+    train = getattr(importlib.import_module(module), name)
     torch.set_num_threads(threads)
     job = torch.load(job_path, weights_only=False)
     dist.init_process_group(backend, init_method=address, rank=rank, world_size=processes)
@@ -138,7 +140,7 @@ class _Spawned:
         return self.proc.poll()
 
 
-def _start_workers(processes: int, job: tuple, train: Callable[[Group], Any], address: str, backend: str, each: int, tmp: str):
+def _start_workers(processes: int, job: tuple, train_loop: Callable[..., Any], address: str, backend: str, each: int, tmp: str):
     """Start ranks 1..N-1: forked (they inherit everything: nothing is pickled) while this process can still fork autograd,
     else spawned with the job pickled to a file; None when neither is possible."""
     import multiprocessing as mp
@@ -153,7 +155,7 @@ def _start_workers(processes: int, job: tuple, train: Callable[[Group], Any], ad
             try:
                 torch.set_num_threads(each)
                 dist.init_process_group(backend, init_method=address, rank=rank, world_size=processes)
-                train(Group(rank, processes))
+                train_loop(*job, group=Group(rank, processes))
                 dist.destroy_process_group()
                 code = 0
             except BaseException:  # noqa: BLE001 - said here, then the exit code tells rank 0
@@ -173,7 +175,8 @@ def _start_workers(processes: int, job: tuple, train: Callable[[Group], Any], ad
         torch.save(job, path)
     except (pickle.PicklingError, AttributeError, TypeError, RuntimeError):
         return None
-    return [_Spawned((r, processes, address, backend, path, each)) for r in range(1, processes)]
+    ref = f"{train_loop.__module__}:{train_loop.__qualname__}"
+    return [_Spawned((r, processes, address, backend, path, each, ref)) for r in range(1, processes)]
 
 
 def run_parallel(processes: int, job: tuple, train: Callable[..., Any], progress, backend: str = "gloo") -> Any:
@@ -188,7 +191,7 @@ def run_parallel(processes: int, job: tuple, train: Callable[..., Any], progress
     threads = torch.get_num_threads()
     each = _threads_each(processes)
     with tempfile.TemporaryDirectory(prefix="compressor-ddp-") as tmp:
-        workers = _start_workers(processes, job, lambda group: train(*job, group=group), address, backend, each, tmp)
+        workers = _start_workers(processes, job, train, address, backend, each, tmp)
         if workers is None:
             if progress is not None:
                 progress.warn(f"--ddp {processes}: fine-tuned in one process: this process's autograd can no longer fork (after QAT) and "
@@ -271,6 +274,6 @@ def serve(train: Callable[..., Any]) -> None:
     dist.destroy_process_group()
 
 
-if __name__ == "__main__":  # a spawned worker: rank, processes, address, backend, job file, threads
-    _r, _n, _address, _backend, _path, _threads = sys.argv[1:7]
-    _spawned(int(_r), int(_n), _address, _backend, _path, int(_threads))
+if __name__ == "__main__":  # a spawned worker: rank, processes, address, backend, job file, threads, training loop
+    _r, _n, _address, _backend, _path, _threads, _ref = sys.argv[1:8]
+    _spawned(int(_r), int(_n), _address, _backend, _path, int(_threads), _ref)
