@@ -111,9 +111,12 @@ def test_auto_precision_bad_input(tmp_path, fashion_ckpt, fashion_small):
     assert not out.exists()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("quantization:\n  auto_precision_steps: 2\n")
-    line = one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "1.0", "--recipe", str(recipe))),
+    line = one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "0.999995", "--recipe", str(recipe))),
                           "no plan of ort-cpu-int8 met the gate", "at best")
-    assert "2 plans measured" in line and "--force" in line
+    assert "2 plans measured" in line and "--force" in line  # the steps it may take
+    assert not out.exists()
+    line = one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "1.0")), "no plan of ort-cpu-int8")
+    assert "1 plans measured" in line and "ort-cpu-fp32 itself fails the gate" in line  # float layers cannot beat the float model
     assert not out.exists()
 
 

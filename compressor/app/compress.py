@@ -150,9 +150,10 @@ def write_result(config: RunConfig, session: EvaluationSession, result: Candidat
     if failures and not gate.force:
         if auto is not None:
             best = auto["steps"][auto["chosen_step"] - 1]
+            why = f"; it stopped there: {auto['stopped']}" if auto.get("stopped") else ""
             raise GateError(f"--auto-precision: no plan of {spec.name} met the gate ({'; '.join(failures)} at best, reached by step "
-                            f"{best['step']}: {best['label']}, {len(auto['steps'])} plans measured): no bundle written; relax the gate, "
-                            "add --qat, or pass --force to write the best plan marked as failing")
+                            f"{best['step']}: {best['label']}, {len(auto['steps'])} plans measured{why}): no bundle written; relax the "
+                            "gate, add --qat, or pass --force to write the best plan marked as failing")
         raise GateError(f"the {spec.name} artifact failed its gate ({'; '.join(failures)}): no bundle written; "
                         "relax the gate or pass --force to write it marked as failing")
     if auto is not None:

@@ -100,9 +100,7 @@ class AutoPrecision:
         first, failures = self._step("all layers INT8 (PTQ)", ptq, "ptq")
         ranking: list[dict] = []
         needed: int | None = 0 if not failures else None
-        if failures and hopeless:
-            s.progress.note(f"  auto precision stops: {fp32.name} itself fails the gate ({'; '.join(hopeless)}), so no mixed plan can pass")
-        elif failures:
+        if failures and not hopeless:
             ranking = self._ranking(first)
             order = [d["layer"] for d in ranking]
             for k in [k for k in _sizes(len(order)) if k < len(order)]:  # every layer float is the FP32 model, not a plan
