@@ -89,7 +89,7 @@ def markdown(table_rows: list[dict[str, str]], header: str) -> str:
     return header + "\n\n" + "\n".join(lines) + "\n"
 
 
-def plot(records: list[dict], front: list[dict], chosen: dict | None, gate, path: Path, title: str) -> Path:
+def plot(records: list[dict], front: list[dict], chosen: dict | None, gate, path: Path, title: str, chosen_p50: float | None = None) -> Path:
     """Latency against the accuracy loss of every measured trial: one colour per target, feasible filled, infeasible hollow,
     the front joined, the chosen trial starred, the budgets drawn."""
     import matplotlib
@@ -110,7 +110,9 @@ def plot(records: list[dict], front: list[dict], chosen: dict | None, gate, path
     if front:
         ax.plot([r["p50_ms"] for r in front], [r["loss"] for r in front], "k--", lw=1, label="Pareto front (feasible)", zorder=2)
     if chosen is not None and chosen.get("p50_ms") is not None and chosen.get("loss") is not None:
-        ax.scatter([chosen["p50_ms"]], [chosen["loss"]], marker="*", s=300, color="gold", edgecolors="k", label="chosen", zorder=4)
+        x = chosen_p50 if chosen_p50 is not None else chosen["p50_ms"]  # its re-measured median, where there is one
+        ax.scatter([x], [chosen["loss"]], marker="*", s=300, color="gold", edgecolors="k", zorder=4,
+                   label="chosen" + (" (p50 re-measured in turns)" if chosen_p50 is not None else ""))
     if gate.max_latency_ms is not None:
         ax.axvline(gate.max_latency_ms, color="red", lw=1, ls=":", label="latency budget")
     limit = gate.max_accuracy_drop if gate.max_accuracy_drop is not None else (

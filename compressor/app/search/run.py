@@ -371,12 +371,13 @@ def _finish(config: RunConfig, records: list[dict], folder: Path, space: Space, 
     title = (f"search: {Path(config.model.checkpoint).name}, {len(records)} trials, objective {s.objective}"
              + (f" under {_budget_text(config.gate)}" if _budget_text(config.gate) else ""))
     results.print_rows(table, title)
-    plot_path = results.plot(records, front, chosen, config.gate, folder / "search.png", title)
+    c = summary.get("confirmed")
+    chosen_p50 = (c["plain_p50_ms"] if c["kept_plain"] else c["chosen_p50_ms"]) if c else None
+    plot_path = results.plot(records, front, chosen, config.gate, folder / "search.png", title, chosen_p50)
     lines = [f"# {title}", "", f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
              f"- plot: {plot_path.name}; trials: {STORAGE_FILE} (optuna journal: rerun the same command to resume or extend)"]
     for target, r in per_target.items():
         lines.append(f"- best feasible on {target}: trial {r['trial']} ({r['label']}), p50 {r['p50_ms']:.3g} ms, {r['size_mb']:.3g} MB")
-    c = summary.get("confirmed")
     if summary.get("fastest_plain_compress") and chosen and summary.get("speedup_vs_fastest_plain"):
         fp = summary["fastest_plain_compress"]
         lines.append(f"- the search's pick, trial {c['picked_trial'] if c else chosen['trial']}, was {summary['speedup_vs_fastest_plain']:.2f}× "
