@@ -146,7 +146,7 @@ def write_result(config: RunConfig, session: EvaluationSession, result: Candidat
         ui.warn(f"{spec.name} {result.reason}: the bundle is written NOT validated, with the FP32 reference outputs; run "
                 "`compressor verify BUNDLE` on the device" + (" (the accuracy gate is checked there only within the tolerance of "
                                                               "its precision)" if gate.active else ""))
-    failures = ([] if built_only else gate.failures(result.fidelity)) + [f for f in [gate.size_failure(result.size_bytes)] if f]
+    failures = gate.artifact_failures(None if built_only else result.fidelity, result.size_bytes)
     if failures and not gate.force:
         if auto is not None:
             best = auto["steps"][auto["chosen_step"] - 1]
@@ -184,7 +184,7 @@ def write_result(config: RunConfig, session: EvaluationSession, result: Candidat
         if budget is not None and bench is None:
             raise InputError(f"{flag} needs the benchmark (it is measured): drop --no-benchmark")
     if bench is not None:
-        over = [f for f in (gate.memory_failure(bench.get("model_rss_mb")), gate.latency_failure(bench["latency_ms"]["p50"])) if f]
+        over = gate.measured_failures(bench)
         if over and not gate.force:
             raise GateError(f"the {spec.name} artifact is over its budget ({'; '.join(over)}): no bundle written; "
                             "raise the budget, quantize or prune, or pass --force")

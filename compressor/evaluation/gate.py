@@ -46,6 +46,14 @@ class GateSettings(Settings):
             return f"p50 latency {p50_ms:.3g} ms is over --max-latency-ms {self.max_latency_ms:g} by {p50_ms - self.max_latency_ms:.3g} ms"
         return None
 
+    def artifact_failures(self, f: Fidelity | None, size_bytes: int) -> list[str]:
+        """What an artifact fails before it is run for time: its fidelity (None: not validated here) and its size."""
+        return (self.failures(f) if f is not None else []) + [x for x in [self.size_failure(size_bytes)] if x]
+
+    def measured_failures(self, bench: dict) -> list[str]:
+        """What a benchmark result fails: the memory and latency budgets."""
+        return [x for x in (self.memory_failure(bench.get("model_rss_mb")), self.latency_failure(bench["latency_ms"]["p50"])) if x]
+
     def check_possible(self, has_labels: bool) -> None:
         if self.max_accuracy_drop is not None and not has_labels:
             raise GateError(

@@ -64,7 +64,7 @@ class Evaluator:
         self.ui = Progress(quiet)
         self.session = open_session(self.config, self.ui, calibrate=calibrate, train=train)
         self.session.reference_outputs()
-        self.kept: dict[str, tuple[CandidateResult, dict | None, RunConfig]] = {}
+        self.kept: dict[str, tuple[CandidateResult, dict | None]] = {}  # point key -> its result and auto-precision section
         env = describe_environment()
         self.node = {"hostname": socket.gethostname(), "cpu": env["cpu"].get("model"), "gpu": env.get("gpu"),
                      "threads": self.session.threads}
@@ -73,14 +73,14 @@ class Evaluator:
     def close(self) -> None:
         self.session.close()
 
-    def _build(self, point: Point) -> tuple[CandidateResult, dict | None, RunConfig]:
+    def _build(self, point: Point) -> tuple[CandidateResult, dict | None]:
         cfg = candidate_config(self.config, point)
         candidate = Candidate(cfg.target, cfg.pruning, cfg.quantization, cfg.qat)
         self.session.prepare([candidate])
         if point.auto:
             result, _, auto = AutoPrecision(self.session, candidate).run()
-            return result, auto, cfg
-        return self.session.evaluate(candidate, benchmark=False), None, cfg
+            return result, auto
+        return self.session.evaluate(candidate, benchmark=False), None
 
     def evaluate(self, point_data: dict[str, Any]) -> dict[str, Any]:
         """Build and validate the point; benchmark it (in a fresh process) only when it meets the accuracy and size budgets."""
@@ -90,18 +90,18 @@ class Evaluator:
                                   "benchmarked": False, "p50_ms": None, "p90_ms": None, "model_rss_mb": None, "size_mb": None,
                                   "fidelity": None, "failures": []}
         try:
-            result, auto, cfg = self._build(point)
+            result, auto = self._build(point)
         except CompressorError as e:
             return {**record, "status": "failed", "reason": first_line(e), "seconds": round(time.perf_counter() - t0, 1)}
         if not result.ok:
             return {**record, "status": "failed" if result.status != "built" else "not run", "reason": result.reason,
                     "seconds": round(time.perf_counter() - t0, 1)}
-        self.kept[point.key] = (result, auto, cfg)
+        self.kept[point.key] = (result, auto)
         fid = result.fidelity.to_dict() if result.fidelity else None
         record.update(size_mb=result.size_bytes / 2**20, fidelity=fid, loss=loss_of(fid, gate),
                       pruning={k: result.pruning.get(k) for k in ("macs_removed", "params_after")} if result.pruning else None,
                       float_layers=len(auto["steps"][auto["chosen_step"] - 1]["float_layers"]) if auto else None)
-        failures = gate.failures(result.fidelity) + [f for f in [gate.size_failure(result.size_bytes)] if f]
+        failures = gate.artifact_failures(result.fidelity, result.size_bytes)
         if not failures and self.session.benchmark.enabled:
             if self.session.benchmark.batch_size not in result.benchmarks:
                 self.session.bench(result)
@@ -110,7 +110,7 @@ class Evaluator:
                 return {**record, "status": "failed", "reason": bench["error"], "seconds": round(time.perf_counter() - t0, 1)}
             record.update(benchmarked=True, p50_ms=bench["latency_ms"]["p50"], p90_ms=bench["latency_ms"]["p90"],
                           model_rss_mb=bench.get("model_rss_mb"))
-            failures += [f for f in (gate.memory_failure(bench.get("model_rss_mb")), gate.latency_failure(bench["latency_ms"]["p50"])) if f]
+            failures += gate.measured_failures(bench)
         record.update(status="feasible" if not failures else "infeasible", failures=failures,
                       seconds=round(time.perf_counter() - t0, 1))
         return record
@@ -141,7 +141,7 @@ class Evaluator:
             record = self.evaluate(point_data)
             if point.key not in self.kept:
                 raise CompressorError(f"could not rebuild {point.label()} to write its bundle: {record.get('reason')}")
-        result, auto, _ = self.kept[point.key]
+        result, auto = self.kept[point.key]
         cfg = candidate_config(self.config, point, output=out)
         cfg.output.overwrite = overwrite
         written = write_result(cfg, self.session, result, auto, self.ui, Path(out))

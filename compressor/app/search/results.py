@@ -133,9 +133,8 @@ def plot(records: list[dict], front: list[dict], chosen: dict | None, gate, path
     return path
 
 
-def summary(records: list[dict], objective: str) -> dict[str, Any]:
+def summary(records: list[dict], chosen: dict | None, objective: str) -> dict[str, Any]:
     """How the chosen trial compares with the best plain `compress` of the listed targets (both measured in this search)."""
-    chosen = best(records, objective)
     plain = [r for r in records if r.get("baseline") and r.get("p50_ms") is not None]
     fastest_plain = min(plain, key=lambda r: r["p50_ms"], default=None)
     feasible_plain = best([r for r in records if r.get("baseline")], objective)

@@ -362,7 +362,7 @@ def _finish(config: RunConfig, records: list[dict], folder: Path, space: Space, 
     chosen = results.best(records, s.objective)
     front = results.pareto(records)
     per_target = results.best_per_target(records, s.objective)
-    result = SearchResult(records, chosen, front, per_target, results.summary(records, s.objective), folder)
+    result = SearchResult(records, chosen, front, per_target, results.summary(records, chosen, s.objective), folder)
     if chosen is not None and started:
         _confirm(executor, result, ui, s.objective)
         chosen = result.chosen
