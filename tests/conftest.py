@@ -65,3 +65,13 @@ def fashion_args(ckpt: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 def read_manifest(bundle: Path) -> dict:
     return json.loads((bundle / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _strict_errors():
+    """An exception from outside the SDK's error family is raised where it happens (as under --debug), in this process and in
+    every CLI process a test starts: a test never passes on an SDK bug turned into a "failed" row."""
+    from compressor.core.errors import STRICT_ENV
+
+    os.environ[STRICT_ENV] = "1"
+    yield

@@ -224,10 +224,13 @@ def test_no_feasible_trial_exits_non_zero_with_the_closest(tmp_path, space_recip
 def test_resume_against_another_search_is_refused(size_search, space_recipe, fashion_small):
     out = size_search[0]
     res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--seed", "7", "--overwrite"))
-    error_line(res, "holds trials of a search with a different settings", "cannot be resumed")
+    error_line(res, "holds trials of a search with different settings (search.seed)", "cannot be resumed")
     res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--overwrite",
                            "--max-accuracy-drop", "2"))
-    error_line(res, "different settings")
+    error_line(res, "different settings (gate.max_accuracy_drop)")
+    # a setting no hand-written list named (QAT epochs): the trials are not reused
+    res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--overwrite", "--qat-epochs", "3"))
+    error_line(res, "different settings (qat.epochs)")
     assert json.loads((out / "manifest.json").read_text())["gate"]["passed"]  # the bundle of the first search is untouched
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,10 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
+    if debug:  # a candidate's non-SDK exception then propagates with its traceback (and reaches benchmark workers too)
+        from compressor.core.errors import STRICT_ENV
+
+        os.environ[STRICT_ENV] = "1"
 
 
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)

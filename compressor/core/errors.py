@@ -6,6 +6,16 @@ traceback (``--debug`` shows one) and exits with the class's ``exit_code``.
 
 from __future__ import annotations
 
+import os
+
+#: set (to 1) by ``--debug`` and by the test suite: an exception from outside the error family (an SDK bug, a library
+#: crash) is raised where it happens, never turned into a row's "failed" status
+STRICT_ENV = "COMPRESSOR_STRICT"
+
+
+def strict() -> bool:
+    return os.environ.get(STRICT_ENV) == "1"
+
 
 def first_line(exc: BaseException, limit: int = 300, empty: str | None = None) -> str:
     """The first line of an exception's message (libraries write pages), or its type name when it has none."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from compressor.core.backend import IR, Artifact, CompileContext, TorchModuleRunner
 from compressor.core.build import BuildSettings, time_limit
-from compressor.core.errors import CompressorError, InputError, TargetError, first_line
+from compressor.core.errors import CompressorError, InputError, TargetError, first_line, strict
 from compressor.core.fidelity import Fidelity, compare
 from compressor.core.model import ModelHandle
 from compressor.core.progress import Progress
@@ -508,7 +508,7 @@ class EvaluationSession:
                 self.bench(result, batch_sizes)
             return result
         except Exception as e:  # noqa: BLE001 - one candidate's failure is its result; the caller decides
-            if raise_errors:
+            if raise_errors or (strict() and not isinstance(e, CompressorError)):
                 raise
             return CandidateResult(candidate, self._safe_target(candidate.target), "failed", first_line(e))
 

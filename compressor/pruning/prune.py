@@ -6,8 +6,8 @@
 
 Channel counts are rounded to a multiple that suits the target's vector width (``round_to``). The
 first layer and the classifier stay whole by default (they set the input and output size and cost
-little), and anything matching ``exclude`` (name/glob, ``re:``, ``type:``) too. Attention modules with
-``query``/``key``/``value`` projections lose whole heads (``heads``), and their head count
+little), and anything matching ``exclude`` (name/glob, ``re:``, ``type:``) too. Attention modules in a layout that
+``attention.LAYOUTS`` knows (separate or fused q/k/v projections) lose whole heads (``heads``), and their head count
 attribute is updated; MLP widths are pruned as channels.
 """
 
@@ -19,9 +19,8 @@ from typing import Any
 
 from compressor.core.errors import InputError, first_line
 from compressor.core.selection import Exclusions
+from compressor.pruning import attention
 from compressor.pruning.settings import PruningSettings
-
-HEAD_ATTRS = ("heads", "num_heads", "num_attention_heads")
 
 
 def count(model, example: tuple) -> tuple[int, int]:
@@ -40,9 +39,8 @@ def layer_widths(model) -> dict[str, dict[str, int]]:
             out[name] = {"in": m.in_channels, "out": m.out_channels}
         elif isinstance(m, nn.Linear):
             out[name] = {"in": m.in_features, "out": m.out_features}
-        for attr in HEAD_ATTRS:
-            if isinstance(getattr(m, attr, None), int) and hasattr(m, "query"):
-                out.setdefault(name, {})["heads"] = getattr(m, attr)
+    for a in attention.find(model)[0]:
+        out.setdefault(a.name, {})["heads"] = getattr(a.module, a.attr)
     return out
 
 
@@ -53,11 +51,17 @@ def _importance(name: str):
             "taylor": lambda: tp.importance.TaylorImportance(), "bn_scale": lambda: tp.importance.BNScaleImportance()}[name]()
 
 
+def _weighted(m) -> bool:
+    from torch import nn
+
+    return isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+
+
 def _ignored(model, settings: PruningSettings) -> tuple[list, list[str], list[str]]:
     from torch import nn
 
     excl = Exclusions(settings.exclude)
-    weighted = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    weighted = [(n, m) for n, m in model.named_modules() if _weighted(m)]
     if not weighted:
         raise InputError("the model has no Conv or Linear layers to prune")
     ignored, names = [], []
@@ -80,20 +84,16 @@ def _ignored(model, settings: PruningSettings) -> tuple[list, list[str], list[st
     return ignored, names, excl.unmatched()
 
 
-def _attention(model) -> tuple[dict, list]:
-    """{qkv Linear: heads} for attention modules, and (module, attr, head_dim) to update after pruning."""
-    from torch import nn
-
-    heads, fix = {}, []
-    for _, m in model.named_modules():
-        attr = next((a for a in HEAD_ATTRS if isinstance(getattr(m, a, None), int)), None)
-        projections = [getattr(m, p, None) for p in ("query", "key", "value")]
-        if attr and all(isinstance(p, nn.Linear) for p in projections):
-            n = getattr(m, attr)
-            for p in projections:
-                heads[p] = n
-            fix.append((m, attr, projections[0].out_features // n))
-    return heads, fix
+def _attention(model, settings: PruningSettings, warn: Callable[[str], None]) -> tuple[dict, list]:
+    """{head projection: heads} for Torch-Pruning, and the attention modules whose head count follows the pruning."""
+    found, skipped = attention.find(model)
+    for why in skipped if settings.heads else ():
+        warn(f"--prune-heads leaves {why}")
+    if settings.heads and not found:
+        raise InputError(f"--prune-heads found no attention module to prune: it knows modules with a head count ({', '.join(attention.HEAD_ATTRS)}) "
+                         f"and projections laid out as {attention.known_layouts()}" + (f"; left whole: {'; '.join(skipped)}" if skipped else "")
+                         + ": drop --prune-heads, or prune channels with --prune-ratio / --prune-macs")
+    return {p: getattr(a.module, a.attr) for a in found for p in a.projections}, found
 
 
 def prune(module, example: tuple, settings: PruningSettings, round_to: int, grad_batches: Callable[[Any], None] | None = None,
@@ -108,9 +108,12 @@ def prune(module, example: tuple, settings: PruningSettings, round_to: int, grad
     ignored, ignored_names, unmatched = _ignored(model, settings)
     for p in unmatched:
         warn(f"pruning exclusion '{p}' matches no Conv/Linear layer")
-    heads, fix = _attention(model)
+    heads, fix = _attention(model, settings, warn)
     steps = 1 if settings.macs is None else settings.max_steps
     ratio = settings.ratio if settings.ratio is not None else (min(0.95, settings.macs * 1.6) if settings.macs else 0.0)
+    if ratio == 0.0 and settings.heads:  # heads alone: Torch-Pruning skips a group whose ratio is 0, so every other layer is kept
+        ignored = ignored + [m for m in model.modules() if _weighted(m) and m not in heads and m not in ignored]
+        ratio = settings.heads
     try:
         pruner = tp.pruner.MetaPruner(
             model, example, importance=_importance(settings.importance), global_pruning=settings.global_pruning,
@@ -130,8 +133,8 @@ def prune(module, example: tuple, settings: PruningSettings, round_to: int, grad
             model.zero_grad()
             grad_batches(model)
         pruner.step()
-        for m, attr, head_dim in fix:
-            setattr(m, attr, m.query.out_features // head_dim)
+        for a in fix:
+            a.sync()
         macs, _ = count(model, example)
         reached_step = step + 1
         if hook is not None:

@@ -9,7 +9,6 @@ beside the output, so a killed search resumes where it stopped: a candidate is n
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from compressor.app.recipe import RunConfig
 from compressor.app.search import results
 from compressor.app.search.evaluator import objective_value
+from compressor.app.search.fingerprint import differences, fingerprint
 from compressor.app.search.space import Point, Space, build_space
 from compressor.bundle.writer import check_destination
 from compressor.core.errors import GateError, InputError
@@ -75,34 +75,6 @@ def check_budgets(config: RunConfig) -> None:
                          "loses: add --max-accuracy-drop, --min-agreement or --min-cosine")
 
 
-def _file_digest(path: str) -> str:
-    p = Path(path)
-    if not p.is_file():
-        return str(p.resolve())
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fingerprint(config: RunConfig, space: Space) -> dict[str, Any]:
-    """What the trials in a storage file were measured for: a resume must match it."""
-    m = config.model
-    return {
-        "model": {"checkpoint": _file_digest(m.checkpoint), "arch": m.arch, "arch_kwargs": m.arch_kwargs,
-                  "inputs": [i.model_dump(mode="json") for i in config.inputs],
-                  "preprocessing": config.preprocessing.model_dump(mode="json") if config.preprocessing else None},
-        "data": config.data.model_dump(mode="json"),
-        "space": space.describe(),
-        "settings": {"objective": config.search.objective, "sampler": config.search.sampler, "seed": config.search.seed,
-                     "budgets": config.gate.model_dump(mode="json", exclude={"force"}),
-                     "benchmark": config.benchmark.model_dump(mode="json", exclude={"threads"}),
-                     "quantization": config.quantization.model_dump(mode="json"),
-                     "finetune": config.finetune.model_dump(mode="json", exclude={"ddp"})},
-    }
-
-
 def _open_study(path: Path, config: RunConfig, fp: dict[str, Any]):
     import warnings
 
@@ -123,9 +95,10 @@ def _open_study(path: Path, config: RunConfig, fp: dict[str, Any]):
     old = study.user_attrs.get("fingerprint")
     if old is None:
         study.set_user_attr("fingerprint", fp)
-    elif old != fp:
-        what = [k for k in ("model", "data", "space", "settings") if old.get(k) != fp.get(k)]
-        raise InputError(f"{path} holds trials of a search with a different {' and '.join(what)}: it cannot be resumed with these "
+    elif old.get("sha256") != fp["sha256"]:
+        what = differences(old, fp)
+        shown = ", ".join(what[:4]) + (f" and {len(what) - 4} more" if len(what) > 4 else "")
+        raise InputError(f"{path} holds trials of a search with different settings ({shown}): it cannot be resumed with these "
                          f"settings; use another --output, or delete {path.parent} to start over")
     return study
 
@@ -224,7 +197,7 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
             f"; {s.trials} trials, sampler {s.sampler} (seed {s.seed}), executor {s.executor}")
     folder.mkdir(exist_ok=True)
     storage_path = folder / STORAGE_FILE
-    study = _open_study(storage_path, config, fingerprint(config, space))
+    study = _open_study(storage_path, config, fingerprint(config, space.describe()))
 
     done, pending = _resume(study, space, ui, storage_path)
     baseline_keys = {b.key for b in space.baselines}
@@ -340,7 +313,7 @@ def _resume(study, space: Space, ui: Progress, storage_path: Path) -> tuple[dict
     if done:
         ui.note(f"resuming {storage_path}: {len(done)} candidate(s) already evaluated, not evaluated again")
     pending = [Point(**t.user_attrs["point"]) for t in stale if "point" in t.user_attrs] + space.baselines
-    if study.user_attrs["fingerprint"]["settings"]["sampler"] == "grid":
+    if study.user_attrs["fingerprint"]["fields"]["search.sampler"] == "grid":
         pending += space.points()
     return done, [p for p in dict.fromkeys(pending) if p.key not in done]
 
