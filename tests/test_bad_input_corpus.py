@@ -66,6 +66,15 @@ def _pickle_runs_code(tmp, ckpt, data):
     return fashion_args(tmp / "evil.pt", data, tmp / "out", "--no-benchmark"), ("system", "arbitrary code", "--trust-checkpoint")
 
 
+def _raw_pickle_runs_code(tmp, ckpt, data):
+    """A plain (non-zip) pickle in protocol 4, which torch's safe unpickler stops at before it reaches the global."""
+    import pickle
+
+    with open(tmp / "evil.pkl", "wb") as f:
+        pickle.dump({"weights": load_file(str(ckpt)), "hook": RunsACommand(tmp / "ran")}, f, protocol=4)
+    return fashion_args(tmp / "evil.pkl", data, tmp / "out", "--no-benchmark"), ("system", "arbitrary code", "--trust-checkpoint")
+
+
 def _missing_constant(tmp, ckpt, data):
     np.savez(tmp / "x.npz", x=np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32))
     torch.save({"fc." + k: v for k, v in torch.nn.Linear(16, 4).state_dict().items()}, tmp / "m.pt")
@@ -92,7 +101,7 @@ def _unexportable_torchscript(tmp, ckpt, data):
 
 
 CASES = {f.__name__[1:]: f for f in (_eval_nan, _labels_beyond_classes, _negative_labels, _nan_weights, _not_onnx, _pickle_runs_code,
-                                     _missing_constant, _shape_beyond_memory, _unexportable_torchscript)}
+                                     _raw_pickle_runs_code, _missing_constant, _shape_beyond_memory, _unexportable_torchscript)}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -215,6 +224,11 @@ QUICK = {
     "build past its time limit": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8", "--calib", str(d), "--build-timeout", "0.2"),
                                   ("did not finish in 0.2 s", "--build-timeout")),
     "bench folder without manifest": (lambda t, c, d: (t / "b").mkdir() or ["bench", str(t / "b")], ("manifest",)),
+    "forward kwargs not JSON": (lambda t, c, d: _fashion(t, c, d, "--forward-kwargs", "{sr: 16000}"),
+                                ("--forward-kwargs is not valid JSON", '{"sr": 16000}')),
+    "bias correction with a quantizer that cannot": (
+        lambda t, c, d: _fashion(t, c, d, "--target", "openvino-cpu-int8", "--calib", str(d), "--quantizer", "nncf", "--bias-correction"),
+        ("--bias-correction", "--quantizer nncf", "--quantizer sdk")),
 }
 
 

@@ -115,3 +115,42 @@ def test_head_pruning_says_when_it_finds_nothing_to_prune():
     with pytest.raises(InputError, match="left whole: attn groups 4 query heads over 2 key/value heads \\(GQA\\)"):
         prune(_attention_model("q_proj", kv_heads=2), (torch.randn(2, 6, 8),), PruningSettings(heads=0.5), round_to=1, warn=warnings.append)
     assert warnings and "GQA" in warnings[0]
+
+
+def test_every_module_and_name_the_readme_points_to_exists():
+    import importlib
+    import re
+
+    from tests.conftest import ROOT
+
+    import tomllib
+
+    groups = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"])  # plugin groups, not modules
+    refs = set(re.findall(r"\bcompressor(?:\.[a-z_0-9]+)+(?:\.[A-Z]\w*)?", (ROOT / "README.md").read_text())) - groups
+    assert "compressor.core.errors.VerificationError" in refs
+    for ref in sorted(refs):  # a module, or a name in one (compressor.analyze is the API's function)
+        parts = ref.split(".")
+        rest = []
+        while True:
+            try:
+                obj = importlib.import_module(".".join(parts))
+                break
+            except ModuleNotFoundError:
+                assert len(parts) > 1, ref
+                rest.insert(0, parts.pop())
+        for name in rest:
+            assert hasattr(obj, name), ref
+            obj = getattr(obj, name)
+
+
+def test_bias_correction_is_refused_where_the_quantizer_makes_its_own_plan():
+    from pydantic import ValidationError
+
+    from compressor.quantization.quantizers import QUANTIZERS
+    from compressor.quantization.settings import QuantizationSettings
+
+    assert QuantizationSettings(bias_correction=True).capabilities.supports_bias_correction
+    for name, q in QUANTIZERS.items():
+        if not q.supports_bias_correction:
+            with pytest.raises(ValidationError, match=f"--quantizer {name} chooses its own ranges.*--quantizer sdk"):
+                QuantizationSettings(bias_correction=True, quantizer=name)

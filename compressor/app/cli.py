@@ -325,19 +325,6 @@ def _register_generated() -> None:
        "benchmark something already built, in a fresh process.")
 
 
-def bench_artifact(
-    artifact: Path = typer.Argument(..., help="A bundle directory, a .tar.gz bundle, or an artifact file (.onnx, .pt2, .xml, .pte, .ort)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target to run it as (default: the bundle's, or from the file suffix)."),
-    threads: Optional[int] = typer.Option(None, help="Threads (default: all usable CPUs)."),
-    batch_size: int = typer.Option(1, help="Batch size (must fit the artifact's input shapes)."),
-    duration: float = typer.Option(3.0, help="Minimum timed seconds."),
-    iterations: int = typer.Option(50, help="Minimum timed iterations."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write every figure, the settings and the environment to this JSON file."),
-) -> None:
-    """Benchmark an existing bundle or artifact in a fresh process (the same as `compressor bench ARTIFACT`)."""
-    _bench_artifact(artifact, target, threads, batch_size, duration, iterations, json_path)
-
-
 def verify(
     bundle: Path = typer.Argument(..., help="A bundle directory or .tar.gz."),
     threads: Optional[int] = typer.Option(None, help="Threads for the runtime."),
@@ -397,7 +384,6 @@ def _register() -> None:
     app.command()(one_line_errors(verify))
     app.command()(one_line_errors(report))
     app.command()(one_line_errors(targets))
-    app.command("bench-artifact", hidden=True)(one_line_errors(bench_artifact))
 
 
 def run() -> None:  # console-script entry point

@@ -130,9 +130,9 @@ def parse_value(opt: Option, value: Any) -> Any:
     if opt.parse == "list":
         return [v.strip() for v in value.split(",") if v.strip()]
     if opt.parse == "json":
-        from compressor.io.arch import parse_kwargs
+        from compressor.io.arch import JSON_EXAMPLES, parse_kwargs
 
-        return parse_kwargs(value)
+        return parse_kwargs(value, opt.flag, JSON_EXAMPLES.get(opt.flag, '{"key": 1}'))
     return value
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compressor.core.backend import Backend
 from compressor.core.errors import InputError, TargetError, first_line
-from compressor.core.targets import PLANNED, PLANNED_REASON, Device, TargetSpec
+from compressor.core.targets import Device, TargetSpec
 
 GROUP = "compressor.backends"
 _INSTANCES: dict[str, Backend] = {}
@@ -64,7 +64,7 @@ def get_backend(name: str) -> Backend:
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, TargetSpec]:
-    """Every known target: those the registered backends declare, then the planned ones nobody implements yet."""
+    """Every known target: those the registered backends declare."""
     out: dict[str, TargetSpec] = {}
     for name, cls in _loaded()[0].items():
         for spec in cls.TARGETS:
@@ -73,21 +73,16 @@ def catalogue() -> dict[str, TargetSpec]:
             if spec.name in out:
                 raise TargetError(f"target '{spec.name}' is declared by two backends ({out[spec.name].backend} and {name})")
             out[spec.name] = spec
-    for spec in PLANNED:
-        out.setdefault(spec.name, spec)
     rank = {Device.CPU: 0, Device.GPU: 1, Device.EDGE: 2}  # the reference first, then servers before edge devices
     return dict(sorted(out.items(), key=lambda kv: (not kv[1].reference, rank.get(kv[1].device, 3))))
 
 
 def get_target(name: str) -> TargetSpec:
-    """The catalogue entry for ``name``; an unknown or unimplemented name raises a TargetError."""
+    """The catalogue entry for ``name``; an unknown name raises a TargetError."""
     cat = catalogue()
     spec = cat.get(name)
     if spec is None:
         raise TargetError(f"unknown target '{name}': known targets are {', '.join(cat)}")
-    if not spec.implemented:
-        usable = ", ".join(n for n, t in cat.items() if t.implemented)
-        raise TargetError(f"target '{name}' is {PLANNED_REASON}: use one of {usable}")
     return spec
 
 
@@ -125,8 +120,6 @@ def package_missing(dist: str, module: str | None = None) -> str | None:
 
 def target_status(spec: TargetSpec) -> tuple[bool, str]:
     """(usable here, reason if not) for a catalogue entry."""
-    if not spec.implemented:
-        return False, PLANNED_REASON
     try:
         backend = get_backend(spec.backend)
     except TargetError as e:

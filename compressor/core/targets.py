@@ -65,7 +65,6 @@ class TargetSpec:
     qdq_layout: str = "ort"
     #: hardware it needs, shown by ``compressor targets``
     needs: str = ""
-    implemented: bool = True
     #: the FP32 reference every other target is validated and timed against
     reference: bool = False
     # Filled per run: the shape profile (from the input spec) and runtime options.
@@ -109,8 +108,3 @@ class TargetSpec:
             "runtime": self.runtime,
         }
 
-
-PLANNED_REASON = "not implemented in this release"
-
-#: Targets announced before their backend exists: listed by `compressor targets` as not implemented.
-PLANNED: tuple[TargetSpec, ...] = ()

@@ -28,7 +28,7 @@ PLOT_FILE = "auto_precision.png"
 
 def float_sibling(spec: TargetSpec) -> TargetSpec | None:
     """The FP32 target of the same backend and device (what a mixed plan must be faster than)."""
-    return next((t for t in catalogue().values() if t.backend == spec.backend and t.device == spec.device and t.implemented
+    return next((t for t in catalogue().values() if t.backend == spec.backend and t.device == spec.device
                  and t.precision == Precision.FP32), None)
 
 
@@ -59,7 +59,7 @@ class AutoPrecision:
         if spec.precision != Precision.INT8:
             raise InputError(f"--auto-precision chooses the layers of a static INT8 plan, and {spec.name} is {spec.precision}: pick a "
                              "static INT8 target (ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8)")
-        if self.session.quantization.quantizer != "sdk":
+        if not self.session.quantization.capabilities.supports_auto_precision:
             raise InputError(f"--auto-precision edits the SDK's plan: drop --quantizer {self.session.quantization.quantizer}")
         if not self.session.benchmark.enabled:
             raise InputError("--auto-precision keeps the fastest plan that passes, so it measures each one: drop --no-benchmark")

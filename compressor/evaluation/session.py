@@ -36,6 +36,7 @@ from compressor.evaluation.validate import eval_batch_size, run_all
 from compressor.pruning.settings import PruningSettings
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.qat import QatSettings
+from compressor.quantization.quantizers import of_plan
 from compressor.quantization.settings import QuantizationSettings
 from compressor.quantization.stage import QuantizationStage
 from compressor.training.settings import FinetuneSettings
@@ -295,7 +296,7 @@ class EvaluationSession:
         if (qat or self.qat).enabled and spec.precision.quant_mode != "static":
             raise InputError(f"--qat trains the ranges of static INT8 plans, and {spec.name} quantizes activations at run time (dynamic "
                              "INT8): use a static INT8 target (ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8), or drop --qat")
-        tuning = self.tuning(variant) if settings.quantizer == "inc" and self.gate.active else None
+        tuning = self.tuning(variant) if settings.capabilities.tunes and self.gate.active else None
         stage = self.stage(variant, key, settings, qat)
         plan = stage.excluding(stage.plan_for(spec), float_layers, FLOAT_REASON) if float_layers else None
         return stage.realise(spec, plan, tuning=tuning)
@@ -398,7 +399,7 @@ class EvaluationSession:
         settings = settings or self.quantization
         stage = self.stage(variant, key, settings, qat)
         if settings.sensitivity_on == "simulation":
-            if plan.quantizer != "sdk":
+            if not of_plan(plan.quantizer).supports_simulation:
                 self.warn(f"no per-layer sensitivity in simulation for the {plan.quantizer} quantizer (its ranges are its own): "
                           "use --sensitivity-on runtime, or compressor analyze")
                 return None

@@ -10,7 +10,8 @@ from compressor.core.errors import CheckpointError, InputError
 from compressor.core.refs import resolve
 
 
-def parse_kwargs(text: str | dict | None) -> dict[str, Any]:
+def parse_kwargs(text: str | dict | None, flag: str = "--arch-kwargs", example: str = '{"num_classes": 10}') -> dict[str, Any]:
+    """A JSON object given on the command line; errors name the ``flag`` it came from."""
     if text is None or text == "":
         return {}
     if isinstance(text, dict):
@@ -18,10 +19,14 @@ def parse_kwargs(text: str | dict | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"--arch-kwargs is not valid JSON ({e.msg} at column {e.colno}): write it like '{{\"num_classes\": 10}}'")
+        raise InputError(f"{flag} is not valid JSON ({e.msg} at column {e.colno}): write it like '{example}'")
     if not isinstance(value, dict):
-        raise InputError("--arch-kwargs must be a JSON object, like '{\"num_classes\": 10}'")
+        raise InputError(f"{flag} must be a JSON object, like '{example}'")
     return value
+
+
+#: the example each JSON flag's errors show
+JSON_EXAMPLES = {"--arch-kwargs": '{"num_classes": 10}', "--forward-kwargs": '{"sr": 16000}'}
 
 
 def build_architecture(ref: str, kwargs: dict[str, Any] | None = None):

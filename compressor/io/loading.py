@@ -88,6 +88,37 @@ def _unwrap_state_dict(obj: Any) -> dict | None:
     return None
 
 
+#: modules a weights file's pickle may name (tensors, storages, ordered dicts); anything else is code the file asks to run
+_WEIGHT_MODULES = ("torch", "collections", "numpy", "_codecs", "builtins")
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+
+
+def foreign_globals(path: Path) -> list[str]:
+    """The globals a pickled file names outside the modules of plain weights, read without unpickling (``pickletools``): a
+    zip checkpoint's ``data.pkl`` or a raw pickle, every pickle in the file (legacy ``torch.save`` writes several)."""
+    import io
+    import pickletools
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            data = b"".join(z.read(n) for n in z.namelist() if n.endswith(".pkl"))
+    else:
+        data = path.read_bytes()
+    found, strings, stream = [], [], io.BytesIO(data)
+    while stream.tell() < len(data):
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name in _STRINGS:
+                    strings = (strings + [str(arg)])[-2:]
+                elif op.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) == 2:
+                    found.append(".".join(strings))
+        except Exception:  # noqa: BLE001 - not a pickle (any more): what was read so far is the answer
+            break
+    return list(dict.fromkeys(g for g in found if g.split(".")[0] not in _WEIGHT_MODULES))
+
+
 def _corrupt(path: Path, e: Exception) -> CheckpointError:
     first = first_line(e, 200)
     return CheckpointError(f"cannot read checkpoint '{path}': the file is truncated or corrupt ({first}); re-save or re-download it")
@@ -119,10 +150,11 @@ def _load_module_or_state(path: Path, fmt: str, trust: bool, key: str | None = N
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(e))
-        if found is None and "safe_globals" not in str(e):
+        named = found.group(1) if found else next(iter(foreign_globals(path)), None)  # torch stops at an opcode it does not know
+        if named is None and "safe_globals" not in str(e):
             raise _corrupt(path, ValueError("not a valid PyTorch checkpoint")) from e
         if not trust:
-            what = f" (it references {found.group(1)})" if found else ""
+            what = f" (it references {named})" if named else ""
             raise UntrustedCheckpointError(
                 f"'{path.name}' is a pickled Python object{what}, not plain weights, and unpickling it can run arbitrary code: "
                 "pass --trust-checkpoint only if you trust where it came from, or save model.state_dict() and pass --arch"

@@ -32,6 +32,7 @@ from compressor.core.options import QUANT, Settings, option
 from compressor.core.progress import Progress
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.qdq import QMAX_W
+from compressor.quantization.quantizers import QUANTIZERS
 
 
 class QatSettings(Settings):
@@ -128,7 +129,7 @@ def _modules():
 
 def check_quantizer(quantizer: str) -> None:
     """QAT's learned ranges reach the artifact only through the SDK's own realisers."""
-    if quantizer != "sdk":
+    if not QUANTIZERS[quantizer].supports_qat:
         raise InputError(f"--qat cannot be combined with --quantizer {quantizer}: that quantizer chooses its own ranges, so learned "
                          "ranges could not reach the artifact; drop --quantizer")
 

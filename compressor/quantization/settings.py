@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import model_validator
+
 from compressor.core.options import QUANT, Settings, option
 from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
+from compressor.quantization.quantizers import DEFAULT, NAMES, QUANTIZERS, quantizer, which_can
 
-QUANTIZERS = ("sdk", "nncf", "inc")
 MIN_CALIB_SAMPLES = 10
 DEFAULT_CALIB_SAMPLES = 128
 
@@ -27,9 +29,8 @@ class QuantizationSettings(Settings):
     bias_correction: bool = option(False, "Correct the shift INT8 puts in each layer's mean output (fast bias correction; kept only "
                                           "where it lowers the output error on calibration data). Not exact, so not on by default.",
                                    flag="--bias-correction", panel=QUANT)
-    quantizer: Literal[QUANTIZERS] = option(  # type: ignore[valid-type]
-        "sdk", "sdk (default: this SDK's plan) | nncf (OpenVINO INT8, NNCF's own ranges) | inc (torch-inductor-cpu-int8: Intel Neural "
-        "Compressor's observers; with a gate, its autotune).", flag="--quantizer", panel=QUANT)
+    quantizer: Literal[NAMES] = option(  # type: ignore[valid-type]
+        DEFAULT, " | ".join(f"{q.name} ({q.help})" for q in QUANTIZERS.values()) + ".", flag="--quantizer", panel=QUANT)
     sensitivity: bool = option(True, "Skip the per-layer sensitivity analysis of INT8 targets.", flag="--no-sensitivity", negate=True,
                                panel=QUANT)
     sensitivity_on: Literal["simulation", "runtime"] = option(
@@ -45,6 +46,17 @@ class QuantizationSettings(Settings):
 
     #: fields that change how results are analysed or chosen, not the plan: stages are shared across them
     NOT_PLAN: ClassVar[frozenset] = frozenset({"sensitivity", "sensitivity_on", "sensitivity_samples", "auto_precision", "auto_precision_steps"})
+
+    @model_validator(mode="after")
+    def _capabilities(self):
+        if self.bias_correction and not quantizer(self.quantizer).supports_bias_correction:
+            raise ValueError(f"--bias-correction corrects the SDK's own plan, and --quantizer {self.quantizer} chooses its own ranges "
+                             f"and biases: use {which_can('supports_bias_correction')}, or drop --bias-correction")
+        return self
+
+    @property
+    def capabilities(self):
+        return quantizer(self.quantizer)
 
     def plan_key(self) -> str:
         """What identifies the plans these settings make (one quantization stage per key)."""

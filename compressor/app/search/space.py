@@ -60,7 +60,7 @@ def _static(spec: TargetSpec) -> bool:
 def _sibling(spec: TargetSpec, precision: Precision) -> TargetSpec | None:
     if spec.precision == precision:
         return spec
-    return next((t for t in catalogue().values() if t.backend == spec.backend and t.device == spec.device and t.implemented
+    return next((t for t in catalogue().values() if t.backend == spec.backend and t.device == spec.device
                  and t.precision == precision), None)
 
 
@@ -117,7 +117,7 @@ def build_space(config, executor_gpus: bool, status) -> Space:
     cat = catalogue()
     names = list(s.targets)
     if names == ["all"]:
-        names = [t.name for t in cat.values() if t.implemented and not t.reference]
+        names = [t.name for t in cat.values() if not t.reference]
     for n in names:
         if n not in cat:
             raise TargetError(f"unknown target '{n}' in --targets: known targets are {', '.join(cat)}")
@@ -181,7 +181,7 @@ def build_space(config, executor_gpus: bool, status) -> Space:
     if True in qat and not has_train:
         dropped.append("QAT: needs training data (--finetune DATA)")
         qat = [q for q in qat if not q]
-    if True in qat and config.quantization.quantizer != "sdk":
+    if True in qat and not config.quantization.capabilities.supports_qat:
         dropped.append(f"QAT: trains the SDK's plan, not --quantizer {config.quantization.quantizer}")
         qat = [q for q in qat if not q]
     if not choices or not prune or not qat:
