@@ -224,6 +224,10 @@ QUICK = {
     "build past its time limit": (lambda t, c, d: _fashion(t, c, d, "--target", "ort-cpu-int8", "--calib", str(d), "--build-timeout", "0.2"),
                                   ("did not finish in 0.2 s", "--build-timeout")),
     "bench folder without manifest": (lambda t, c, d: (t / "b").mkdir() or ["bench", str(t / "b")], ("manifest",)),
+    "accuracy budget on an embedding": (lambda t, c, d: _fashion(t, c, d, "--task", "embedding", "--max-accuracy-drop", "1"),
+                                        ("--max-accuracy-drop needs class scores", "--min-cosine")),
+    "agreement budget without a classifier": (lambda t, c, d: _fashion(t, c, d, "--task", "embedding", "--min-agreement", "0.9"),
+                                              ("--min-agreement needs class scores", "--min-cosine")),
     "forward kwargs not JSON": (lambda t, c, d: _fashion(t, c, d, "--forward-kwargs", "{sr: 16000}"),
                                 ("--forward-kwargs is not valid JSON", '{"sr": 16000}')),
     "bias correction with a quantizer that cannot": (

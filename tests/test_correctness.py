@@ -120,10 +120,9 @@ def test_head_pruning_says_when_it_finds_nothing_to_prune():
 def test_every_module_and_name_the_readme_points_to_exists():
     import importlib
     import re
+    import tomllib
 
     from tests.conftest import ROOT
-
-    import tomllib
 
     groups = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"])  # plugin groups, not modules
     refs = set(re.findall(r"\bcompressor(?:\.[a-z_0-9]+)+(?:\.[A-Z]\w*)?", (ROOT / "README.md").read_text())) - groups

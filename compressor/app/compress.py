@@ -123,7 +123,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         ui.warn(f"quantization settings ({', '.join(sorted(config.quantization.model_fields_set))}) are ignored: "
                 f"{spec.name} is {spec.precision}; pick an INT8 target (compressor targets) to quantize")
     with open_session(config, ui, calibrate=spec.needs_calibration) as session:
-        config.gate.check_possible(session.eval_data.labels is not None)
+        session.check_budgets()
         candidate = Candidate(spec.name, config.pruning)
         session.prepare([candidate])
         auto = None
@@ -158,7 +158,7 @@ def write_result(config: RunConfig, session: EvaluationSession, result: Candidat
                         "relax the gate or pass --force to write it marked as failing")
     if auto is not None:
         plot_path = result.artifact.path.parent / PLOT_FILE
-        plot(auto, plot_path, f"{spec.name}: auto precision, {auto['metric'].replace('_', ' ')} vs latency")
+        plot(auto, plot_path, f"{spec.name}: auto precision, {auto['objective']['shown_label']} vs latency")
         if plot_path not in result.artifact.files:
             result.artifact.files.append(plot_path)
         chosen = auto["steps"][auto["chosen_step"] - 1]

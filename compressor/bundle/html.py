@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.core.errors import InputError
+from compressor.evaluation.gate import GateSettings
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -92,6 +93,7 @@ def manifest_results(m: dict, path: str | Path) -> dict:
     if row["batches"] and metrics.get("speedup_vs_torch_eager"):
         next(iter(row["batches"].values()))["speedup_vs_torch_eager"] = metrics["speedup_vs_torch_eager"]
     return {"source": str(path), "rows": [*reference, row], "environment": m.get("environment"), "settings": m.get("benchmark"),
+            "gate": m.get("gate"),
             "model": (m.get("source") or {}).get("file"), "date": m.get("created_at"),
             "methodology": (m.get("benchmark") or {}).get("method")}
 
@@ -111,15 +113,23 @@ def points(results: list[dict]) -> list[dict]:
                         "throughput": bench.get("throughput_per_s"), "accuracy": fid.get("accuracy"), "agreement": fid.get("top1_agreement"),
                         "cosine": fid.get("cosine_mean"), "speedup": bench.get("speedup_vs_torch_eager"), "row": r,
                         "work": (bench.get("roofline") or {}).get("rate"), "unit": (bench.get("roofline") or {}).get("unit"),
-                        "of_peak": (bench.get("roofline") or {}).get("share_of_ceiling")})
+                        "of_peak": (bench.get("roofline") or {}).get("share_of_ceiling"), "gate": res.get("gate")})
     return pts
 
 
+#: the point key of each fidelity field a plot can show
+_POINT_KEY = {"accuracy": "accuracy", "top1_agreement": "agreement", "cosine_mean": "cosine"}
+
+
 def fidelity_metric(pts: list[dict]) -> tuple[str, str]:
-    for key, label in (("accuracy", "top-1 accuracy"), ("agreement", "top-1 agreement with FP32"), ("cosine", "output cosine with FP32")):
-        if sum(p[key] is not None and p["p50"] is not None for p in pts) >= 1:
-            return key, label
-    return "cosine", "output cosine with FP32"
+    """The point key and label of the figure the rows' accuracy objective shows (their gate's, else the first they measure)."""
+    timed = [p for p in pts if p["p50"] is not None]
+    gate = GateSettings.of_manifest(next((p["gate"] for p in timed if p.get("gate")), None))
+    measured: dict[str, Any] = {}  # each figure any timed row measured (the reference row has no accuracy drop of its own)
+    for p in timed:
+        measured |= {k: v for k, v in (p["row"].get("fidelity") or {}).items() if v is not None and k not in measured}
+    objective = gate.objective(measured)
+    return _POINT_KEY[objective.kind.shown], objective.kind.shown_label
 
 
 def pareto(pts: list[dict], key: str) -> list[dict]:

@@ -41,11 +41,6 @@ def _sizes(n: int) -> list[int]:
     return out + [n]
 
 
-def _metric(session: EvaluationSession) -> str:
-    g = session.gate
-    return "accuracy" if g.max_accuracy_drop is not None else "top1_agreement" if g.min_agreement is not None else "cosine_mean"
-
-
 class AutoPrecision:
     def __init__(self, session: EvaluationSession, candidate: Candidate):
         self.session, self.candidate = session, candidate
@@ -77,7 +72,8 @@ class AutoPrecision:
         self.steps.append({"step": len(self.steps) + 1, "phase": phase, "label": label, "float_layers": list(candidate.float_layers),
                            "int8_layers": len(r.plan.int8_layers) if r.plan is not None else 0,
                            "accuracy": f.accuracy if f else None, "top1_agreement": f.top1_agreement if f else None,
-                           "cosine_mean": f.cosine_mean if f else None, "p50_ms": self._p50(r), "passed": not failures,
+                           "cosine_mean": f.cosine_mean if f else None, "loss": s.objective.loss(f), "p50_ms": self._p50(r),
+                           "passed": not failures,
                            "failures": failures})
         self.results.append((r, failures))
         return r, failures
@@ -124,8 +120,9 @@ class AutoPrecision:
         chosen = self._choose()
         result, failures = self.results[chosen]
         self.steps[chosen]["chosen"] = True
-        metric = _metric(s)
-        section = {"gate": s.gate.to_dict(), "metric": metric, "steps": self.steps, "chosen_step": chosen + 1,
+        objective = s.objective
+        section = {"gate": s.gate.to_dict(), "metric": objective.kind.shown, "objective": objective.describe(),
+                   "steps": self.steps, "chosen_step": chosen + 1,
                    "fp32_target": fp32.name if fp32 else None, "fp32_p50_ms": fp32_p50,
                    "speedup_vs_fp32": (fp32_p50 / self.steps[chosen]["p50_ms"]) if fp32_p50 and self.steps[chosen]["p50_ms"] else None,
                    "sensitivity_ranking": ranking,
@@ -154,8 +151,7 @@ class AutoPrecision:
         passing = [i for i, (_, f) in enumerate(self.results) if not f]
         if passing:
             return min(passing, key=lambda i: self.steps[i]["p50_ms"] if self.steps[i]["p50_ms"] is not None else float("inf"))
-        metric = _metric(self.session)
-        return max(range(len(self.steps)), key=lambda i: self.steps[i][metric] if self.steps[i][metric] is not None else float("-inf"))
+        return min(range(len(self.steps)), key=lambda i: self.steps[i]["loss"] if self.steps[i]["loss"] is not None else float("inf"))
 
 
 def plot(section: dict, path: Path, title: str) -> None:
@@ -189,7 +185,7 @@ def figure(section: dict, title: str):
     if section.get("fp32_p50_ms"):
         ax.axvline(section["fp32_p50_ms"], color="grey", linestyle="--", label=f"{section['fp32_target']} p50")
     ax.set_xlabel("p50 latency (ms)")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel((section.get("objective") or {}).get("shown_label") or metric.replace("_", " "))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from compressor.core.errors import GateError
 from compressor.core.fidelity import Fidelity
+from compressor.core.objective import KINDS, Objective, objective_for
 from compressor.core.options import GATE, Settings, option
 
 
@@ -26,8 +26,18 @@ class GateSettings(Settings):
     force: bool = option(False, "Write the bundle even if it fails its gate (marked as failing).", flag="--force", panel=GATE)
 
     @property
+    def objectives(self) -> list[Objective]:
+        """One objective per accuracy budget given, the primary one first."""
+        return [Objective(k, v) for k in KINDS if (v := getattr(self, k.flag.lstrip("-").replace("-", "_"))) is not None]
+
+    def objective(self, fidelity=None) -> Objective:
+        """The objective the search, auto precision and the plots minimise: the first budget given (accuracy drop, then agreement,
+        then cosine); with no accuracy budget, the first of them ``fidelity`` (a result on the run's eval data) measures."""
+        return objective_for(self.objectives, fidelity)
+
+    @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.max_accuracy_drop, self.min_agreement, self.min_cosine))
+        return bool(self.objectives)
 
     def size_failure(self, size_bytes: int) -> str | None:
         mb = size_bytes / 2**20
@@ -54,25 +64,18 @@ class GateSettings(Settings):
         """What a benchmark result fails: the memory and latency budgets."""
         return [x for x in (self.memory_failure(bench.get("model_rss_mb")), self.latency_failure(bench["latency_ms"]["p50"])) if x]
 
-    def check_possible(self, has_labels: bool) -> None:
-        if self.max_accuracy_drop is not None and not has_labels:
-            raise GateError(
-                "--max-accuracy-drop needs labelled eval data, and this eval data has no labels: add labels, or gate with --min-agreement"
-            )
+    def check_measurable(self, reference: Fidelity, output_shape: tuple[int, ...]) -> None:
+        """Refuse a budget this model's output cannot measure (``reference``: the FP32 outputs compared with themselves)."""
+        for o in self.objectives:
+            o.check_measurable(reference, output_shape)
 
     def failures(self, f: Fidelity) -> list[str]:
-        out = []
-        drop = f.accuracy_drop_pp
-        if self.max_accuracy_drop is not None and drop is not None and drop > self.max_accuracy_drop:
-            out.append(f"accuracy dropped {drop:.2f} points (limit {self.max_accuracy_drop:g})")
-        if self.min_agreement is not None:
-            if f.top1_agreement is None:
-                out.append("--min-agreement needs a classifier output (N, classes); gate embeddings with --min-cosine")
-            elif f.top1_agreement < self.min_agreement:
-                out.append(f"top-1 agreement {f.top1_agreement:.4f} is below {self.min_agreement:g}")
-        if self.min_cosine is not None and f.cosine_mean < self.min_cosine:
-            out.append(f"mean cosine similarity {f.cosine_mean:.5f} is below {self.min_cosine:g}")
-        return out
+        return [x for o in self.objectives if (x := o.failure(f))]
+
+    @classmethod
+    def of_manifest(cls, gate: dict | None) -> GateSettings:
+        """The budgets a bundle's manifest recorded (beside its verdict)."""
+        return cls.model_validate({k: v for k, v in (gate or {}).items() if k in cls.model_fields})
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", exclude={"force"})

@@ -26,6 +26,7 @@ from compressor.core.build import BuildSettings, time_limit
 from compressor.core.errors import CompressorError, InputError, TargetError, first_line, strict
 from compressor.core.fidelity import Fidelity, compare
 from compressor.core.model import ModelHandle
+from compressor.core.objective import Objective
 from compressor.core.progress import Progress
 from compressor.core.registry import get_backend, get_target, package_missing, reference_target, target_status
 from compressor.core.targets import IRFormat, Precision, TargetSpec
@@ -125,6 +126,7 @@ class EvaluationSession:
         self._variants: dict[str, _Variant] = {}
         self._pt2e_wanted: dict[str, set[str]] = {}
         self._reference: list[np.ndarray] | None = None
+        self._reference_fidelity: Fidelity | None = None
         self._eager: dict[int, dict] = {}
         self._eager_artifact: Artifact | None = None
         self._simulated: dict[tuple, dict] = {}
@@ -175,6 +177,21 @@ class EvaluationSession:
             self._check_reference(reference)
             self._reference = reference
         return self._reference
+
+    def reference_fidelity(self) -> Fidelity:
+        """The FP32 outputs compared with themselves: which fidelity figures this model's output and eval data can measure."""
+        if self._reference_fidelity is None:
+            ref = self.reference_outputs()
+            self._reference_fidelity = compare(ref, ref, self.eval_data.labels, self.eval_data.synthetic, self.task)
+        return self._reference_fidelity
+
+    def check_budgets(self) -> None:
+        """Refuse, in one line, an accuracy budget this model's output or eval data cannot measure."""
+        self.gate.check_measurable(self.reference_fidelity(), tuple(self.reference_outputs()[0].shape))
+
+    @property
+    def objective(self) -> Objective:
+        return self.gate.objective(self.reference_fidelity())
 
     def _check_reference(self, outputs: list[np.ndarray]) -> None:
         """The FP32 outputs every artifact is judged against must be numbers, and labels must name their classes."""
@@ -306,16 +323,10 @@ class EvaluationSession:
         with the relative loss the gate tolerates; the quantized module is run eagerly (it computes what its package does)."""
         from compressor.quantization.inc_quantizer import Tuning
 
-        g = self.gate
         data = self.eval_data.take(TUNING_SAMPLES)
         ref = [r[:len(data)] for r in self.reference_outputs()]
         base = compare(ref, ref, data.labels, data.synthetic, self.task)
-        if g.max_accuracy_drop is not None and base.accuracy:
-            metric, loss = "accuracy", g.max_accuracy_drop / 100 / base.accuracy
-        elif g.min_agreement is not None:
-            metric, loss = "top1_agreement", 1 - g.min_agreement
-        else:
-            metric, loss = "cosine_mean", 1 - (g.min_cosine if g.min_cosine is not None else 1.0)
+        metric, loss = self.gate.objective(base).inc_tolerance(base)
 
         def evaluate(module) -> float:
             runner = TorchModuleRunner(module, variant.model.input_names, variant.model.output_names, threads=self.threads)
@@ -323,7 +334,7 @@ class EvaluationSession:
                         data.synthetic, self.task)
             return float(getattr(f, metric))
 
-        return Tuning(metric=metric, evaluate=evaluate, tolerable_loss=max(loss, 0.0))
+        return Tuning(metric=metric, evaluate=evaluate, tolerable_loss=loss)
 
     def _resolve(self, candidate: Candidate) -> tuple[TargetSpec | None, CandidateResult | None]:
         try:

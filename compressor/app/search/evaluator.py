@@ -45,19 +45,6 @@ def candidate_config(config: RunConfig, point: Point, output: str | None = None)
     return RunConfig.model_validate(data)
 
 
-def loss_of(fidelity: dict[str, Any] | None, gate) -> float | None:
-    """The loss the accuracy budget measures (accuracy points lost, 1 − agreement or 1 − cosine); smaller is better."""
-    if fidelity is None:
-        return None
-    if gate.max_accuracy_drop is not None and fidelity.get("accuracy_drop_pp") is not None:
-        return fidelity["accuracy_drop_pp"]
-    if gate.min_agreement is not None and fidelity.get("top1_agreement") is not None:
-        return 1 - fidelity["top1_agreement"]
-    if gate.min_cosine is not None or fidelity.get("accuracy_drop_pp") is None:
-        return 1 - fidelity["cosine_mean"] if fidelity.get("cosine_mean") is not None else None
-    return fidelity["accuracy_drop_pp"]
-
-
 class Evaluator:
     def __init__(self, config_json: str, calibrate: bool, train: bool, quiet: bool = False):
         self.config = RunConfig.model_validate_json(config_json)
@@ -98,7 +85,7 @@ class Evaluator:
                     "seconds": round(time.perf_counter() - t0, 1)}
         self.kept[point.key] = (result, auto)
         fid = result.fidelity.to_dict() if result.fidelity else None
-        record.update(size_mb=result.size_bytes / 2**20, fidelity=fid, loss=loss_of(fid, gate),
+        record.update(size_mb=result.size_bytes / 2**20, fidelity=fid, loss=self.session.objective.loss(result.fidelity),
                       pruning={k: result.pruning.get(k) for k in ("macs_removed", "params_after")} if result.pruning else None,
                       float_layers=len(auto["steps"][auto["chosen_step"] - 1]["float_layers"]) if auto else None)
         failures = gate.artifact_failures(result.fidelity, result.size_bytes)

@@ -115,14 +115,13 @@ def plot(records: list[dict], front: list[dict], chosen: dict | None, gate, path
                    label="chosen" + (" (p50 re-measured in turns)" if chosen_p50 is not None else ""))
     if gate.max_latency_ms is not None:
         ax.axvline(gate.max_latency_ms, color="red", lw=1, ls=":", label="latency budget")
-    limit = gate.max_accuracy_drop if gate.max_accuracy_drop is not None else (
-        1 - gate.min_agreement if gate.min_agreement is not None else (1 - gate.min_cosine if gate.min_cosine is not None else None))
+    objective = gate.objective(next((r.get("fidelity") for r in records if r.get("fidelity")), None))
+    limit = objective.loss_limit
     if limit is not None:
         ax.axhline(limit, color="red", lw=1, ls="-.", label="accuracy budget")
     unmeasured = len(records) - len(measured)
     ax.set_xlabel("p50 latency (ms)")
-    ax.set_ylabel("accuracy points lost" if gate.max_accuracy_drop is not None else
-                  "1 − top-1 agreement" if gate.min_agreement is not None else "loss vs FP32")
+    ax.set_ylabel(objective.loss_label)
     ax.set_title(title + (f"\n({unmeasured} trial(s) not benchmarked: over a budget before timing, or failed)" if unmeasured else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)

@@ -105,14 +105,8 @@ def _open_study(path: Path, config: RunConfig, fp: dict[str, Any]):
 
 def _constrain(trial, record: dict[str, Any], gate) -> None:
     """One constraint per budget, > 0 when over it (the TPE sampler keeps feasible and infeasible trials apart with these)."""
-    f = record.get("fidelity") or {}
-    out: dict[str, float] = {}
-    if gate.max_accuracy_drop is not None and f.get("accuracy_drop_pp") is not None:
-        out["accuracy_drop"] = f["accuracy_drop_pp"] - gate.max_accuracy_drop
-    if gate.min_agreement is not None and f.get("top1_agreement") is not None:
-        out["agreement"] = gate.min_agreement - f["top1_agreement"]
-    if gate.min_cosine is not None and f.get("cosine_mean") is not None:
-        out["cosine"] = gate.min_cosine - f["cosine_mean"]
+    f = record.get("fidelity")
+    out: dict[str, float] = {o.metric: o.loss(f) - o.loss_limit for o in gate.objectives if o.loss(f) is not None}
     for key, limit in (("size_mb", gate.max_size_mb), ("model_rss_mb", gate.max_memory_mb), ("p50_ms", gate.max_latency_ms)):
         if limit is not None and record.get(key) is not None:
             out[key] = (record[key] - limit) / limit
@@ -122,8 +116,8 @@ def _constrain(trial, record: dict[str, Any], gate) -> None:
         trial.set_constraint(name, value)
 
 
-def _line(record: dict[str, Any], n: int, total: int) -> str:
-    f = record.get("fidelity") or {}
+def _line(record: dict[str, Any], n: int, total: int, gate) -> str:
+    f = record.get("fidelity")
     bits = [f"trial {n}/{total}: {record['label']}"]
     colour = {"feasible": "green", "infeasible": "yellow"}.get(record["status"], "red")
     bits.append(f"[{colour}]{record['status']}[/]")
@@ -131,10 +125,8 @@ def _line(record: dict[str, Any], n: int, total: int) -> str:
         bits.append(f"p50 {record['p50_ms']:.3g} ms")
     if record.get("size_mb") is not None:
         bits.append(f"{record['size_mb']:.3g} MB")
-    if f.get("accuracy_drop_pp") is not None:
-        bits.append(f"accuracy {0.0 - f['accuracy_drop_pp']:+.2f} pts")
-    elif f.get("top1_agreement") is not None:
-        bits.append(f"agreement {f['top1_agreement']:.4f}")
+    if f is not None:
+        bits.append(gate.objective(f).progress(f))
     why = "; ".join(record.get("failures") or []) or record.get("reason")
     return " · ".join(bits) + (f" ({why})" if why and record["status"] != "feasible" else "") + f" [{record.get('seconds', 0):.0f} s]"
 
@@ -242,7 +234,7 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
         else:
             study.tell(trial, record["objective"])
         done[point.key] = record
-        ui.note(_line(record, len(done), min(s.trials, size)))
+        ui.note(_line(record, len(done), min(s.trials, size), config.gate))
     records = sorted(done.values(), key=lambda r: r["trial"])
     result = _finish(config, records, folder, space, ui, executor, started)
     if result.chosen is None:
