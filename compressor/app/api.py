@@ -64,6 +64,7 @@ def bench(artifact_or_bundle: str | Path, *, target: str | None = None, threads:
 def list_targets() -> list[dict[str, Any]]:
     """Every known target, whether it is usable on this machine, and if not, why."""
     from compressor.core.registry import all_targets, runs_here
+    from compressor.quantization.realiser import describe
 
     rows = []
     for s, ok, why in all_targets():
@@ -71,5 +72,13 @@ def list_targets() -> list[dict[str, Any]]:
         rows.append({"name": s.name, "backend": s.backend, "device": s.device.value, "precision": s.precision.value,
                      "format": s.artifact_format, "ir": s.ir.value, "usable": ok, "runs_here": runs,
                      "reason": why if not ok else (f"built, not run: {not_here}" if not runs else ""), "description": s.description,
-                     "needs": s.needs})
+                     "needs": s.needs, "realisers": describe(s)})
     return rows
+
+
+def list_realisers() -> list[dict[str, Any]]:
+    """Every registered quantization realiser: its IR, flavour, what it writes and the package that provides it."""
+    from compressor.quantization.realiser import realisers
+
+    return [{"ir": ir.value, "flavour": flavour, "description": r.description, "provided_by": type(r).__module__.split(".")[0]}
+            for (ir, flavour), r in sorted(realisers().items())]

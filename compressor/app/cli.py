@@ -356,9 +356,11 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     """List every known target, whether it is usable on this machine, and if not, why."""
     from rich.table import Table
 
+    from compressor.app.api import list_realisers
     from compressor.app.api import list_targets as run
     from compressor.bundle.report import console
     from compressor.core.registry import load_errors
+    from compressor.quantization import realiser
 
     rows = run()
     table = Table(title="targets")
@@ -371,8 +373,15 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
             why = f"{r['reason']}; {why}"
         table.add_row(r["name"], r["backend"], r["device"], r["precision"], r["format"], usable, why)
     console().print(table)
-    for name, why in load_errors().items():
-        console().print(f"[red]backend '{name}' failed to load:[/] {why}")
+    table = Table(title="quantization realisers (a target's INT8 plan is written by the one its IR and flavour name)")
+    for c in ("IR", "flavour", "provided by", "what it writes"):
+        table.add_column(c, no_wrap=c != "what it writes")
+    for r in list_realisers():
+        table.add_row(r["ir"], r["flavour"], r["provided_by"], r["description"])
+    console().print(table)
+    for kind, errors in (("backend", load_errors()), ("realiser", realiser.load_errors())):
+        for name, why in errors.items():
+            console().print(f"[red]{kind} '{name}' failed to load:[/] {why}")
     _write_json(json_path, rows)
 
 

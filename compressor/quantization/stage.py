@@ -29,10 +29,10 @@ from compressor.core.targets import IRFormat, TargetSpec
 from compressor.data.feeds import iter_feeds
 from compressor.data.sources import DataSource
 from compressor.quantization.plan import QuantPlan
-from compressor.quantization.qdq import LAYOUTS
+from compressor.quantization.realiser import realiser_for
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
 
-#: the PT2E flavour captured with a strict torch.export first (see QuantizationStage._capture)
+#: the PT2E flavour captured with a strict torch.export first (see QuantizationStage.capture)
 STRICT_FLAVOUR = "x86_inductor"
 #: measure(plans) -> each realised plan's first output on the sensitivity feeds, concatenated, in order
 Measure = Callable[[Sequence[QuantPlan]], Iterator[np.ndarray]]
@@ -121,7 +121,7 @@ class QuantizationStage:
 
         return run_model(model, feeds, names, self.threads)
 
-    def _calib_feeds(self) -> list[dict[str, np.ndarray]]:
+    def calib_feeds(self) -> list[dict[str, np.ndarray]]:
         from compressor.quantization.ptq import check_calibration
 
         if self._feeds is None:
@@ -136,28 +136,28 @@ class QuantizationStage:
     def _samples(self) -> int:
         return min(len(self.calib), self.calib_samples) if self.calib is not None else 0
 
-    def _torch_batch(self, feeds: dict[str, np.ndarray]) -> tuple:
+    def torch_batch(self, feeds: dict[str, np.ndarray]) -> tuple:
         import torch
 
         return tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.model.input_names)
 
-    def _probe_feed(self) -> dict[str, np.ndarray]:
-        first = self._calib_feeds()[0]
+    def probe_feed(self) -> dict[str, np.ndarray]:
+        first = self.calib_feeds()[0]
         if self.model.inputs[0].dims[0].dynamic:
             return {k: v[:1] for k, v in first.items()}
         return first
 
-    def _modules(self) -> set[str]:
+    def modules(self) -> set[str]:
         return {n for n, _ in self.model.module.named_modules()} if hasattr(self.model.module, "named_modules") else set()
 
-    def _tensor_index(self):
+    def tensor_index(self):
         """Fingerprints of every float tensor of the float graph on the probe batch (for PT2E value matching)."""
         if self._index is None:
             from compressor.quantization.onnx_exec import float_tensors
             from compressor.quantization.pt2e import TensorIndex
 
             names = float_tensors(self.float_model)
-            values = self.run(self.float_model, [self._probe_feed()], names)[0]
+            values = self.run(self.float_model, [self.probe_feed()], names)[0]
             values.pop("__outputs__")
             self._index = TensorIndex.build(values)
         return self._index
@@ -188,10 +188,9 @@ class QuantizationStage:
             why = "no calibration data" if self.calib is None else "the model is an exported program or TorchScript, not a module"
             self.transforms = {"applied": False, "reason": f"not attempted: {why}"}
             return
-        from compressor.core.errors import first_line
         from compressor.quantization.equalize import transform
 
-        batches = [self._torch_batch(f) for f in _first_samples(self._calib_feeds(), 32)]  # enough to measure channel ranges
+        batches = [self.torch_batch(f) for f in _first_samples(self.calib_feeds(), 32)]  # enough to measure channel ranges
         try:
             with self.progress.stage("equalization and scale migration checked"):
                 module, report = transform(self.model.module, self.model.example_inputs(for_export=True), batches, s.equalize,
@@ -243,7 +242,7 @@ class QuantizationStage:
     def _static_plan(self) -> QuantPlan:
         from compressor.quantization.ptq import static_plan, static_structure
 
-        feeds = self._calib_feeds()
+        feeds = self.calib_feeds()
         structure = static_structure(self.float_model, self.model.module, self.settings, warn=self.warn)
         extra: list[str] = []
         if self._pt2e:
@@ -251,8 +250,8 @@ class QuantizationStage:
 
             probe_plan = self._structure_plan(structure)
             for flavour in sorted(self._pt2e):
-                extra += observed_tensors(self._capture(flavour), flavour, probe_plan, self._modules(), self._torch_batch(self._probe_feed()),
-                                          self._tensor_index())
+                extra += observed_tensors(self.capture(flavour), flavour, probe_plan, self.modules(), self.torch_batch(self.probe_feed()),
+                                          self.tensor_index())
         n = self._samples()
         steps = len(feeds) * (1 if self.settings.calibration == "minmax" else 2)
         with self.progress.bar(f"calibrated {n} samples ({self.settings.calibration})", total=steps) as advance:
@@ -316,7 +315,7 @@ class QuantizationStage:
             from compressor.quantization.nncf_quantizer import nncf_plan
             from compressor.quantization.ptq import static_structure
 
-            self._calib_feeds()  # refuses missing or too little calibration data, as for the SDK's own plan
+            self.calib_feeds()  # refuses missing or too little calibration data, as for the SDK's own plan
             structure, warnings = static_structure(self.original_float, self.original.module, self.settings, warn=self.warn)
             self._plans["nncf"] = nncf_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
         return self._plans["nncf"]
@@ -327,7 +326,7 @@ class QuantizationStage:
             from compressor.quantization.inc_quantizer import inc_plan
             from compressor.quantization.ptq import static_structure
 
-            self._calib_feeds()
+            self.calib_feeds()
             structure, warnings = static_structure(self.original_float, self.original.module, self.settings, warn=self.warn)
             self._plans["inc"] = inc_plan(self.original_float, structure, warnings, self._samples(), self.settings.exclude)
         return self._plans["inc"]
@@ -381,56 +380,13 @@ class QuantizationStage:
         if target.ir == IRFormat.TORCH and target.pt2e_quantizer is not None:
             self.want_pt2e(target.pt2e_quantizer)
         plan = plan if plan is not None else self.plan_for(target)
-        if plan.quantizer.startswith("nncf"):
-            return self._realise_nncf(target, plan, progress)
-        if plan.quantizer.startswith("inc"):
-            return self._realise_inc(target, plan, progress, tuning)
-        if target.ir == IRFormat.ONNX:
-            return self._realise_onnx(target, plan)
-        if target.ir == IRFormat.TORCH:
-            return self._realise_pt2e(target, plan, progress)
-        raise InputError(f"no quantization realiser for IR format {target.ir}")
+        return realiser_for(target, plan).realise(self, target, plan, progress, tuning)
 
-    def _path(self, stem: str) -> Path:
+    def new_path(self, stem: str) -> Path:
         self._n += 1
         return Path(self._tmp.name) / f"{stem}-{self._n}.onnx"
 
-    def _realise_onnx(self, target: TargetSpec, plan: QuantPlan) -> IR:
-        import onnx
-
-        from compressor.quantization.qdq import realize_dynamic, realize_static
-
-        if plan.mode == "static":
-            if target.qdq_layout == "tensorrt":
-                plan = plan.symmetric()
-            qmodel = realize_static(self.float_for(plan), plan, layout=target.qdq_layout)
-        else:
-            qmodel = realize_dynamic(self.float_for(plan), plan)
-        path = self._path("qdq" if plan.mode == "static" else "dynamic")
-        onnx.save_model(qmodel, str(path))
-        return IR(IRFormat.ONNX, target.precision, path=path, plan=plan,
-                  export={"quantization_realiser": f"QDQ ONNX ({LAYOUTS[target.qdq_layout]})" if plan.mode == "static"
-                          else "dynamic INT8 ONNX (DynamicQuantizeLinear + MatMulInteger)"})
-
-    def _realise_nncf(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
-        from compressor.quantization.nncf_quantizer import quantize
-
-        native = quantize(self.original_onnx, plan, self._calib_feeds(), progress)
-        return IR(target.ir, target.precision, native=native, plan=plan, export={"quantization_realiser": plan.quantizer})
-
-    def _realise_inc(self, target: TargetSpec, plan: QuantPlan, progress: Progress, tuning) -> IR:
-        from compressor.io.export_torch import dynamic_shapes, export_program
-        from compressor.quantization.inc_quantizer import quantize
-
-        model = self.original
-        batches = [self._torch_batch(f) for f in self._calib_feeds()]
-        converted, done = quantize(model.module, model.example_inputs(for_export=True), dynamic_shapes(model), plan, self._modules(),
-                                   batches, progress, tuning)
-        program = export_program(model, converted, what=f"the INC-quantized model ({target.name})")
-        return IR(IRFormat.TORCH, target.precision, program=program, plan=plan,
-                  export={"quantization_realiser": f"{plan.quantizer}, INC's observers", **done})
-
-    def _capture(self, flavour: str, quiet: bool = False):
+    def capture(self, flavour: str, quiet: bool = False):
         """The model captured by ``torch.export`` for a PT2E quantizer. The x86 Inductor quantizer gets a strict export
         first (as Intel Neural Compressor's own export does): on a non-strict graph of a residual net its annotation
         fails with "Input partition has more than one output node"."""
@@ -445,32 +401,6 @@ class QuantizationStage:
                               "residual nets ('Input partition has more than one output node'): if INT8 fails, remove what stops "
                               "TorchDynamo in forward (graph breaks, Python side effects)")
         return export_program(self.model, what="PT2E quantization").module()
-
-    def _realise_pt2e(self, target: TargetSpec, plan: QuantPlan, progress: Progress) -> IR:
-        from compressor.io.export_torch import export_program
-        from compressor.quantization import pt2e
-
-        if target.pt2e_quantizer is None:
-            raise InputError(f"{target.name} names no PT2E quantizer: its backend must declare pt2e_quantizer")
-        modules = self._modules()
-        unmapped = [l.name for l in plan.layers if l.name not in modules]
-        if unmapped and progress is self.progress:
-            self.warn(f"{len(unmapped)} layer(s) of the plan are not PyTorch modules and follow the PT2E quantizer's default: "
-                      f"{', '.join(unmapped[:5])}")
-        captured = self._capture(target.pt2e_quantizer, quiet=progress is not self.progress)
-        batches = [self._torch_batch(f) for f in self._calib_feeds()]
-        try:
-            converted, done = pt2e.realise(captured, target.pt2e_quantizer, plan, modules, self._torch_batch(self._probe_feed()),
-                                           self._tensor_index(), plan.ranges(), batches, progress)
-        except Exception as e:  # noqa: BLE001 - the quantizer's own failures, named with what to try
-            if "more than one output node" in str(e):
-                raise ExportError(f"the {target.pt2e_quantizer} PT2E quantizer could not annotate this graph ({first_line(e)}): "
-                                  "it needs a strict torch.export of the model (see the warning above); make forward traceable by "
-                                  "TorchDynamo, or use ort-cpu-int8 / openvino-cpu-int8") from e
-            raise
-        program = export_program(self.model, converted, what=f"the PT2E-quantized model ({target.name})")
-        return IR(IRFormat.TORCH, target.precision, program=program, plan=plan,
-                  export={"quantization_realiser": f"PT2E {target.pt2e_quantizer} quantizer, ranges from the SDK's plan", "pt2e": done})
 
     # --- sensitivity -------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The built-in realisers (registered in pyproject.toml under ``compressor.realisers``, as a plugin's would be)."""
