@@ -1,4 +1,4 @@
-# Fresh machine to results:  make demo   |   make test
+# Fresh machine to results:  make demo   |   make test (fast tier)   |   make test-all (everything; what CI runs)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -7,7 +7,7 @@ PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP  := $(VENV)/.setup-stamp
 OUT    ?= build
 
-.PHONY: setup lint demo test test-fast bench gpu-check clean fashion-mnist-model fashion-mnist-data chromium
+.PHONY: setup lint demo test test-all test-durations bench gpu-check clean fashion-mnist-model fashion-mnist-data chromium
 
 FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
@@ -55,11 +55,19 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-test: lint fashion-mnist-data chromium
+# The fast tier: unit and in-process integration tests on small real models, no apt step, at most 6 minutes with setup done
+# (tests/tiers.py marks the tiers; --tier-budget fails the run when the tier itself grows past its budget).
+FAST_TIER := not slow and not browser and not dataset and not ray and not gpu
+test: lint
+	$(PY) -m pytest -q -m "$(FAST_TIER)" --tier-budget 330 --durations=10 tests
+
+# Everything, with the Debian packages the heavy tests need (Fashion-MNIST training set, headless Chromium): what CI runs.
+test-all: lint fashion-mnist-data chromium
 	$(PY) -m pytest -q --durations=15 tests
 
-test-fast: setup fashion-mnist-data chromium
-	$(PY) -m pytest -q -m "not slow" tests
+# Re-measure every test's seconds (tests/durations.json decides which are slow; run it on the CI kind of machine).
+test-durations: setup fashion-mnist-data chromium
+	$(PY) -m pytest -q --record-durations tests
 
 # Heavy suites (resnet50, every target, peers): not part of `make test`.
 bench: setup fashion-mnist-data

@@ -5,15 +5,13 @@ and checks the output folder was never created."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import FASHION_ARCH, cli, fashion_args, read_manifest
-from tests.test_cli import one_line_error
+from tests.conftest import FASHION_ARCH, cli, cli_in_process, fashion_args, one_line_error, read_manifest
 
 MODELS = "tests.models_for_tests"
 
@@ -107,7 +105,7 @@ CASES = {f.__name__[1:]: f for f in (_eval_nan, _labels_beyond_classes, _negativ
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input(case, tmp_path, fashion_ckpt, fashion_small):
     args, needles = CASES[case](tmp_path, fashion_ckpt, fashion_small)
-    one_line_error(_in_process(args), *needles)
+    one_line_error(cli_in_process(*args), *needles)
     assert not (tmp_path / "out").exists(), "a failed run must leave nothing behind"
     assert not (tmp_path / "ran").exists(), "the checkpoint's code ran"
     assert not list(tmp_path.glob(".compressor-*")), "a temporary folder was left behind"
@@ -252,24 +250,12 @@ def _pt(tmp, ckpt):
     return tmp / "plain.pt"
 
 
-def _in_process(args):
-    """The CLI entry point in this process (a fresh interpreter per case costs seconds of imports): its exit code and
-    stderr, shaped like a finished subprocess for one_line_error."""
-    from typer.testing import CliRunner
-
-    from compressor.app.cli import _register, app
-
-    _register()
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
-
-
 @pytest.mark.parametrize("case", list(QUICK))
 def test_bad_input_quick(case, tmp_path, fashion_ckpt, fashion_small):
     make, needles = QUICK[case]
     args = make(tmp_path, fashion_ckpt, fashion_small)
     before = {p for p in tmp_path.rglob("*")}
-    res = _in_process(args)
+    res = cli_in_process(*args)
     lines = [l for l in res.stderr.strip().splitlines() if l.strip() and not l.startswith("✓ ")]
     assert res.returncode not in (0, 1), f"{case}: exit {res.returncode}: {res.stderr}{res.stdout}"  # 1 is an internal error
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: {res.stderr}"

@@ -15,9 +15,8 @@ EDGE_OPTS = dict(arch=FASHION_ARCH, input_shape="1,1,28,28", preprocessing=FASHI
 
 
 @pytest.fixture(scope="module")
-def et_int8(tmp_path_factory):
-    out = tmp_path_factory.mktemp("edge") / "et-int8"
-    return compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-int8", output=out, **EDGE_OPTS)
+def et_int8(fashion_bundles):
+    return fashion_bundles.get("executorch-xnnpack-int8", input_shape="1,1,28,28", duration=0.3, iterations=10)
 
 
 def test_executorch_int8_accuracy_delegation_size_memory(et_int8):

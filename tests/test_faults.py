@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import FASHION_ARCH, ROOT, cli, fashion_args, read_manifest
-from tests.test_cli import one_line_error
+from tests.conftest import FASHION_ARCH, ROOT, cli, fashion_args, one_line_error, read_manifest
 
 
 def _leftovers(parent, tmpdir):

@@ -27,10 +27,8 @@ TARGET = "torch-inductor-cpu-int8"
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("inductor") / "bundle"
-    r = compressor.compress(FASHION / "fashion_cnn.safetensors", target=TARGET, benchmark=False, sensitivity=False, output=out, **FIXED)
-    return r
+def int8_bundle(fashion_bundles):
+    return fashion_bundles.get(TARGET, input_shape="1,1,28,28", benchmark=False, sensitivity=False)
 
 
 @pytest.mark.slow

@@ -58,10 +58,8 @@ def test_per_channel_symmetric_weights_in_onnx_range():
 
 
 @pytest.fixture(scope="module")
-def fashion_int8(tmp_path_factory):
-    out = tmp_path_factory.mktemp("int8") / "fashion-int8"
-    return compressor.compress(FASHION / "fashion_cnn.safetensors", target="ort-cpu-int8", output=out,
-                               max_accuracy_drop=0.3, duration=0.3, iterations=10, **FASHION_INT8)
+def fashion_int8(fashion_bundles):
+    return fashion_bundles.get("ort-cpu-int8", max_accuracy_drop=0.3, duration=0.3, iterations=10)
 
 
 def test_fashion_int8_keeps_accuracy_within_0_3_points(fashion_int8):

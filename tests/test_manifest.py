@@ -12,15 +12,13 @@ import compressor
 from compressor.bundle.manifest import SCHEMA_FILE, SCHEMA_VERSION, json_schema
 from compressor.core.errors import VerificationError
 
-from .conftest import FASHION, FASHION_ARCH, cli
+from .conftest import FAST_BENCH, cli
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("m") / "b"
-    compressor.compress(FASHION / "fashion_cnn.safetensors", arch=FASHION_ARCH, input_shape="batch=1:64,1,28,28", synthetic=True,
-                        benchmark=False, output=out)
-    return out
+def bundle(fashion_bundles):
+    """Any real bundle: the one test_pipeline reads too (built once per session)."""
+    return fashion_bundles.get("ort-cpu-fp32", calib=None, max_accuracy_drop=0.1, tar=True, **FAST_BENCH).bundle
 
 
 def _edited(bundle, tmp_path, edit):

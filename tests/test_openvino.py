@@ -14,10 +14,8 @@ FASHION_OPTS = dict(arch=FASHION_ARCH, input_shape="batch=1:64,1,28,28", preproc
 
 
 @pytest.fixture(scope="module")
-def ov_bundles(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ov")
-    return {t: compressor.compress(FASHION / "fashion_cnn.safetensors", target=t, output=out / t, duration=0.3, iterations=10,
-                                   sensitivity=False, **FASHION_OPTS)
+def ov_bundles(fashion_bundles):
+    return {t: fashion_bundles.get(t, duration=0.3, iterations=10, sensitivity=False)
             for t in ("openvino-cpu-fp32", "openvino-cpu-bf16", "openvino-cpu-int8")}
 
 

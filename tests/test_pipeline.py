@@ -9,20 +9,15 @@ import pytest
 import compressor
 from compressor.core.errors import GateError, InputError, VerificationError
 
-from .conftest import FASHION, FASHION_ARCH, FASHION_PRE, FAST_BENCH, read_manifest
+from .conftest import FASHION, FASHION_ARCH, FAST_BENCH, read_manifest
 
 REQUIRED = {"schema_version", "target", "precision", "files", "inputs", "outputs", "preprocessing", "source", "metrics", "environment"}
 FIDELITY = {"top1_agreement", "cosine_mean", "cosine_min", "max_abs_error", "accuracy", "reference_accuracy", "synthetic"}
 
 
 @pytest.fixture(scope="module")
-def fashion_bundle(tmp_path_factory, fashion_ckpt, fashion_subset):
-    out = tmp_path_factory.mktemp("bundles") / "fashion-ort"
-    result = compressor.compress(
-        fashion_ckpt, arch=FASHION_ARCH, input_shape="batch=1:64,1,28,28", preprocessing=FASHION_PRE,
-        target="ort-cpu-fp32", eval=fashion_subset, max_accuracy_drop=0.1, output=out, tar=True, **FAST_BENCH,
-    )
-    return result
+def fashion_bundle(fashion_bundles):
+    return fashion_bundles.get("ort-cpu-fp32", calib=None, max_accuracy_drop=0.1, tar=True, **FAST_BENCH)
 
 
 def test_fashion_ort_fp32_keeps_real_accuracy(fashion_bundle):

@@ -11,8 +11,7 @@ from compressor.quantization.plan import LayerQuant, QuantPlan, TensorQuant, Wei
 from compressor.quantization.qat import instrument
 from compressor.quantization.qdq import quantize_weight
 
-from .conftest import FASHION, FASHION_ARCH, cli, fashion_args
-from .test_cli import one_line_error
+from .conftest import FASHION, FASHION_ARCH, cli, cli_in_process, fashion_args, one_line_error
 
 FIXED = ["--arch", FASHION_ARCH, "--input-shape", "1,1,28,28", "--scale", str(1 / 255), "--mean", "0.2860", "--std", "0.3530"]
 QAT = ["--qat", "--qat-epochs", "1", "--finetune", str(FASHION / "finetune_subset.npz"), "--finetune-samples", "800",
@@ -107,15 +106,15 @@ def test_auto_precision_returns_sensitive_layers_to_float_until_the_gate_passes(
 
 def test_auto_precision_bad_input(tmp_path, fashion_ckpt, fashion_small):
     out = tmp_path / "b"
-    one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO)), "--auto-precision needs an accuracy gate")
+    one_line_error(cli_in_process(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO)), "--auto-precision needs an accuracy gate")
     assert not out.exists()
     recipe = tmp_path / "r.yaml"
     recipe.write_text("quantization:\n  auto_precision_steps: 2\n")
-    line = one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "0.999995", "--recipe", str(recipe))),
+    line = one_line_error(cli_in_process(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "0.999995", "--recipe", str(recipe))),
                           "no plan of ort-cpu-int8 met the gate", "at best")
     assert "2 plans measured" in line and "--force" in line  # the steps it may take
     assert not out.exists()
-    line = one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "1.0")), "no plan of ort-cpu-int8")
+    line = one_line_error(cli_in_process(*fashion_args(fashion_ckpt, fashion_small, out, *AUTO, "--min-cosine", "1.0")), "no plan of ort-cpu-int8")
     assert "1 plans measured" in line and "ort-cpu-fp32 itself fails the gate" in line  # float layers cannot beat the float model
     assert not out.exists()
 

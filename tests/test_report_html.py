@@ -12,8 +12,7 @@ import subprocess
 import numpy as np
 from PIL import Image
 
-from tests.conftest import FASHION_ARCH, cli
-from tests.test_cli import one_line_error
+from tests.conftest import FASHION_ARCH, cli, cli_in_process, one_line_error
 
 CHROMIUM = "chromium-headless-shell"  # `make test` installs it (apt-get install -y chromium-headless-shell)
 
@@ -75,8 +74,8 @@ def test_report_in_a_real_browser(tmp_path, fashion_ckpt, fashion_small):
 
 def test_report_bad_input(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
-    one_line_error(cli("report", str(tmp_path / "x.json"), "-o", str(tmp_path / "r.html")), "is not JSON")
+    one_line_error(cli_in_process("report", str(tmp_path / "x.json"), "-o", str(tmp_path / "r.html")), "is not JSON")
     (tmp_path / "y.json").write_text('{"a": 1}')
-    one_line_error(cli("report", str(tmp_path / "y.json"), "-o", str(tmp_path / "r.html")), "neither")
-    one_line_error(cli("report", str(tmp_path / "none.json"), "-o", str(tmp_path / "r.html")), "not found")
+    one_line_error(cli_in_process("report", str(tmp_path / "y.json"), "-o", str(tmp_path / "r.html")), "neither")
+    one_line_error(cli_in_process("report", str(tmp_path / "none.json"), "-o", str(tmp_path / "r.html")), "not found")
     assert not (tmp_path / "r.html").exists()

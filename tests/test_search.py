@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FASHION, FASHION_ARCH, ROOT, cli
+from tests.conftest import FASHION, FASHION_ARCH, ROOT, cli, cli_in_process, one_line_error
 
 SPACE = """search:
   space:
@@ -180,18 +180,6 @@ def test_a_killed_search_resumes_without_evaluating_a_trial_twice(tmp_path, spac
     assert (out / "manifest.json").exists()
 
 
-def error_line(res, *needles) -> str:
-    """Exactly one error line, the last one, and no traceback; progress and notes may come before it."""
-    assert res.returncode != 0, res.stderr[-2000:]
-    lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr[-2000:]
-    assert "Traceback" not in res.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
-
-
 @pytest.mark.parametrize("extra, needles", [
     (["--no-benchmark", "--max-latency-ms", "5"], ["--max-latency-ms", "--no-benchmark"]),
     (["--max-latency-ms", "-1"], ["--max-latency-ms", "greater than 0"]),
@@ -209,14 +197,14 @@ def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path, space_recipe,
     if "--targets" in extra:
         i = args.index("--targets")
         del args[i:i + 2]
-    error_line(cli(*args, *extra), *needles)
+    one_line_error(cli_in_process(*args, *extra), *needles)
     assert not out.exists() and not (tmp_path / "best-search").exists()
 
 
 def test_no_feasible_trial_exits_non_zero_with_the_closest(tmp_path, space_recipe, fashion_small):
     out = tmp_path / "best"
     res = cli(*search_args(out, space_recipe, fashion_small, "--trials", "2", "--max-latency-ms", "0.00001"))
-    line = error_line(res, "no trial met the budgets", "closest", "p50 latency")
+    line = one_line_error(res, "no trial met the budgets", "closest", "p50 latency")
     assert "trial 1" in line
     assert not out.exists() and (tmp_path / "best-search" / "SEARCH.md").exists()  # the table of what was tried is kept
 
@@ -224,13 +212,13 @@ def test_no_feasible_trial_exits_non_zero_with_the_closest(tmp_path, space_recip
 def test_resume_against_another_search_is_refused(size_search, space_recipe, fashion_small):
     out = size_search[0]
     res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--seed", "7", "--overwrite"))
-    error_line(res, "holds trials of a search with different settings (search.seed)", "cannot be resumed")
+    one_line_error(res, "holds trials of a search with different settings (search.seed)", "cannot be resumed")
     res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--overwrite",
                            "--max-accuracy-drop", "2"))
-    error_line(res, "different settings (gate.max_accuracy_drop)")
+    one_line_error(res, "different settings (gate.max_accuracy_drop)")
     # a setting no hand-written list named (QAT epochs): the trials are not reused
     res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--overwrite", "--qat-epochs", "3"))
-    error_line(res, "different settings (qat.epochs)")
+    one_line_error(res, "different settings (qat.epochs)")
     assert json.loads((out / "manifest.json").read_text())["gate"]["passed"]  # the bundle of the first search is untouched
 
 
@@ -238,7 +226,7 @@ def test_ddp_with_more_processes_than_shards_is_refused(tmp_path):
     out = tmp_path / "out"
     res = cli("compress", str(FASHION / "fashion_cnn.safetensors"), "--recipe", str(FASHION / "fashion_cnn.yaml"), "--target",
               "ort-cpu-fp32", "--prune-macs", "0.25", "--ddp", "4", "--finetune-batch-size", "2", "--no-benchmark", "--output", str(out))
-    error_line(res, "--ddp 4", "only 2 sample(s) per batch")
+    one_line_error(res, "--ddp 4", "only 2 sample(s) per batch")
     assert not out.exists()
 
 

@@ -130,7 +130,8 @@ def test_fashion_2to4_keeps_accuracy_and_stores_smaller(tmp_path):
                 benchmark=False)
     compressor.compress(FASHION / "fashion_cnn.safetensors", target="ort-cpu-fp32", output=tmp_path / "dense", tar=True, **opts)
     sparse = compressor.compress(FASHION / "fashion_cnn.safetensors", target="ort-cpu-fp32", output=tmp_path / "sparse", sparsity="2:4",
-                                 finetune="compressor.zoo.fashion:train", finetune_samples=16000, finetune_epochs=1, **opts)
+                                 finetune="compressor.zoo.fashion:train", finetune_samples=24000, finetune_epochs=1, **opts)
+    # measured on an AMX Xeon (2026-12-03): 16,000 samples lost 1.05 points (1.10 without bf16 autocast), 24,000 lost 0.25
     assert sparse.fidelity["accuracy_drop_pp"] <= 1.0, sparse.fidelity
     sp = sparse.manifest["pruning"]["sparsity"]
     assert sp["pattern"] == "2:4" and sp["all_layers_hold_pattern"] and sp["skipped"] == ["features.0.0"]  # 1 input channel
