@@ -256,11 +256,8 @@ def test_bad_input_quick(case, tmp_path, fashion_ckpt, fashion_small):
     args = make(tmp_path, fashion_ckpt, fashion_small)
     before = {p for p in tmp_path.rglob("*")}
     res = cli_in_process(*args)
-    lines = [l for l in res.stderr.strip().splitlines() if l.strip() and not l.startswith("✓ ")]
     assert res.returncode not in (0, 1), f"{case}: exit {res.returncode}: {res.stderr}{res.stdout}"  # 1 is an internal error
-    assert len(lines) == 1 and lines[0].startswith("error: "), f"{case}: {res.stderr}"
-    for n in needles:
-        assert n in lines[0], f"{case}: '{n}' not in: {lines[0]}"
+    one_line_error(res, *needles)
     assert {p for p in tmp_path.rglob("*")} == before, f"{case}: the failed run wrote {set(tmp_path.rglob('*')) - before}"
 
 

@@ -60,7 +60,8 @@ def test_outlier_model_int8_within_one_point_on_every_runtime_and_at_least_as_go
         r = compressor.compress(OUTLIERS, target=target, quantizer=quantizer, output=tmp_path / f"{target}-{quantizer}", **OPTS)
         drops[(target, quantizer)] = r.fidelity["accuracy_drop_pp"]
         if quantizer == "sdk":
-            assert r.manifest["quantization"]["transforms"]["applied"] and len(r.manifest["quantization"]["transforms"]["equalized"]) == 5
+            eq = r.manifest["quantization"]["transforms"]["equalization"]
+            assert eq["applied"] and eq["phase"] == "float" and len(eq["equalized"]) == 5
             assert r.manifest["quantization"]["kernels"]["weight_layers_int8"] == 6  # still every layer INT8
     nncf = drops.pop(("openvino-cpu-int8", "nncf"))
     for key, drop in drops.items():
@@ -73,10 +74,12 @@ def test_outlier_model_int8_within_one_point_on_every_runtime_and_at_least_as_go
 def test_switches_and_what_the_plan_records(tmp_path):
     off = compressor.compress(OUTLIERS, target="ort-cpu-int8", equalize=False, scale_migration=False, output=tmp_path / "off", **OPTS)
     assert off.fidelity["accuracy_drop_pp"] > 5  # the outliers, unequalized, cost points
-    assert not off.manifest["quantization"]["transforms"]
+    assert not off.manifest["quantization"]["transforms"]  # no pass ran, none is recorded
     on = compressor.compress(OUTLIERS, target="ort-cpu-int8", bias_correction=True, output=tmp_path / "on", **OPTS)
-    bc = on.manifest["quantization"]["transforms"]["bias_correction"]
-    assert bc["layers"] == 6 and "output_mse_after" in bc
+    transforms = on.manifest["quantization"]["transforms"]
+    assert list(transforms) == ["equalization", "bias_correction"]  # the pipeline's order: float passes, then plan passes
+    bc = transforms["bias_correction"]
+    assert bc["layers"] == 6 and "output_mse_after" in bc and bc["phase"] == "plan"
     import json
 
     plan = json.loads((on.bundle / "quantization_plan.json").read_text())

@@ -76,6 +76,16 @@ def list_targets() -> list[dict[str, Any]]:
     return rows
 
 
+def list_passes() -> list[dict[str, Any]]:
+    """Every registered compression pass, in pipeline order: its phase, how it is switched on, and the package it comes from."""
+    from compressor.app.options import flag_of
+    from compressor.quantization.pipeline import registered
+
+    return [{"name": p.name, "phase": p.phase,
+             "switch": p.on_by or " or ".join([f for f in [flag_of("quantization", p.switch)] if f] + [f"--pass {p.name}"]),
+             "description": p.description, "provided_by": type(p).__module__.split(".")[0]} for p in registered().values()]
+
+
 def list_realisers() -> list[dict[str, Any]]:
     """Every registered quantization realiser: its IR, flavour, what it writes and the package that provides it."""
     from compressor.quantization.realiser import realisers

@@ -356,11 +356,11 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     """List every known target, whether it is usable on this machine, and if not, why."""
     from rich.table import Table
 
-    from compressor.app.api import list_realisers
+    from compressor.app.api import list_passes, list_realisers
     from compressor.app.api import list_targets as run
     from compressor.bundle.report import console
     from compressor.core.registry import load_errors
-    from compressor.quantization import realiser
+    from compressor.quantization import pipeline, realiser
 
     rows = run()
     table = Table(title="targets")
@@ -379,7 +379,13 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     for r in list_realisers():
         table.add_row(r["ir"], r["flavour"], r["provided_by"], r["description"])
     console().print(table)
-    for kind, errors in (("backend", load_errors()), ("realiser", realiser.load_errors())):
+    table = Table(title="compression passes (float: on the model before planning; plan: on a calibrated INT8 plan)")
+    for c in ("pass", "phase", "on with", "provided by", "what it does"):
+        table.add_column(c, no_wrap=c not in ("what it does", "on with"))
+    for r in list_passes():
+        table.add_row(r["name"], r["phase"], r["switch"], r["provided_by"], r["description"])
+    console().print(table)
+    for kind, errors in (("backend", load_errors()), ("realiser", realiser.load_errors()), ("pass", pipeline.load_errors())):
         for name, why in errors.items():
             console().print(f"[red]{kind} '{name}' failed to load:[/] {why}")
     _write_json(json_path, rows)

@@ -111,6 +111,12 @@ INPUT_OPTIONS = (
 )
 
 
+def flag_of(section: str, field: str | None) -> str | None:
+    """The CLI flag of recipe field ``section.field`` (None: no such field, or it has no flag)."""
+    path = f"{section}.{field}"
+    return next((o.flag for o in options() if o.path == path), None) if field else None
+
+
 def _floats(text: str, flag: str) -> list[float]:
     try:
         return [float(v) for v in str(text).split(",")]

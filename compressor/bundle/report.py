@@ -189,24 +189,10 @@ def auto_precision_lines(ap: dict | None) -> list[str]:
 
 
 def transforms_lines(tr: dict) -> list[str]:
-    """What equalization, scale migration and bias correction did (or why they did not)."""
-    lines = []
-    for e in tr.get("equalized", []):
-        lines.append(f"- Equalized `{e['first']}` → `{e['second']}` (through {', '.join(e['joined_by'])}): scales {e['scale_min']:.3g}–"
-                     f"{e['scale_max']:.3g}; activation channel spread {e['spread_before']:.1f} → {e['spread_after']:.1f}")
-    for m in tr.get("migrated", []):
-        lines.append(f"- Scale migration into {', '.join(f'`{n}`' for n in m['layers'])} (α {m['alpha']}, by {m['into']}): input spread "
-                     f"{m['input_spread']:.1f}, INT8 output error ×{m['error_after'] / m['error_before']:.2f}")
-    if tr.get("equalized") or tr.get("migrated"):
-        lines.append(f"- The transformed model's outputs differ from the original's by at most {tr['max_abs_output_change']:.2g} "
-                     f"(outputs up to {tr['reference_max_abs']:.3g}): the FP32 function is unchanged")
-    elif tr.get("reason"):
-        lines.append(f"- Equalization and scale migration: {tr['reason']}")
-    bc = tr.get("bias_correction")
-    if bc:
-        lines.append(f"- Bias correction of {bc['layers']} layer(s): output MSE on calibration data {bc['output_mse_before']:.3g} → "
-                     f"{bc['output_mse_after']:.3g}, {'applied' if bc['applied'] else 'not applied (it did not help)'}")
-    return lines
+    """What each compression pass of the plan did (or why it did not), in its own words."""
+    from compressor.quantization.pipeline import report_lines
+
+    return report_lines(tr)
 
 
 def sensitivity_markdown(s: dict, top: int = 10) -> str:

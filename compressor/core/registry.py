@@ -14,7 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from compressor.core.backend import Backend
-from compressor.core.errors import InputError, TargetError, first_line
+from compressor.core.errors import InputError, TargetError
+from compressor.core.plugins import load_group
 from compressor.core.targets import Device, TargetSpec
 
 GROUP = "compressor.backends"
@@ -32,18 +33,8 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 @lru_cache(maxsize=1)
 def _loaded() -> tuple[dict[str, type[Backend]], dict[str, str]]:
-    classes, errors = {}, {}
-    for name, ep in _entry_points().items():
-        try:
-            cls = ep.load()
-        except Exception as e:  # noqa: BLE001 - a broken plugin is reported, the others go on
-            errors[name] = f"{ep.value}: {type(e).__name__}: {first_line(e)}"
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            errors[name] = f"{ep.value} is not a compressor.core.backend.Backend subclass"
-            continue
-        classes[name] = cls
-    return classes, errors
+    _entry_points()  # none at all: the package is not installed (one clear error)
+    return load_group(GROUP, Backend)
 
 
 def load_errors() -> dict[str, str]:

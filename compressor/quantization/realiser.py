@@ -14,14 +14,14 @@ The calibration-free rule for ``backends/`` stays: a realiser gets a plan whose 
 
 from __future__ import annotations
 
-import importlib.metadata
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from compressor.core.backend import IR
-from compressor.core.errors import InputError, first_line
+from compressor.core.errors import InputError
 from compressor.core.model import ModelHandle
+from compressor.core.plugins import load_group
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, TargetSpec
 from compressor.quantization.plan import QuantPlan
@@ -75,18 +75,12 @@ def flavour(target: TargetSpec, mode: str, quantizer: str = "sdk") -> str:
 @lru_cache(maxsize=1)
 def _loaded() -> tuple[dict[tuple[IRFormat, str], Realiser], dict[str, str]]:
     found: dict[tuple[IRFormat, str], Realiser] = {}
-    errors: dict[str, str] = {}
-    for ep in importlib.metadata.entry_points(group=GROUP):
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, Realiser)):
-                raise TypeError(f"{ep.value} is not a compressor.quantization.realiser.Realiser subclass")
-            key = (IRFormat(cls.ir), cls.flavour)
-        except Exception as e:  # noqa: BLE001 - a broken plugin is reported, the others go on
-            errors[ep.name] = f"{ep.value}: {type(e).__name__}: {first_line(e)}"
-            continue
+    classes, errors = load_group(GROUP, Realiser)
+    for name, cls in classes.items():
+        key = (IRFormat(cls.ir), cls.flavour)
         if key in found:
-            errors[ep.name] = f"{ep.value}: a realiser for {key[0].value} / {key[1]} is already registered ({type(found[key]).__name__})"
+            errors[name] = f"a realiser for {key[0].value} / {key[1]} is already registered ({type(found[key]).__name__}); {cls.__module__} "\
+                           "is not used"
             continue
         found[key] = cls()
     return found, errors

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import model_validator
 
 from compressor.core.options import QUANT, Settings, option
+from compressor.quantization.pipeline import names as pipeline_names
 from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
 from compressor.quantization.quantizers import DEFAULT, NAMES, QUANTIZERS, quantizer, which_can
 
@@ -29,6 +30,9 @@ class QuantizationSettings(Settings):
     bias_correction: bool = option(False, "Correct the shift INT8 puts in each layer's mean output (fast bias correction; kept only "
                                           "where it lowers the output error on calibration data). Not exact, so not on by default.",
                                    flag="--bias-correction", panel=QUANT)
+    passes: list[str] = option(help="Also run this compression pass, by name (repeatable); installed: " + ", ".join(pipeline_names())
+                               + ". `compressor targets` describes each.", flag="--pass", keyword="passes", panel=QUANT,
+                               default_factory=list)
     quantizer: Literal[NAMES] = option(  # type: ignore[valid-type]
         DEFAULT, " | ".join(f"{q.name} ({q.help})" for q in QUANTIZERS.values()) + ".", flag="--quantizer", panel=QUANT)
     sensitivity: bool = option(True, "Skip the per-layer sensitivity analysis of INT8 targets.", flag="--no-sensitivity", negate=True,

@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from compressor.core.backend import IR
-from compressor.core.errors import ExportError, InputError, first_line
+from compressor.core.errors import ExportError, InputError
 from compressor.core.model import ModelHandle
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, TargetSpec
 from compressor.data.feeds import iter_feeds
 from compressor.data.sources import DataSource
+from compressor.quantization.pipeline import FLOAT, PLAN, run_phase
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.realiser import realiser_for
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
@@ -133,6 +134,10 @@ class QuantizationStage:
             self._feeds = calibration_feeds(self.calib, self.model.inputs, n)
         return self._feeds
 
+    def first_calib_feeds(self, n: int) -> list[dict[str, np.ndarray]]:
+        """The first calibration batches holding at least ``n`` samples."""
+        return _first_samples(self.calib_feeds(), n)
+
     def _samples(self) -> int:
         return min(len(self.calib), self.calib_samples) if self.calib is not None else 0
 
@@ -176,45 +181,20 @@ class QuantizationStage:
     # --- float transforms ----------------------------------------------------------------------------
 
     def _transform(self) -> None:
-        """Equalize channel ranges and migrate activation scale (where exact and measured to help), once, before any
-        plan: every realiser then starts from the same transformed model (see equalize.py)."""
-        if self._transformed:
-            return
-        self._transformed = True
-        s = self.settings
-        if not (s.equalize or s.scale_migration):
-            return
-        if self.calib is None or self.model.exported_program is not None or not hasattr(self.model.module, "named_modules"):
-            why = "no calibration data" if self.calib is None else "the model is an exported program or TorchScript, not a module"
-            self.transforms = {"applied": False, "reason": f"not attempted: {why}"}
-            return
-        from compressor.quantization.equalize import transform
+        """The float passes (equalization, scale migration, a plugin's), once, before any plan: every realiser then starts from
+        the same transformed model."""
+        if not self._transformed:
+            self._transformed = True
+            self.transforms = run_phase(self, self.settings, FLOAT)
 
-        batches = [self.torch_batch(f) for f in _first_samples(self.calib_feeds(), 32)]  # enough to measure channel ranges
-        try:
-            with self.progress.stage("equalization and scale migration checked"):
-                module, report = transform(self.model.module, self.model.example_inputs(for_export=True), batches, s.equalize,
-                                           s.scale_migration)
-        except Exception as e:  # noqa: BLE001 - a model the analysis cannot trace is quantized as it is
-            self.transforms = {"applied": False, "reason": f"the model could not be analysed ({first_line(e)}): quantized as it is"}
-            self.warn(f"equalization skipped: {self.transforms['reason']}")
-            return
-        self.transforms = {"applied": report.changed, **report.to_dict()}
-        if not report.changed:
-            return
-        limit = 1e-4 * max(report.reference_max_abs, 1e-6) + 1e-5
-        if report.max_abs_output_change > limit:  # never quantize a model that computes something else
-            self.transforms = {**self.transforms, "applied": False,
-                               "reason": f"the transformed model's outputs moved by {report.max_abs_output_change:.3g} (limit {limit:.3g})"}
-            self.warn(f"equalization not applied: {self.transforms['reason']}")
-            return
+    def adopt_float_model(self, module, what: str) -> None:
+        """A float pass's result becomes the model static plans start from (exported again to ONNX)."""
         from compressor.io.export_onnx import export_onnx
 
         self.model = ModelHandle(module=module, inputs=self.model.inputs, output_names=list(self.model.output_names),
                                  preprocessing=self.model.preprocessing, source=self.model.source)
-        path = Path(self._tmp.name) / "transformed.onnx"
-        with self.progress.stage(f"exported the transformed model ({len(report.equalized)} pair(s) equalized, "
-                                 f"{len(report.migrated)} LayerNorm(s) migrated)"):
+        path = self.new_path("transformed")
+        with self.progress.stage(f"exported {what}"):
             export_onnx(self.model, path)
         self.float_onnx, self._float, self._index = path, None, None
 
@@ -260,46 +240,8 @@ class QuantizationStage:
                                samples=n, extra_tensors=extra, structure=structure)
         if self.calib is not None and self.calib.synthetic:
             plan.warnings.append("calibrated on synthetic (random) data: scales may not fit real inputs")
-        plan.transforms = dict(self.transforms)
-        if self.settings.bias_correction:
-            self._correct_biases(plan, feeds)
+        plan.transforms = {**self.transforms, **run_phase(self, self.settings, PLAN, plan)}
         return plan
-
-    def _correct_biases(self, plan: QuantPlan, feeds: list[dict]) -> None:
-        """Fast bias correction, kept only when it lowers the plan's output error on calibration data."""
-        from compressor.quantization.bias_correction import MAX_SAMPLES, corrections
-        from compressor.quantization.qdq import realize_static
-
-        with self.progress.stage("bias correction measured"):
-            found = corrections(self.float_model, plan, feeds, lambda f, names: self.run(self.float_model, [f], names)[0])
-            if not found:
-                return
-            probe = _first_samples(feeds, MAX_SAMPLES)
-            n = sum(_samples_in(f) for f in probe)
-            ref = np.concatenate([r["__outputs__"][0] for r in self.run(self.float_model, probe, [])])
-
-            classifier = ref.ndim == 2 and ref.shape[1] > 1 and self.task in ("auto", "classification")
-
-            def error() -> tuple[float, float]:
-                got = np.concatenate([r["__outputs__"][0] for r in self.run(realize_static(self.float_model, plan), probe, [])])
-                agree = float((got.argmax(1) == ref.argmax(1)).mean()) if classifier else 1.0
-                return float(np.mean((got.astype(np.float64) - ref) ** 2)), agree
-
-            (before, agree_before) = error()
-            for layer in plan.layers:
-                if layer.name in found:
-                    layer.bias_correction = [float(v) for v in found[layer.name]]
-            (after, agree_after) = error()
-        kept = after < before and agree_after >= agree_before
-        if not kept:
-            for layer in plan.layers:
-                layer.bias_correction = None
-        plan.transforms["bias_correction"] = {"applied": kept, "layers": len(found), "output_mse_before": before, "output_mse_after": after,
-                                              **({"top1_agreement_before": agree_before, "top1_agreement_after": agree_after} if classifier else {}),
-                                              "max_abs_correction": float(max(np.abs(v).max() for v in found.values())),
-                                              "samples": n, "method": "fast per-layer: mean output shift of each INT8 layer "
-                                              "(quantized input and weights vs float) on calibration data, kept if the output error drops and "
-                                              "no top-1 prediction of the calibration data flips"}
 
     def _structure_plan(self, structure) -> QuantPlan:
         from compressor.quantization.ptq import _layers

@@ -41,7 +41,10 @@ class OnnxReferenceBackend(Backend):
     name = "onnxref"
     package = "onnx"
     TARGETS = (TargetSpec("onnxref-cpu-fp32", name, Device.CPU, Precision.FP32, IRFormat.ONNX, "onnx",
-                          "ONNX's reference evaluator (pure numpy; a plugin example)"),)
+                          "ONNX's reference evaluator (pure numpy; a plugin example)"),
+               # static INT8 in a QDQ layout of its own: written by the plugin's realiser (compressor_onnxref.realiser)
+               TargetSpec("onnxref-cpu-int8", name, Device.CPU, Precision.INT8, IRFormat.ONNX, "onnx",
+                          "ONNX's reference evaluator, static INT8 QDQ (a plugin example: its own realiser)", qdq_layout="reference"))
 
     def available(self, target):
         missing = package_missing("onnx")

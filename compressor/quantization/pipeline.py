@@ -1,0 +1,113 @@
+"""Compression passes: the algorithms that make a model or its INT8 plan easier to quantize, as plugins.
+
+A pass is a class with a name, a phase, its settings switch, ``applies_to``, ``run`` and ``report_lines``, found through
+the entry-point group ``compressor.passes`` (the built-in ones registered in pyproject.toml as a plugin's would be). The
+quantization stage runs the enabled passes of each phase in order and records each one's result in the plan
+(``plan.transforms[name]``), which the manifest, REPORT.md and the terminal show through the pass's own ``report_lines``.
+
+- ``float`` passes change the float model before any plan is made (cross-layer equalization and scale migration): every
+  realiser then starts from the changed model, which must compute the same function.
+- ``plan`` passes edit a calibrated static plan (bias correction; a plugin's weight or scale rounding): every realiser
+  writes the edited plan.
+
+A built-in pass is switched by its own settings field (``--bias-correction``); any pass, a plugin's included, also runs when
+named with ``--pass NAME``. Adding a pass is its module and one entry-point line.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from compressor.core.errors import InputError
+from compressor.core.plugins import load_group
+
+GROUP = "compressor.passes"
+FLOAT, PLAN = "float", "plan"
+
+
+class CompressionPass:
+    name: ClassVar[str]
+    phase: ClassVar[str]  # FLOAT | PLAN
+    order: ClassVar[int] = 100  # within its phase, lower first
+    description: ClassVar[str]
+    #: the QuantizationSettings field that switches it on (a built-in's own flag); None: only by --pass NAME
+    switch: ClassVar[str | None] = None
+    #: how a person turns it on, where the switch alone does not say (listed by `compressor targets`)
+    on_by: ClassVar[str | None] = None
+
+    def enabled(self, settings) -> bool:
+        return self.name in settings.passes or bool(self.switch and getattr(settings, self.switch))
+
+    def applies_to(self, stage, plan=None) -> tuple[bool, str]:
+        """(True, "") when it can run on this stage's model (and ``plan``), else (False, why): the why is recorded."""
+        return True, ""
+
+    def run(self, stage, plan=None) -> dict[str, Any]:
+        """Do the work; return the record kept in ``plan.transforms[name]`` (``applied`` says whether it changed anything)."""
+        raise NotImplementedError
+
+    def report_lines(self, record: dict[str, Any]) -> list[str]:
+        """Markdown bullet lines for REPORT.md and the terminal."""
+        why = record.get("reason")
+        return [f"- {self.name}: {'applied' if record.get('applied') else 'not applied'}" + (f" ({why})" if why else "")]
+
+
+@lru_cache(maxsize=1)
+def _loaded() -> tuple[dict[str, CompressionPass], dict[str, str]]:
+    classes, errors = load_group(GROUP, CompressionPass)
+    found = {}
+    for ep_name, cls in classes.items():
+        if getattr(cls, "phase", None) not in (FLOAT, PLAN):
+            errors[ep_name] = f"{cls.__module__}.{cls.__name__}.phase must be '{FLOAT}' or '{PLAN}'"
+            continue
+        found[cls.name] = cls()
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].phase != FLOAT, kv[1].order, kv[0]))), errors
+
+
+def registered() -> dict[str, CompressionPass]:
+    """Every pass that loaded, float passes first, each phase in order."""
+    return dict(_loaded()[0])
+
+
+def load_errors() -> dict[str, str]:
+    return dict(_loaded()[1])
+
+
+def names() -> list[str]:
+    """The installed passes' names, without importing them (for --help)."""
+    return sorted(ep.name for ep in importlib.metadata.entry_points(group=GROUP))
+
+
+def pipeline(settings, phase: str) -> list[CompressionPass]:
+    """The enabled passes of ``phase``, in order; a --pass name that no installed pass has is refused."""
+    found = registered()
+    unknown = [n for n in settings.passes if n not in found]
+    if unknown:
+        broken = load_errors()
+        raise InputError(f"--pass {', '.join(unknown)}: no such pass is installed (installed: {', '.join(found) or 'none'})"
+                         + (f"; failed to load: {'; '.join(f'{k} ({v})' for k, v in broken.items())}" if broken else ""))
+    return [p for p in found.values() if p.phase == phase and p.enabled(settings)]
+
+
+def run_phase(stage, settings, phase: str, plan=None, warn=lambda m: None) -> dict[str, dict]:
+    """Run the enabled passes of ``phase`` on ``stage`` (and ``plan``): {name: record}, in the order they ran."""
+    records = {}
+    for p in pipeline(settings, phase):
+        ok, why = p.applies_to(stage, plan)
+        records[p.name] = p.run(stage, plan) if ok else {"applied": False, "reason": f"not attempted: {why}"}
+        records[p.name].setdefault("phase", phase)
+    return records
+
+
+def report_lines(transforms: dict[str, Any]) -> list[str]:
+    """Every recorded pass's lines, in pipeline order (records of passes not installed here are named, not lost)."""
+    found = registered()
+    lines = []
+    for name, record in transforms.items():
+        if not isinstance(record, dict) or name == "qat":
+            continue
+        p = found.get(name)
+        lines += p.report_lines(record) if p is not None else [f"- {name}: {record}"]
+    return lines
