@@ -9,7 +9,6 @@ from compressor.core.backend import IR
 from compressor.core.targets import IRFormat
 from compressor.quantization.realiser import Realiser
 
-
 OPSET = 21
 
 
@@ -19,10 +18,9 @@ class ReferenceQdq(Realiser):
 
     def realise(self, source, target, plan, progress, tuning=None) -> IR:
         import onnx
+        from onnx import version_converter
 
         from compressor.quantization.qdq import realize_static
-
-        from onnx import version_converter
 
         path = source.new_path("reference-qdq")
         model = version_converter.convert_version(realize_static(source.float_for(plan), plan, layout="ort"), OPSET)
