@@ -34,7 +34,7 @@ INTEGRATION_FIXTURES = {"fashion_ckpt", "resnet18_ckpt", "fashion_small", "fashi
 #: what in a test's source means it runs the SDK on a model in this process
 INTEGRATION_CALLS = ("cli_in_process(", "FASHION / ", "_session(", "compressor.compress(", "compressor.bench(", "compressor.analyze(",
                      "compressor.search(", "EvaluationSession", "load_model(", "open_session(", "prune(", "bench_targets(",
-                     "run_isolated(", "compile(", "InferenceSession", "compare(", "Core()")
+                     "run_isolated(", "compile(", "InferenceSession", "compare(", "Core()", "_load_module_or_state(", "torch.load(")
 E2E_CALLS = ("cli(", "subprocess.", "Popen(")
 #: what needs something beyond the project's Python packages
 ENVIRONMENT_HINTS = {"browser": ("chromium",), "dataset": ("compressor.zoo.fashion:train", "zoo.fashion import"),

@@ -99,11 +99,14 @@ def foreign_globals(path: Path) -> list[str]:
     import io
     import pickletools
 
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            data = b"".join(z.read(n) for n in z.namelist() if n.endswith(".pkl"))
-    else:
-        data = path.read_bytes()
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = b"".join(z.read(n) for n in z.namelist() if n.endswith(".pkl"))
+        else:
+            data = path.read_bytes()
+    except Exception:  # noqa: BLE001 - bytes that look like a zip but are none (a damaged or random file): nothing to name
+        return []
     found, strings, stream = [], [], io.BytesIO(data)
     while stream.tell() < len(data):
         try:
@@ -163,7 +166,7 @@ def _load_module_or_state(path: Path, fmt: str, trust: bool, key: str | None = N
             obj = torch.load(str(path), map_location="cpu", weights_only=False)
         except Exception as e2:  # noqa: BLE001
             raise _corrupt(path, e2)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except Exception as e:  # noqa: BLE001 - the safe unpickler cannot run code: whatever else it raises, the file is not readable
         raise _corrupt(path, e)
     if isinstance(obj, torch.nn.Module) and key is None:
         return "module", obj, None
