@@ -19,9 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, run_suite, say  # noqa: E402
 
-from compressor.app.compress import open_session  # noqa: E402
 from compressor.app.options import overrides  # noqa: E402
 from compressor.app.recipe import build_config  # noqa: E402
+from compressor.app.session import open_session  # noqa: E402
 from compressor.core.progress import Progress  # noqa: E402
 from compressor.evaluation.session import Candidate  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402

@@ -33,6 +33,7 @@ def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt)
     from compressor.core.backend import CompileContext
     from compressor.core.registry import get_backend, get_target
     from compressor.core.specs import InputSpec
+    from compressor.data.context import RunContext
     from compressor.data.sources import synthetic_data
     from compressor.evaluation.benchmark import run_isolated
     from compressor.evaluation.session import EvaluationSession
@@ -42,8 +43,8 @@ def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt)
 
     h = load_model(fashion_ckpt, [InputSpec.parse("1,1,28,28")], FASHION_ARCH)
     spec = get_target("ort-cpu-fp32").with_run(h.inputs, 1)
-    with EvaluationSession(h, synthetic_data(h.inputs, 4)) as session:
-        ir = session.float_ir(session.variant(None, spec), spec.ir, "test")
+    with EvaluationSession(h, RunContext(eval_data=synthetic_data(h.inputs, 4))) as session:
+        ir = session.variants.float_ir(session.variants.get(None, spec), spec.ir, "test")
         art = get_backend("onnxruntime").compile(h, ir, spec, tmp_path, CompileContext())
     r = run_isolated("ort-cpu-fp32", art.path, {"input": np.zeros((1, 1, 28, 28), np.float32)},
                      BenchmarkSettings(threads=1, duration=0.2, iterations=5))

@@ -10,12 +10,13 @@ from tests.conftest import FASHION_ARCH
 @pytest.fixture
 def fashion_session(fashion_ckpt):
     from compressor.core.specs import InputSpec
+    from compressor.data.context import RunContext
     from compressor.data.sources import synthetic_data
     from compressor.evaluation.session import EvaluationSession
     from compressor.io.loading import load_model
 
     h = load_model(fashion_ckpt, [InputSpec.parse("1,1,28,28")], FASHION_ARCH)
-    with EvaluationSession(h, synthetic_data(h.inputs, 4)) as session:
+    with EvaluationSession(h, RunContext(eval_data=synthetic_data(h.inputs, 4))) as session:
         yield session
 
 

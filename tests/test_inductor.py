@@ -99,9 +99,9 @@ def test_inc_quantizer_is_refused_for_other_targets(tmp_path):
 
 
 def _session(**options):
-    from compressor.app.compress import open_session
     from compressor.app.options import overrides
     from compressor.app.recipe import build_config
+    from compressor.app.session import open_session
     from compressor.core.progress import Progress
 
     config = build_config(None, overrides({"target": TARGET, **options}))
@@ -113,8 +113,8 @@ def _ir(session):
 
     spec = get_target(TARGET).with_run(session.model.inputs, session.threads)
     session.prepare([Candidate(TARGET)])
-    variant = session.variant(None, spec)
-    return session.ir(variant, "as loaded", spec)
+    variant = session.variants.get(None, spec)
+    return session.variants.ir(variant, "as loaded", spec, tuning=session._tuning(variant.model))
 
 
 def _agreement(session, ir, n: int = 128) -> float:

@@ -11,9 +11,9 @@ from compressor.quantization.suffix import changed_part
 
 
 def test_changed_parts_give_the_whole_graphs_outputs(tmp_path, resnet18_ckpt):
-    from compressor.app.compress import open_session
     from compressor.app.options import overrides
     from compressor.app.recipe import build_config
+    from compressor.app.session import open_session
     from compressor.core.progress import Progress
     from compressor.core.registry import get_target
     from compressor.evaluation.session import Candidate
@@ -26,11 +26,11 @@ def test_changed_parts_give_the_whole_graphs_outputs(tmp_path, resnet18_ckpt):
     with open_session(config, Progress(quiet=True), calibrate=True) as session:
         spec = get_target("ort-cpu-int8").with_run(session.model.inputs, session.threads)
         session.prepare([Candidate("ort-cpu-int8")])
-        stage = session.stage(session.variant(None, spec), "as loaded")
+        stage = session.variants.stage(session.variants.get(None, spec), "as loaded")
         plan = stage.plan_for(spec)
         plans = [single_layer_plan(plan, l.name) for l in plan.int8_layers] + [plan]
-        fast = list(stage.simulate(plans))
-        feeds = stage.sensitivity_feeds()
+        fast = list(stage.simulation.simulate(plans))
+        feeds = stage.simulation.feeds()
         fmodel = stage.float_for(plan)
         sizes = []
         for p, got in zip(plans, fast):

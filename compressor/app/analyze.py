@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compressor.app.compress import open_session
 from compressor.app.recipe import RunConfig
+from compressor.app.session import open_session
 from compressor.core.errors import InputError
 from compressor.core.progress import Progress
 from compressor.core.registry import get_target

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from compressor.app.compress import open_session
 from compressor.app.recipe import RunConfig
+from compressor.app.session import open_session
 from compressor.core.environment import describe_environment
 from compressor.core.errors import InputError, TargetError
 from compressor.core.progress import Progress

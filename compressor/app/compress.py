@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from compressor.app.recipe import RunConfig
+from compressor.app.session import open_session
 from compressor.bundle.html import HTML_REPORT, manifest_results, render
 from compressor.bundle.report import bundle_report, row
 from compressor.bundle.writer import MANIFEST, REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
@@ -22,12 +23,10 @@ from compressor.core.errors import CompressorError, GateError, InputError
 from compressor.core.progress import Progress
 from compressor.core.registry import get_backend, get_target, reference_target, require
 from compressor.core.version import __version__
-from compressor.data.sources import DataSource, load_data, synthetic_data
 from compressor.evaluation.auto_precision import PLOT_FILE, AutoPrecision, plot
 from compressor.evaluation.benchmark import METHOD
 from compressor.evaluation.session import Candidate, CandidateResult, EvaluationSession
 from compressor.evaluation.validate import run_all
-from compressor.io.loading import load_model
 
 #: verify tolerance: |artifact - recorded| <= ATOL + RTOL * max|recorded| per output, and cosine >= COSINE_MIN
 VERIFY_TOLERANCE = {"atol": 1e-5, "rtol_of_max": 1e-3, "cosine_min": 0.9999}
@@ -55,53 +54,6 @@ class CompressResult:
     @property
     def fidelity(self) -> dict[str, Any]:
         return self.manifest["metrics"]["fidelity"]
-
-
-def _no_eval_data() -> InputError:
-    return InputError("no eval data: pass --eval DATA (image folder, .npy/.npz, or package.module:function), "
-                      "or --synthetic to validate on random inputs (every fidelity number is then marked synthetic)")
-
-
-def open_session(config: RunConfig, ui: Progress, calibrate: bool = False, train: bool | None = None) -> EvaluationSession:
-    """Load the model and the data once; ``calibrate``: some target needs calibration data (static INT8); ``train``: some
-    candidate fine-tunes (default: the run's own pruning or QAT)."""
-    d = config.data
-    if not d.eval and not d.synthetic:
-        raise _no_eval_data()
-    if train is None and config.qat.enabled and not config.finetune.data:
-        raise InputError("--qat needs training data: pass --finetune DATA (inputs like the eval data; labels are used where given, and "
-                         "the FP32 model is distilled either way)")
-    if train is None and config.pruning is None and config.finetune.data and not config.qat.enabled:
-        raise InputError("--finetune without pruning or --qat: fine-tuning here recovers accuracy after pruning or trains INT8 "
-                         "(QAT); add --prune-macs / --prune-ratio, or --qat")
-    pre = config.preprocessing
-    m = config.model
-    with ui.stage(f"loaded {Path(m.checkpoint).name}"):
-        handle = load_model(m.checkpoint, config.input_specs(), m.arch, m.arch_kwargs, m.trust_checkpoint, pre, m.output_names,
-                            m.checkpoint_key, m.forward_kwargs)
-    if handle.source.get("checkpoint_key") and not m.checkpoint_key:
-        ui.note(f"the weights are the state_dict under '{handle.source['checkpoint_key']}' of {Path(m.checkpoint).name} "
-                "(--checkpoint-key to choose another)")
-    with ui.stage("read eval data"):
-        eval_data = (load_data(d.eval, handle.inputs, pre, d.eval_labels, d.eval_samples, what="eval data") if d.eval
-                     else synthetic_data(handle.inputs, d.synthetic_samples))
-    calib: DataSource | None = None
-    if d.calib:
-        with ui.stage("read calibration data"):
-            calib = load_data(d.calib, handle.inputs, pre, d.calib_labels, d.calib_samples, what="calibration data")
-    elif calibrate and d.synthetic:
-        ui.warn("calibrating on synthetic (random) data: real inputs may need other scales")
-        calib = synthetic_data(handle.inputs, d.calib_samples or 64, seed=1)
-    if train is None:
-        train = config.pruning is not None or config.qat.enabled
-    train_data = None
-    if train and config.finetune.data:
-        f = config.finetune
-        with ui.stage("read fine-tuning data"):
-            train_data = load_data(f.data, handle.inputs, pre, f.labels, f.samples, what="fine-tuning data")
-    return EvaluationSession(handle, eval_data, calib=calib, calib_samples=d.calib_samples, quantization=config.quantization,
-                             benchmark=config.benchmark, task=config.model.task, finetune=config.finetune, finetune_data=train_data, progress=ui,
-                             gate=config.gate, build=config.build, qat=config.qat)
 
 
 def compress(config: RunConfig, quiet: bool = False) -> CompressResult:

@@ -81,7 +81,7 @@ class AutoPrecision:
     def run(self) -> tuple[CandidateResult, list[str], dict[str, Any]]:
         """(the chosen result, its gate failures (empty when one passed), the manifest section)."""
         s, c = self.session, self.candidate
-        spec = s._resolve(c)[0]
+        spec = s.builder.resolve(c)[0]
         self._check(spec)
         settings = (c.quantization or s.quantization).model_copy(update={"sensitivity": False})
         ptq = replace(c, quantization=settings, qat=QatSettings())
@@ -140,11 +140,11 @@ class AutoPrecision:
 
     def _ranking(self, first: CandidateResult) -> list[dict]:
         s, c = self.session, self.candidate
-        spec = s._resolve(c)[0]
-        key = s._variant_key(c.pruning, spec)
-        variant = s.variant(c.pruning, spec)
+        spec = s.builder.resolve(c)[0]
+        key = s.variants.key(c.pruning, spec)
+        variant = s.variants.get(c.pruning, spec)
         settings = (c.quantization or s.quantization).model_copy(update={"sensitivity_on": "runtime"})
-        sens = s.sensitivity(variant, key, spec, first.plan, settings, QatSettings())
+        sens = s.builder.sensitivity(variant, key, spec, first.plan, settings, QatSettings())
         return [{k: d[k] for k in ("layer", "op_type", "loss", "cosine_mean", "top1_agreement")} for d in sens["layers_alone"]]
 
     def _choose(self) -> int:

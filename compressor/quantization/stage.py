@@ -15,7 +15,6 @@ Backends never get here: they receive the realised IR.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,71 +25,46 @@ from compressor.core.errors import ExportError, InputError
 from compressor.core.model import ModelHandle
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, TargetSpec
-from compressor.data.feeds import iter_feeds
-from compressor.data.sources import DataSource
+from compressor.data.context import RunContext
+from compressor.data.feeds import calibration_feeds, first_samples
 from compressor.quantization.pipeline import FLOAT, PLAN, run_phase
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.realiser import realiser_for
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
+from compressor.quantization.simulation import Simulation
 
 #: the PT2E flavour captured with a strict torch.export first (see QuantizationStage.capture)
 STRICT_FLAVOUR = "x86_inductor"
-#: measure(plans) -> each realised plan's first output on the sensitivity feeds, concatenated, in order
-Measure = Callable[[Sequence[QuantPlan]], Iterator[np.ndarray]]
-
-
-def calibration_feeds(data: DataSource, inputs, samples: int) -> list[dict[str, np.ndarray]]:
-    """Batches of at most 16 samples (the spec's fixed batch where it has one)."""
-    first = inputs[0].dims[0]
-    batch = 16 if first.dynamic and first.max >= 16 else (first.value if not first.dynamic else first.max)
-    return [feeds for feeds, _ in iter_feeds(data.take(samples), inputs, batch)]
-
-
-def _samples_in(feed: dict[str, np.ndarray]) -> int:
-    return int(next(iter(feed.values())).shape[0])
-
-
-def _first_samples(feeds: list[dict], n: int) -> list[dict]:
-    """The first feeds holding at least ``n`` samples (all of them when there are fewer)."""
-    out, seen = [], 0
-    for f in feeds:
-        if seen >= n:
-            break
-        out.append(f)
-        seen += _samples_in(f)
-    return out
 
 
 class QuantizationStage:
-    def __init__(self, model: ModelHandle, float_onnx: Path, settings: QuantizationSettings, calib: DataSource | None,
-                 calib_samples: int | None = None, progress: Progress | None = None, warn: Callable[[str], None] = lambda m: None,
-                 threads: int | None = None, analysis: DataSource | None = None, task: str = "auto", qat=None):
+    def __init__(self, model: ModelHandle, float_onnx: Path, settings: QuantizationSettings, ctx: RunContext | None = None, qat=None):
+        """``ctx``: the run's progress, warnings, threads, task and data (calibration data for the plans; the eval data, held out,
+        for per-layer sensitivity); ``qat``: a QatResult, whose trained model this is and whose learned ranges static plans take."""
+        ctx = ctx or RunContext()
         # the model as given (dynamic INT8 and NNCF start from it), and the one static plans start from: the same,
-        # or its equalized / scale-migrated copy (see _transform)
+        # or its equalized / scale-migrated copy (see the float passes)
         self.original, self.original_onnx = model, Path(float_onnx)
         self.model = model
         self.float_onnx = Path(float_onnx)
         self.settings = settings
-        self.calib = calib
-        self.calib_samples = calib_samples or DEFAULT_CALIB_SAMPLES
-        self.progress = progress or Progress(quiet=True)
-        self.warn = warn
-        self.threads = threads
-        self.analysis = analysis  # held-out data for sensitivity (the eval data in a run), else the calibration data
-        self.task = task
-        self.qat = qat  # a QatResult: the model is its trained model, and static plans take its learned ranges
+        self.ctx = ctx
+        self.calib = ctx.calib
+        self.calib_samples = ctx.calib_samples or DEFAULT_CALIB_SAMPLES
+        self.progress, self.warn, self.threads, self.task = ctx.progress, ctx.warn, ctx.threads, ctx.task
+        self.analysis = ctx.eval_data  # held-out data for sensitivity (the eval data in a run), else the calibration data
+        self.qat = qat
         self._float = None
         self._original_float = None
         self._plans: dict[str, QuantPlan] = {}
         self._pt2e: set[str] = set()
         self._index = None
         self._feeds: list[dict] | None = None
-        self._sens_feeds: list[dict] | None = None
-        self._held: dict[int, tuple[Any, Any]] = {}  # id(float graph) → (that graph, its HeldWeights)
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-quant-")
         self._n = 0
         self._transformed = False
-        self.transforms: dict[str, Any] = {}  # what the float transforms did (equalization, scale migration)
+        self.transforms: dict[str, Any] = {}  # what the float passes did
+        self.simulation = Simulation(self)
 
     # --- inputs ------------------------------------------------------------------------------------
 
@@ -136,7 +110,7 @@ class QuantizationStage:
 
     def first_calib_feeds(self, n: int) -> list[dict[str, np.ndarray]]:
         """The first calibration batches holding at least ``n`` samples."""
-        return _first_samples(self.calib_feeds(), n)
+        return first_samples(self.calib_feeds(), n)
 
     def _samples(self) -> int:
         return min(len(self.calib), self.calib_samples) if self.calib is not None else 0
@@ -343,79 +317,6 @@ class QuantizationStage:
                               "residual nets ('Input partition has more than one output node'): if INT8 fails, remove what stops "
                               "TorchDynamo in forward (graph breaks, Python side effects)")
         return export_program(self.model, what="PT2E quantization").module()
-
-    # --- sensitivity -------------------------------------------------------------------------------
-
-    def sensitivity_feeds(self) -> list[dict[str, np.ndarray]]:
-        if self._sens_feeds is None:
-            source = self.analysis if self.analysis is not None else self.calib
-            if source is None:
-                raise InputError("per-layer sensitivity needs data: pass --eval DATA (or --calib DATA)")
-            self._sens_feeds = calibration_feeds(source, self.model.inputs, min(len(source), self.settings.sensitivity_samples))
-        return self._sens_feeds
-
-    def simulate(self, plans: Sequence[QuantPlan]) -> Iterator[np.ndarray]:
-        """The first output of each plan realised as QDQ/dynamic ONNX and run by the SDK's ONNX executor on the
-        sensitivity feeds, in order. The float graph's weights stay outside each realised copy except those the plan
-        quantizes (one layer's, in per-layer sensitivity) and every session shares them; and each plan runs only the
-        part of its graph it changes, fed by one pass of the float graph made in segments (:mod:`.suffix`)."""
-        from compressor.quantization.onnx_exec import element_types, run_model
-        from compressor.quantization.qdq import realize_dynamic, realize_static
-        from compressor.quantization.suffix import FloatStream, changed_part, sub_model
-
-        feeds = self.sensitivity_feeds()
-        work = []
-        for plan in plans:
-            fmodel = self.float_for(plan)
-            held = self._held_weights(fmodel)
-            qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(held.with_data(self._read_by(plan)), plan)
-            work.append((fmodel, held, qmodel, changed_part(qmodel, held.skeleton)))
-        streams: dict[int, FloatStream] = {}
-        for fmodel, held, qmodel, part in work:
-            if part is None:
-                yield np.concatenate([r["__outputs__"][0] for r in run_model(qmodel, feeds, [], self.threads, held)])
-                continue
-            if id(fmodel) not in streams:
-                wanted = [p.float_reads for f, _, _, p in work if f is fmodel and p is not None]
-                streams[id(fmodel)] = FloatStream(held.skeleton, feeds, lambda m, fl, names, h=held: run_model(m, fl, names, self.threads, h),
-                                                  wanted, element_types(fmodel))
-            values = streams[id(fmodel)].get(part.float_reads)
-            if part.output_from_float:
-                yield np.concatenate([v[part.output_from_float] for v in values])
-                continue
-            model = sub_model(qmodel, part.nodes, {q: values[0][f] for q, f in part.boundary.items()}, part.outputs,
-                              element_types(qmodel, inferred=False))
-            runs = run_model(model, [{q: v[f] for q, f in part.boundary.items()} for v in values], [], self.threads, held)
-            yield np.concatenate([r["__outputs__"][0] for r in runs])
-
-    def _held_weights(self, model):
-        from compressor.quantization.onnx_exec import HeldWeights
-
-        if id(model) not in self._held:
-            self._held[id(model)] = (model, HeldWeights(model))
-        return self._held[id(model)][1]
-
-    def _read_by(self, plan: QuantPlan) -> list[str]:
-        """The initializers a realiser reads for ``plan``: the inputs of its quantized layers' nodes."""
-        nodes = {l.node for l in plan.quantized_layers}
-        return [i for n in self.float_for(plan).graph.node if n.name in nodes for i in n.input]
-
-    def sensitivity(self, plan: QuantPlan, measure: Measure, runtime: str) -> dict[str, Any]:
-        """Each INT8 layer of ``plan`` alone, measured by ``measure`` (the target's runtime), against the float
-        graph on the same samples; plus each layer's output SQNR in the full plan (QDQ simulation, where the
-        plan has ranges)."""
-        from compressor.quantization.qdq import realize_static
-        from compressor.quantization.sensitivity import analyse
-
-        feeds = self.sensitivity_feeds()
-        simulate = None
-        if plan.mode == "static" and plan.activations:
-            def simulate(p: QuantPlan, names: list[str]) -> list[dict]:
-                return self.run(realize_static(self.float_for(p), p), feeds, names)
-        layers = plan.int8_layers
-        with self.progress.bar(f"per-layer sensitivity on {runtime} ({len(layers)} layers)", total=len(layers) + 1) as advance:
-            return analyse(plan, feeds, lambda names: self.run(self.float_for(plan), feeds, names), measure, simulate,
-                           progress=advance, task=self.task, runtime=runtime)
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compressor.app.compress import open_session, write_result
+from compressor.app.compress import write_result
 from compressor.app.recipe import RunConfig
 from compressor.app.search.space import Point
+from compressor.app.session import open_session
 from compressor.core.environment import describe_environment
 from compressor.core.errors import CompressorError, first_line
 from compressor.core.progress import Progress
