@@ -27,7 +27,7 @@ def test_an_sdk_bug_in_a_candidate_propagates_under_debug_and_in_tests(fashion_s
     def bug(result):
         raise TypeError("an SDK bug")
 
-    monkeypatch.setattr(fashion_session, "validate", bug)  # fault injection: a bug in the validator
+    monkeypatch.setattr(fashion_session.validator, "validate", bug)  # fault injection: a bug in the validator
     monkeypatch.setenv(STRICT_ENV, "1")
     with pytest.raises(TypeError, match="an SDK bug"):
         fashion_session.evaluate(Candidate("ort-cpu-fp32"), benchmark=False)
@@ -38,7 +38,7 @@ def test_an_sdk_bug_in_a_candidate_propagates_under_debug_and_in_tests(fashion_s
     def refused(result):
         raise InputError("bad input the user can fix")
 
-    monkeypatch.setattr(fashion_session, "validate", refused)
+    monkeypatch.setattr(fashion_session.validator, "validate", refused)
     monkeypatch.setenv(STRICT_ENV, "1")  # the SDK's own error family stays a row's status even in strict mode
     r = fashion_session.evaluate(Candidate("ort-cpu-fp32"), benchmark=False)
     assert r.status == "failed" and "bad input" in r.reason

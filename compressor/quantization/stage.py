@@ -190,7 +190,7 @@ class QuantizationStage:
         if self.analysis is not None or self.calib is not None:
             from compressor.quantization.ptq import keep_heavy_tailed_inputs_float
 
-            keep_heavy_tailed_inputs_float(self.original_float, plan, self.sensitivity_feeds())
+            keep_heavy_tailed_inputs_float(self.original_float, plan, self.simulation.feeds())
         return plan
 
     def _static_plan(self) -> QuantPlan:
