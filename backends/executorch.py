@@ -72,7 +72,7 @@ def executorch_version() -> str:
 
 
 def _mb(v: float | None, spec: str = ".1f") -> str:
-    return "–" if v is None else f"{v:{spec}} MB"
+    return "–" if v is None else f"{v:{spec}} MiB"
 
 
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # executorch/torchao import-time deprecation chatter
@@ -238,7 +238,7 @@ class ExecuTorchBackend(Backend):
                      f"{', '.join(report['portable_ops'])}; they run unaccelerated")
         readme = workdir / "README.md"
         shape = ", ".join(str(v) for v in model.inputs[0].shape(batch=1))
-        readme.write_text(README.format(name=target.name, size=f"{path.stat().st_size / 2**20:.1f} MB", version=executorch_version(),
+        readme.write_text(README.format(name=target.name, size=fmt_size(path.stat().st_size), version=executorch_version(),
                                         precision=target.precision, inputs=", ".join(f"`{s.name}` ({s.shape_str}, {s.dtype})" for s in model.inputs),
                                         outputs=", ".join(f"`{n}`" for n in model.output_names), input_names=model.input_names, shape=shape))
         names_file = workdir / "io_names.txt"

@@ -60,7 +60,7 @@ def test_executorch_fp32_and_size_ratio(et_int8, tmp_path):
 
 
 def test_budgets_fail_clearly(tmp_path):
-    with pytest.raises(GateError, match=r"over --max-size-mb 0.01 by 0.1\d MB.*no bundle written"):
+    with pytest.raises(GateError, match=r"over --max-size-mb 0.01 by 0.1\d MiB.*no bundle written"):
         compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-int8", output=tmp_path / "s",
                             max_size_mb=0.01, **EDGE_OPTS)
     with pytest.raises(GateError, match="over --max-memory-mb 0.001 by"):

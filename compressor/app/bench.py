@@ -199,7 +199,8 @@ def table_rows(result: dict) -> list[dict]:
                         "work/s (of peak)": _work(res.get("roofline")),
                         "multi-stream/s": "–" if "multi_stream" not in res else
                         f"{res['multi_stream']['throughput_per_s']:.1f} ({res['multi_stream']['streams']} streams)",
-                        "peak RSS": f"{res['peak_rss_mb']:.0f} MB", "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
+                        "peak RSS": f"{res['peak_rss_mb']:.0f} MiB",
+                        "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
                         "status": "ok" if "slower_than_float" not in res else f"SLOWER than float ({res['slower_than_float']:.2f}×)"})
     return out
 

@@ -290,7 +290,7 @@ def _search(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
     result = run(_config(kwargs, command="search"))
     c = result.chosen
     console().print(f"bundle: [bold]{result.bundle}[/] — trial {c['trial']}, {c['label']}: p50 {c['p50_ms']:.3g} ms, "
-                    f"{c['size_mb']:.3g} MB (passed every budget)", soft_wrap=True)
+                    f"{c['size_mb']:.3g} MiB (passed every budget)", soft_wrap=True)
     for p in result.pareto_bundles:
         console().print(f"Pareto front bundle: {p}")
     _write_json(json_path, {"bundle": str(result.bundle), "folder": str(result.folder), "chosen": c, "summary": result.summary,

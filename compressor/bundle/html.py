@@ -236,14 +236,14 @@ def _work_cell(p: dict) -> str:
 
 
 def _table(pts: list[dict], several: bool, front: set[int]) -> str:
-    heads = ["#", "target", *(["file"] if several else []), "precision", "batch", "size MB", "top-1", "agreement", "cosine", "p50 ms",
+    heads = ["#", "target", *(["file"] if several else []), "precision", "batch", "size MiB", "top-1", "agreement", "cosine", "p50 ms",
              "p90 ms", "throughput/s", "speed-up vs torch", "work/s", "of peak", "Pareto", "status"]
     rows = []
     for p in pts:
         status = p["status"] if p["status"] == "ok" else f"{p['status']}: {p['reason'] or ''}"
         rows.append("<tr>" + "".join([
             _cell(p["n"]), _cell(p["target"], cls="text"), *([_cell(p["file"])] if several else []), _cell(p["precision"], cls="text"),
-            _cell(p["batch"]), _cell(p["size"] / 1e6 if p["size"] else None, ".2f"), _cell(p["accuracy"], ".4f"), _cell(p["agreement"], ".4f"),
+            _cell(p["batch"]), _cell(p["size"] / 2**20 if p["size"] else None, ".2f"), _cell(p["accuracy"], ".4f"), _cell(p["agreement"], ".4f"),
             _cell(p["cosine"], ".5f"), _cell(p["p50"], ".3f"), _cell(p["p90"], ".3f"), _cell(p["throughput"], ".1f"),
             _cell(p["speedup"], ".2f"), _work_cell(p), _cell(p["of_peak"], ".0%"), _cell("yes" if p["n"] in front else "", cls="text"),
             _cell(status, cls="text" + (" bad" if p["status"] != "ok" else ""))]) + "</tr>")

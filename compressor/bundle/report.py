@@ -30,7 +30,7 @@ def row(target: str, precision: str, size: int | None, fidelity: dict | None, be
         "p50 ms": _f(lat.get("p50"), ".2f"),
         "p90 ms": _f(lat.get("p90"), ".2f"),
         "throughput/s": _f((bench or {}).get("throughput_per_s"), ".1f"),
-        "peak RSS": _f((bench or {}).get("peak_rss_mb"), ".0f", " MB"),
+        "peak RSS": _f((bench or {}).get("peak_rss_mb"), ".0f", " MiB"),
         "speed-up vs torch": _f(speedup, ".2f", "×"),
     }
 
@@ -110,8 +110,8 @@ def bundle_report(manifest: dict, rows: Sequence[dict], sections: Sequence[str] 
             st = sp["storage"]
             lines += [f"- Sparsity {sp['pattern']} (by magnitude) in {len(sp['layers'])} layer(s), every one checked to hold it "
                       f"({sp['zeros_in_sparsified_weights']:.1%} zeros); not sparsified: {', '.join(sp['skipped']) or 'none'}",
-                      f"- Weights stored compressed: {st['dense_compressed_bytes'] / 2**20:.2f} MB dense → "
-                      f"{st['sparse_compressed_bytes'] / 2**20:.2f} MB sparse ({st['factor']:.2f}× smaller; {st['method']}). "
+                      f"- Weights stored compressed: {st['dense_compressed_bytes'] / 2**20:.2f} MiB dense → "
+                      f"{st['sparse_compressed_bytes'] / 2**20:.2f} MiB sparse ({st['factor']:.2f}× smaller; {st['method']}). "
                       "The CPU runtimes here run sparse weights no faster than dense ones: the gain is storage (and TensorRT's "
                       "sparse kernels on a GPU)."]
         lines += [("- Fine-tuned: " + f"{len(ft['history']) - 1} epoch(s) on {ft['samples']} samples, {ft['loss_used']}; "

@@ -17,11 +17,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fmt_size(n: int | None) -> str:
-    """Bytes for people: ``812 B``, ``150.7 KB``, ``4.7 MB``."""
+    """Bytes for people, in binary units labelled as such (the one size unit of every surface): ``812 B``, ``150.7 KiB``,
+    ``4.7 MiB``."""
     if n is None:
         return "–"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)

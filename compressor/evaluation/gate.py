@@ -17,9 +17,9 @@ class GateSettings(Settings):
                                             panel=GATE, ge=0, le=1)
     min_cosine: Optional[float] = option(None, "Fail if the mean cosine similarity with FP32 outputs is below X (embeddings).",
                                          flag="--min-cosine", panel=GATE, ge=-1, le=1)
-    max_size_mb: Optional[float] = option(None, "Fail if the model file(s) exceed X MB (says by how much).", flag="--max-size-mb",
+    max_size_mb: Optional[float] = option(None, "Fail if the model file(s) exceed X MiB (2^20 bytes; says by how much).", flag="--max-size-mb",
                                           panel=GATE, gt=0)
-    max_memory_mb: Optional[float] = option(None, "Fail if loading and running the model takes more than X MB (measured).",
+    max_memory_mb: Optional[float] = option(None, "Fail if loading and running the model takes more than X MiB (measured).",
                                             flag="--max-memory-mb", panel=GATE, gt=0)
     max_latency_ms: Optional[float] = option(None, "Fail if the p50 latency (at the benchmark's batch size and threads) is over X ms "
                                                    "(measured).", flag="--max-latency-ms", panel=GATE, gt=0)
@@ -42,13 +42,13 @@ class GateSettings(Settings):
     def size_failure(self, size_bytes: int) -> str | None:
         mb = size_bytes / 2**20
         if self.max_size_mb is not None and mb > self.max_size_mb:
-            return f"the model is {mb:.2f} MB, over --max-size-mb {self.max_size_mb:g} by {mb - self.max_size_mb:.2f} MB"
+            return f"the model is {mb:.2f} MiB, over --max-size-mb {self.max_size_mb:g} by {mb - self.max_size_mb:.2f} MiB"
         return None
 
     def memory_failure(self, model_rss_mb: float | None) -> str | None:
         if self.max_memory_mb is not None and model_rss_mb is not None and model_rss_mb > self.max_memory_mb:
-            return (f"running the model takes {model_rss_mb:.1f} MB, over --max-memory-mb {self.max_memory_mb:g} "
-                    f"by {model_rss_mb - self.max_memory_mb:.1f} MB")
+            return (f"running the model takes {model_rss_mb:.1f} MiB, over --max-memory-mb {self.max_memory_mb:g} "
+                    f"by {model_rss_mb - self.max_memory_mb:.1f} MiB")
         return None
 
     def latency_failure(self, p50_ms: float | None) -> str | None:

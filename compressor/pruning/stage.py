@@ -63,7 +63,7 @@ def prune_model(handle: ModelHandle, settings: PruningSettings, finetune_setting
         report["sparsity"]["storage"] = sparsity.storage(handle.module.state_dict(), pruned.state_dict())
         st = report["sparsity"]["storage"]
         progress.note(f"  {len(report['sparsity']['layers'])} layer(s) {pattern}; weights stored compressed: "
-                      f"{st['dense_compressed_bytes'] / 2**20:.2f} MB dense → {st['sparse_compressed_bytes'] / 2**20:.2f} MB "
+                      f"{st['dense_compressed_bytes'] / 2**20:.2f} MiB dense → {st['sparse_compressed_bytes'] / 2**20:.2f} MiB "
                       f"({st['factor']:.2f}× smaller)")
     if settings.save:
         from compressor.io.pruned import save_pruned

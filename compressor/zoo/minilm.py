@@ -9,6 +9,7 @@ Inputs: ``input_ids`` and ``attention_mask`` (int64, batch × seq). Output: the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -104,12 +105,27 @@ class Pooler(nn.Module):  # present in the checkpoint; sentence embeddings do no
         self.dense = nn.Linear(hidden, hidden)
 
 
+@dataclass(frozen=True)
+class MiniLMConfig:
+    """all-MiniLM-L6-v2's BERT configuration (the checkpoint's shapes)."""
+
+    vocab: int = 30522
+    hidden: int = 384
+    layers: int = 6
+    heads: int = 12
+    inner: int = 1536
+    positions: int = 512
+    types: int = 2
+    eps: float = 1e-12
+
+
 class SentenceMiniLM(nn.Module):
-    def __init__(self, vocab=30522, hidden=384, layers=6, heads=12, inner=1536, positions=512, types=2, eps=1e-12):
+    def __init__(self, config: MiniLMConfig = MiniLMConfig()):
         super().__init__()
-        self.embeddings = Embeddings(vocab, hidden, positions, types, eps)
-        self.encoder = Encoder(layers, hidden, heads, inner, eps)
-        self.pooler = Pooler(hidden)
+        c = config
+        self.embeddings = Embeddings(c.vocab, c.hidden, c.positions, c.types, c.eps)
+        self.encoder = Encoder(c.layers, c.hidden, c.heads, c.inner, c.eps)
+        self.pooler = Pooler(c.hidden)
 
     def forward(self, input_ids, attention_mask):
         mask = attention_mask.to(torch.float32)

@@ -31,8 +31,8 @@ MIN_WORDS = 8
 class NewsStoryMiniLM(SentenceMiniLM):
     SCALE = 20.0
 
-    def __init__(self, stories: int = 300, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, stories: int = 300):
+        super().__init__()
         self.head = nn.Linear(self.pooler.dense.in_features, stories, bias=False)
 
     def forward(self, input_ids, attention_mask):

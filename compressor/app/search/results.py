@@ -60,7 +60,7 @@ def rows(records: list[dict], chosen: dict | None, front: list[dict]) -> list[di
         status = r["status"] + (" (plain compress)" if r.get("baseline") else "")
         why = "; ".join(r.get("failures") or []) or r.get("reason") or ""
         out.append({"trial": str(r["trial"]), "candidate": r["label"], "status": status, "p50 ms": _fmt(r.get("p50_ms"), ".3g"),
-                    "size MB": _fmt(r.get("size_mb"), ".3g"), "accuracy": _fmt(f.get("accuracy"), ".4f"),
+                    "size MiB": _fmt(r.get("size_mb"), ".3g"), "accuracy": _fmt(f.get("accuracy"), ".4f"),
                     "drop pts": _fmt(f.get("accuracy_drop_pp"), ".2f"), "agreement": _fmt(f.get("top1_agreement"), ".4f"),
                     "cosine": _fmt(f.get("cosine_mean"), ".5f"), "s": _fmt(r.get("seconds"), ".0f"), "": mark, "why": why})
     return out
@@ -73,7 +73,7 @@ def print_rows(table_rows: list[dict[str, str]], title: str) -> None:
 
     table = Table(title=title)
     for c in table_rows[0] if table_rows else ():
-        table.add_column(c, justify="right" if c in ("trial", "p50 ms", "size MB", "accuracy", "drop pts", "agreement", "cosine", "s")
+        table.add_column(c, justify="right" if c in ("trial", "p50 ms", "size MiB", "accuracy", "drop pts", "agreement", "cosine", "s")
                          else "left", overflow="fold")
     for r in table_rows:
         table.add_row(*r.values(), style="bold green" if r[""] == "★ chosen" else None)

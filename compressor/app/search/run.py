@@ -124,7 +124,7 @@ def _line(record: dict[str, Any], n: int, total: int, gate) -> str:
     if record.get("p50_ms") is not None:
         bits.append(f"p50 {record['p50_ms']:.3g} ms")
     if record.get("size_mb") is not None:
-        bits.append(f"{record['size_mb']:.3g} MB")
+        bits.append(f"{record['size_mb']:.3g} MiB")
     if f is not None:
         bits.append(gate.objective(f).progress(f))
     why = "; ".join(record.get("failures") or []) or record.get("reason")
@@ -342,7 +342,7 @@ def _finish(config: RunConfig, records: list[dict], folder: Path, space: Space, 
     lines = [f"# {title}", "", f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
              f"- plot: {plot_path.name}; trials: {STORAGE_FILE} (optuna journal: rerun the same command to resume or extend)"]
     for target, r in per_target.items():
-        lines.append(f"- best feasible on {target}: trial {r['trial']} ({r['label']}), p50 {r['p50_ms']:.3g} ms, {r['size_mb']:.3g} MB")
+        lines.append(f"- best feasible on {target}: trial {r['trial']} ({r['label']}), p50 {r['p50_ms']:.3g} ms, {r['size_mb']:.3g} MiB")
     if summary.get("fastest_plain_compress") and chosen and summary.get("speedup_vs_fastest_plain"):
         fp = summary["fastest_plain_compress"]
         lines.append(f"- the search's pick, trial {c['picked_trial'] if c else chosen['trial']}, was {summary['speedup_vs_fastest_plain']:.2f}× "
@@ -370,7 +370,7 @@ def _budget_text(g) -> str:
     parts = []
     for flag, v in (("latency", g.max_latency_ms), ("size", g.max_size_mb), ("memory", g.max_memory_mb)):
         if v is not None:
-            parts.append(f"{flag} ≤ {v:g} {'ms' if flag == 'latency' else 'MB'}")
+            parts.append(f"{flag} ≤ {v:g} {'ms' if flag == 'latency' else 'MiB'}")
     if g.max_accuracy_drop is not None:
         parts.append(f"accuracy drop ≤ {g.max_accuracy_drop:g} pts")
     if g.min_agreement is not None:
