@@ -35,10 +35,11 @@ COMMON = dict(benchmark=False, sensitivity=False, force=True)
 
 def _fid(r) -> dict:
     f = r.fidelity
-    t = r.manifest["quantization"].get("transforms") or {}
+    t = r.manifest["quantization"].get("transforms") or {}  # one record per compression pass that ran
+    eq = t.get("equalization") or {}
     return {"accuracy": f["accuracy"], "reference_accuracy": f["reference_accuracy"], "accuracy_drop_pp": f["accuracy_drop_pp"],
-            "top1_agreement": f["top1_agreement"], "cosine_mean": f["cosine_mean"], "equalized_pairs": len(t.get("equalized", [])),
-            "migrated_groups": len(t.get("migrated", [])), "bias_correction": (t.get("bias_correction") or {}).get("applied")}
+            "top1_agreement": f["top1_agreement"], "cosine_mean": f["cosine_mean"], "equalized_pairs": len(eq.get("equalized", [])),
+            "migrated_groups": len(eq.get("migrated", [])), "bias_correction": (t.get("bias_correction") or {}).get("applied")}
 
 
 def fashion(tmp: Path, ckpt: Path, name: str, with_nncf: bool) -> dict:
