@@ -24,6 +24,7 @@ from compressor.core.backend import Artifact, Backend, Runner
 from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
+from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
@@ -254,7 +255,7 @@ class ExecuTorchBackend(Backend):
         if ir.plan is None:
             return None
         d = artifact.details["delegation"]
-        weight_layers = [l for l in ir.plan.layers if l.op_type in ("Conv", "Gemm", "MatMul")]
+        weight_layers = [l for l in ir.plan.layers if l.op_type in ONNX_WEIGHT_OPS]
         int8 = min(len(weight_layers), d["delegated_ops"].get("quantized_decomposed.dequantize_per_channel", 0))
         planned = sum(l.precision == "int8" for l in weight_layers)
         if int8 < planned:

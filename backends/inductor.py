@@ -26,6 +26,7 @@ from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
 from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, InputError, first_line
 from compressor.core.files import fmt_size
+from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
@@ -227,7 +228,7 @@ class InductorBackend(Backend):
         if ir.plan is None:
             return None
         kernels = artifact.details["int8_kernels"]
-        weight_layers = [l for l in ir.plan.layers if l.op_type in ("Conv", "Gemm", "MatMul")]
+        weight_layers = [l for l in ir.plan.layers if l.op_type in ONNX_WEIGHT_OPS]
         planned = sum(l.precision == "int8" for l in weight_layers)
         int8 = min(len(weight_layers), sum(kernels.values()))
         if int8 < planned:

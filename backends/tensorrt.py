@@ -25,6 +25,7 @@ from compressor.core.backend import Artifact, Backend, Runner
 from compressor.core.environment import NO_CUDA, cuda_device, package_version
 from compressor.core.errors import ExportError, InputError, TargetError, first_line
 from compressor.core.files import fmt_size
+from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
@@ -126,7 +127,7 @@ def sparse_layers(model) -> list[str]:
     inits = {i.name: i for i in model.graph.initializer}
     found = []
     for node in model.graph.node:
-        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in inits:
+        if node.op_type in ONNX_WEIGHT_OPS and len(node.input) > 1 and node.input[1] in inits:
             w = numpy_helper.to_array(inits[node.input[1]])
             if is_2to4(w) or (node.op_type != "Conv" and is_2to4(np.atleast_2d(w).T)):  # Gemm (out, in) or MatMul (in, out)
                 found.append(node.name)
@@ -348,7 +349,7 @@ class TensorRtBackend(Backend):
 
         m = onnx.load(str(ir.path))
         producers = {o: n for n in m.graph.node for o in n.output}
-        heavy = [n for n in m.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+        heavy = [n for n in m.graph.node if n.op_type in ONNX_WEIGHT_OPS]
         int8 = [n for n in heavy if len(n.input) > 1 and getattr(producers.get(n.input[1]), "op_type", None) == "DequantizeLinear"]
         return {"weight_layers_total": len(heavy), "weight_layers_int8": len(int8),
                 "layer_precisions": artifact.details["layer_precisions"],

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from compressor.core.errors import DataError, InputError
+from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.quantization.calibrate import RunFn, choose_range, observe, quant_params
 from compressor.quantization.plan import LayerQuant, QuantPlan, WeightQuant
 from compressor.quantization.qdq import quantize_weight, weight_axis
@@ -49,7 +50,7 @@ def _check_structure(structure, warn: Callable[[str], None]) -> list[str]:
         msg = f"layer {l['name']} ({l['op_type']}) stays float: {l['reason']}"
         warnings.append(msg)
         warn(msg)
-    if not any(l["op_type"] in ("Conv", "Gemm", "MatMul") or l["precision"] != "float" for l in structure.layers):
+    if not any(l["op_type"] in ONNX_WEIGHT_OPS or l["precision"] != "float" for l in structure.layers):
         raise InputError("the model has no quantizable layers (Conv, Gemm, MatMul with constant weights, or LSTM for dynamic INT8): "
                          "use an FP32 target")
     if not any(l["precision"] == "int8" and l["op_type"] != "Gather" for l in structure.layers):

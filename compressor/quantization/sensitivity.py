@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from compressor.core.fidelity import compare
+from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.quantization.equalize import spread
 from compressor.quantization.plan import QuantPlan
 
@@ -68,7 +69,7 @@ def analyse(plan: QuantPlan, feeds: Sequence[dict], run_float: Callable[[list[st
     the plan's QDQ simulation with intermediate tensors (for SQNR), or is None."""
     layers = plan.int8_layers
     outputs_of = {l.name: l.output for l in layers if l.output}
-    inputs_of = {l.name: l.inputs[0] for l in layers if l.inputs and l.op_type in ("Conv", "Gemm", "MatMul")}
+    inputs_of = {l.name: l.inputs[0] for l in layers if l.inputs and l.op_type in ONNX_WEIGHT_OPS}
     ref_runs = run_float(list(dict.fromkeys((list(outputs_of.values()) if simulate else []) + list(inputs_of.values()))))
     ref_out = np.concatenate([r["__outputs__"][0] for r in ref_runs])
     alone = []

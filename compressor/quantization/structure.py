@@ -24,10 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.core.selection import Exclusions
 from compressor.io.export_onnx import read_node_modules
 
-WEIGHTED = {"Conv", "Gemm", "MatMul"}
+WEIGHTED = set(ONNX_WEIGHT_OPS)
 JOINING = {"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"}
 SAME_SCALE = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
 FOLDABLE = {"Relu", "Clip"}
