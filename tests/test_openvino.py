@@ -102,7 +102,7 @@ def test_bench_bad_input(args, match, tmp_path):
 def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
     """A crashed benchmark worker is reported in its row; the other targets still run."""
     import compressor.evaluation.benchmark as bm
-    import compressor.evaluation.session as session_module
+    import compressor.evaluation.benchmarker as benchmarker_module
     from compressor.app import bench as multibench
     from compressor.app.options import overrides
     from compressor.app.recipe import build_config
@@ -114,7 +114,7 @@ def test_a_failing_target_is_its_own_row(tmp_path, monkeypatch):
             return real(target, "/nonexistent/model.onnx", *a[1:], **k)  # the worker really fails to load it
         return real(target, *a, **k)
 
-    monkeypatch.setattr(session_module, "run_isolated", crashing)
+    monkeypatch.setattr(benchmarker_module, "run_isolated", crashing)
     config = build_config(None, overrides(dict(checkpoint=FASHION / "fashion_cnn.safetensors", arch=FASHION_ARCH, input_shape="1,1,28,28",
                                                synthetic=True, duration=0.2, iterations=5)))
     r = multibench.bench_targets(config, "ort-cpu-fp32,openvino-cpu-fp32", quiet=True)
