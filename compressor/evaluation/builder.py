@@ -144,11 +144,12 @@ class Builder:
         backend = get_backend(spec.backend)
         feeds = stage.simulation.feeds()
         quiet = CompileContext(threads=self.ctx.threads)
+        scratch = self._workdir("sensitivity")  # one folder for the whole analysis; each plan's artifact in its own temporary one
 
         def measure(plans: Sequence[QuantPlan]) -> Iterator[np.ndarray]:
             for p in plans:
                 ir = stage.realise(spec, p, quiet=True)
-                with tempfile.TemporaryDirectory(prefix="compressor-sens-", dir=self._workdir("sensitivity")) as tmp:
+                with tempfile.TemporaryDirectory(prefix="compressor-sens-", dir=scratch) as tmp:
                     artifact = backend.compile(stage.model, ir, spec, Path(tmp), quiet)
                     runner = backend.load(artifact.path, spec, threads=self.ctx.threads)
                     out = np.concatenate([np.asarray(runner.run(f)[0]) for f in feeds])

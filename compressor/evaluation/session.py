@@ -107,9 +107,6 @@ class EvaluationSession:
     def warnings(self) -> list[str]:
         return self.ctx.warnings
 
-    def warn(self, message: str) -> None:
-        self.ctx.warn(message)
-
     # --- the parts' public methods, where a command asks the session ------------------------------
 
     @property

@@ -91,7 +91,7 @@ def pipeline(settings, phase: str) -> list[CompressionPass]:
     return [p for p in found.values() if p.phase == phase and p.enabled(settings)]
 
 
-def run_phase(stage, settings, phase: str, plan=None, warn=lambda m: None) -> dict[str, dict]:
+def run_phase(stage, settings, phase: str, plan=None) -> dict[str, dict]:
     """Run the enabled passes of ``phase`` on ``stage`` (and ``plan``): {name: record}, in the order they ran."""
     records = {}
     for p in pipeline(settings, phase):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.app.recipe import RunConfig
+from compressor.core.files import sha256_file
 
 #: fields that decide where things are written, how many trials are asked for, or how work is spread, never what one trial
 #: measures: changing them keeps a search resumable
@@ -26,15 +27,12 @@ NOT_MEASURED = frozenset({
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and contents, in name order)."""
+    """sha256 of a file, or of a folder's files (each relative name with its content's sha256, in name order)."""
+    if path.is_file():
+        return sha256_file(path)
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if f is not path:
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
 

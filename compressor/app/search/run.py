@@ -106,7 +106,7 @@ def _open_study(path: Path, config: RunConfig, fp: dict[str, Any]):
 def _constrain(trial, record: dict[str, Any], gate) -> None:
     """One constraint per budget, > 0 when over it (the TPE sampler keeps feasible and infeasible trials apart with these)."""
     f = record.get("fidelity")
-    out: dict[str, float] = {o.metric: o.loss(f) - o.loss_limit for o in gate.objectives if o.loss(f) is not None}
+    out: dict[str, float] = {o.metric: loss - o.loss_limit for o in gate.objectives if (loss := o.loss(f)) is not None}
     for key, limit in (("size_mb", gate.max_size_mb), ("model_rss_mb", gate.max_memory_mb), ("p50_ms", gate.max_latency_ms)):
         if limit is not None and record.get(key) is not None:
             out[key] = (record[key] - limit) / limit

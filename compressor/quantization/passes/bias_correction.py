@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.data.feeds import samples_in
 from compressor.quantization.pipeline import PLAN, CompressionPass
 
 
@@ -34,7 +35,7 @@ class BiasCorrection(CompressionPass):
             if not found:
                 return {"applied": False, "layers": 0, "reason": "no INT8 layer's mean output shifts"}
             probe = stage.first_calib_feeds(MAX_SAMPLES)
-            n = sum(int(next(iter(f.values())).shape[0]) for f in probe)
+            n = sum(samples_in(f) for f in probe)
             ref = np.concatenate([r["__outputs__"][0] for r in run_graph(graph, probe)])
             classifier = ref.ndim == 2 and ref.shape[1] > 1 and stage.task in ("auto", "classification")
 
