@@ -16,7 +16,7 @@ from compressor.core.backend import Artifact, Backend, Runner
 from compressor.core.errors import ExportError
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
-from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
+from compressor.core.targets import Device, IRFormat, PlanMode, Precision, TargetSpec
 from compressor.quantization.onnx_exec import ort_session_options
 
 INT8_KERNELS = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
@@ -63,7 +63,7 @@ def inspect_kernels(path: Path, plan) -> dict[str, Any]:
     for layer in plan.quantized_layers:
         if layer.precision == "int8-weight-only":
             continue  # int8 storage, float compute by design: nothing to fuse
-        key = f"{layer.node}_dyn_W_quantized" if plan.mode == "dynamic" else None
+        key = f"{layer.node}_dyn_W_quantized" if plan.mode == PlanMode.DYNAMIC else None
         hit = any((key and i == key) or (not key and i.endswith(f"_dq_{layer.node}_quantized")) for i in int8_inputs)
         (running_int8 if hit else running_float).append(layer.name)
     heavy_float = sum(v for k, v in counts.items() if k in FLOAT_HEAVY)

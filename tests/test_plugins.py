@@ -101,7 +101,7 @@ def test_an_unknown_pass_is_refused_naming_the_installed_ones(tmp_path):
     one_line_error(cli_in_process(*fashion_args(FASHION / "fashion_cnn.safetensors", FASHION / "test_subset.npz", tmp_path / "o",
                                                 "--target", "ort-cpu-int8", "--calib", str(FASHION / "calib_subset.npz"),
                                                 "--pass", "no-such-pass", "--no-benchmark")),
-                   "--pass no-such-pass: no such pass is installed", "equalization", "bias_correction")
+                   "(--pass): no pass named no-such-pass is installed", "equalization", "bias_correction")
     assert not (tmp_path / "o").exists()
 
 

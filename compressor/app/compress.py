@@ -22,6 +22,7 @@ from compressor.core.environment import describe_environment
 from compressor.core.errors import CompressorError, GateError, InputError
 from compressor.core.progress import Progress
 from compressor.core.registry import get_backend, get_target, reference_target, require
+from compressor.core.targets import PlanMode
 from compressor.core.version import __version__
 from compressor.evaluation.auto_precision import PLOT_FILE, AutoPrecision, plot
 from compressor.evaluation.benchmark import METHOD
@@ -67,7 +68,7 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     if spec.needs_calibration and not config.data.calib and not config.data.synthetic:
         raise InputError(f"target {spec.name} needs calibration data: pass --calib DATA (representative inputs, "
                          "100 or more recommended; image folder, .npy/.npz or package.module:function)")
-    if config.qat.enabled and spec.precision.quant_mode != "static":
+    if config.qat.enabled and spec.precision.quant_mode != PlanMode.STATIC:
         raise InputError(f"--qat trains static INT8 plans, and {spec.name} is not one ({spec.precision}"
                          f"{', activations quantized at run time' if spec.precision.quantized else ''}): pick a static INT8 target "
                          "(ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8), or drop --qat")

@@ -1,41 +1,74 @@
 """Search settings: the recipe section ``search`` (its flags exist only on ``compressor search``) and the search space
-(``search.space``, recipe and API only). The budgets are the gate's own fields (``--max-latency-ms``, ``--max-size-mb``,
-``--max-memory-mb``, ``--max-accuracy-drop`` / ``--min-agreement`` / ``--min-cosine``): one definition for compress and search."""
+(``search.space``, recipe and API only), generated from the search dimensions the settings fields declare. The budgets are
+the gate's own fields (``--max-latency-ms``, ``--max-size-mb``, ``--max-memory-mb``, ``--max-accuracy-drop`` /
+``--min-agreement`` / ``--min-cosine``): one definition for compress and search."""
 
 from __future__ import annotations
 
 import re
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from compressor.core.options import SEARCH, Settings, option
-from compressor.quantization.plan import CALIBRATION_METHODS
+from compressor.core.errors import InputError
+from compressor.core.options import SEARCH, Settings, clean_message, option
+from compressor.core.searchable import Dimension, dimensions
+from compressor.pruning.settings import PruningSettings
+from compressor.quantization.qat import QatSettings
+from compressor.quantization.settings import QuantizationSettings
 
 PRECISION_PLANS = ("fp32", "bf16", "int8", "auto")
 SEARCH_ONLY = ("search",)
 
 
-class SpaceSettings(Settings):
-    """What a trial chooses from, besides the target (``--targets``)."""
+#: the run configuration's sections whose fields may declare a search dimension (``option(..., search=Searchable(...))``)
+SECTIONS = {"pruning": PruningSettings, "quantization": QuantizationSettings, "qat": QatSettings}
+DIMENSIONS = dimensions(SECTIONS)
+BY_NAME = {d.name: d for d in DIMENSIONS}
+
+
+class _Space(Settings):
+    """What a trial chooses from, besides the target (``--targets``): the precision plans, and one list of values per search
+    dimension declared on a settings field (generated below; ``null``: the dimension is not searched)."""
 
     precisions: list[Literal[PRECISION_PLANS]] = option(  # type: ignore[valid-type]
         help="Precision plans per target's runtime: fp32, bf16, int8 (all-INT8 PTQ), auto (mixed precision under the accuracy "
              "budget, as --auto-precision).", default_factory=lambda: list(PRECISION_PLANS), min_length=1)
-    prune_macs: list[float] = option(help="Fractions of MACs pruned away (0: not pruned); fine-tuned with --finetune data when given.",
-                                     default_factory=lambda: [0.0, 0.25, 0.5], min_length=1)
-    calibrations: list[Literal[CALIBRATION_METHODS]] = option(  # type: ignore[valid-type]
-        help="Activation calibration methods tried for static INT8 plans.", default_factory=lambda: ["mse", "percentile"], min_length=1)
-    qat: list[bool] = option(help="QAT off/on for static INT8 plans (on needs --finetune data).", default_factory=lambda: [False, True],
-                             min_length=1)
 
-    @field_validator("prune_macs")
-    @classmethod
-    def _fractions(cls, v: list[float]) -> list[float]:
-        bad = [x for x in v if not 0.0 <= x < 1.0]
-        if bad:
-            raise ValueError(f"pruning amounts are fractions of MACs in [0, 1), got {bad}")
-        return sorted(set(v))
+    def values(self, dimension: Dimension) -> list | None:
+        return getattr(self, dimension.searchable.key)
+
+    @model_validator(mode="after")
+    def _valid_values(self):
+        """Each value is one its own settings model accepts (checked now, not when a trial builds it)."""
+        for d in DIMENSIONS:
+            values = self.values(d)
+            if values is None:
+                continue
+            deduped = list(dict.fromkeys(values))
+            if len(deduped) != len(values):
+                object.__setattr__(self, d.searchable.key, deduped)
+            for v in deduped:
+                if (d.searchable.has_off and v == d.searchable.off) or (d.searchable.apply == "append" and not v):
+                    continue
+                try:
+                    SECTIONS[d.section].model_validate({d.field: [v] if d.searchable.apply == "append" else v})
+                except (ValidationError, InputError) as e:
+                    msg = clean_message(e.errors()[0]["msg"]) if isinstance(e, ValidationError) else str(e)
+                    raise ValueError(f"{d.searchable.key}: {v!r} is not a value of {d.section}.{d.field}: {msg}") from None
+        return self
+
+
+def _dimension_field(d: Dimension):
+    s = d.searchable
+    help = (f"Values of {d.section}.{d.field} tried" + (" (static INT8 plans only)" if s.only == "static" else "")
+            + ("; not searched unless listed" if s.default is None else "") + ".")
+    default = None if s.default is None else list(s.default)
+    return Optional[list[d.annotation]], option(default, help, min_length=1)
+
+
+SpaceSettings = create_model("SpaceSettings", __base__=_Space, __module__=__name__,
+                             **{d.searchable.key: _dimension_field(d) for d in DIMENSIONS})
 
 
 def _seconds(v):

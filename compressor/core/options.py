@@ -43,7 +43,7 @@ class Settings(BaseModel):
 
 def option(default: Any = ..., help: str = "", *, flag: str | None = None, panel: str | None = None, keyword: str | None = None,
            negate: bool = False, parse: str | None = None, short: str | None = None, commands: tuple[str, ...] | None = None,
-           default_factory=None, **constraints) -> Any:
+           default_factory=None, search=None, **constraints) -> Any:
     """A settings field; with ``flag`` it is also a CLI option and an API keyword.
 
     - ``flag``: the CLI flag (``--prune-macs``); the API keyword is the flag's name with underscores
@@ -54,14 +54,17 @@ def option(default: Any = ..., help: str = "", *, flag: str | None = None, panel
       ``json`` (an object); lists are repeatable flags.
     - ``commands``: the commands whose CLI offers the flag (default: every command that takes the run options; e.g.
       ``("search",)`` for a setting only a search reads). The recipe and the API accept the field everywhere.
+    - ``search``: a :class:`~compressor.core.searchable.Searchable`: ``compressor search`` may vary the field (its space is
+      generated from these declarations).
     - ``constraints``: pydantic's (``ge``, ``gt``, ``le``, …).
     """
     cli = None
     if flag is not None:
         cli = {"flag": flag, "panel": panel, "keyword": keyword, "negate": negate, "parse": parse, "short": short, "commands": commands}
     kwargs: dict[str, Any] = {"description": help, **constraints}
-    if cli is not None:
-        kwargs["json_schema_extra"] = {"cli": cli}
+    extra = {k: v for k, v in (("cli", cli), ("search", search)) if v is not None}
+    if extra:
+        kwargs["json_schema_extra"] = extra
     if default_factory is not None:
         return Field(default_factory=default_factory, **kwargs)
     return Field(default, **kwargs)

@@ -26,9 +26,16 @@ class Precision(enum.StrEnum):
         return self in (Precision.INT8, Precision.INT8_DYNAMIC)
 
     @property
-    def quant_mode(self) -> str | None:
-        """``static`` / ``dynamic`` for quantized precisions, else None."""
-        return {Precision.INT8: "static", Precision.INT8_DYNAMIC: "dynamic"}.get(self)
+    def quant_mode(self) -> PlanMode | None:
+        """The plan mode of quantized precisions, else None."""
+        return {Precision.INT8: PlanMode.STATIC, Precision.INT8_DYNAMIC: PlanMode.DYNAMIC}.get(self)
+
+
+class PlanMode(enum.StrEnum):
+    """How an INT8 plan quantizes activations."""
+
+    STATIC = "static"  # calibrated ahead of time
+    DYNAMIC = "dynamic"  # measured at run time
 
 
 class Device(enum.StrEnum):

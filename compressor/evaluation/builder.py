@@ -25,7 +25,7 @@ from compressor.evaluation.candidates import Candidate, CandidateResult
 from compressor.evaluation.variants import Variant, Variants
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.qat import QatSettings
-from compressor.quantization.quantizers import of_plan
+from compressor.quantization.quantizers import QuantizerName, of_plan
 from compressor.quantization.settings import QuantizationSettings
 
 PLAN_FILE = "quantization_plan.json"
@@ -38,7 +38,7 @@ def quantization_status(spec: TargetSpec, q: QuantizationSettings) -> tuple[bool
     if not ok:
         return ok, why
     if spec.precision.quantized:
-        if q.quantizer != "sdk" and q.quantizer not in spec.quantizers:
+        if q.quantizer != QuantizerName.SDK and q.quantizer not in spec.quantizers:
             return False, f"--quantizer {q.quantizer} is not offered for {spec.name} (it takes: {', '.join(spec.quantizers)})"
         missing = package_missing("onnxruntime")
         if missing:

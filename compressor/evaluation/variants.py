@@ -13,7 +13,7 @@ from compressor.core.backend import IR
 from compressor.core.errors import InputError, TargetError
 from compressor.core.model import ModelHandle
 from compressor.core.registry import get_target
-from compressor.core.targets import IRFormat, Precision, TargetSpec
+from compressor.core.targets import IRFormat, PlanMode, Precision, TargetSpec
 from compressor.data.context import RunContext
 from compressor.pruning.settings import PruningSettings
 from compressor.quantization.qat import QatSettings
@@ -125,7 +125,7 @@ class Variants:
 
             check_quantizer(settings.quantizer)
             ptq = self.stage(variant, key, settings, QatSettings())
-            plan = ptq.plan("static")
+            plan = ptq.plan(PlanMode.STATIC)
             m = ptq.model
             result = train(m.module, plan, m.example_inputs(for_export=True), self.ctx.finetune_data, qat, self.finetune, self.ctx.task,
                            self.ctx.progress)
@@ -143,7 +143,7 @@ class Variants:
         """The IR ``spec`` compiles: the float IR, or the stage's plan (less ``float_layers``) realised for it."""
         if not spec.precision.quantized:
             return self.float_ir(variant, spec.ir, f"the {spec.name} artifact")
-        if (qat or self.qat).enabled and spec.precision.quant_mode != "static":
+        if (qat or self.qat).enabled and spec.precision.quant_mode != PlanMode.STATIC:
             raise InputError(f"--qat trains the ranges of static INT8 plans, and {spec.name} quantizes activations at run time (dynamic "
                              "INT8): use a static INT8 target (ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8), or drop --qat")
         stage = self.stage(variant, key, settings, qat)

@@ -9,13 +9,16 @@ from pydantic import ValidationInfo, field_validator, model_validator
 
 from compressor.core.errors import InputError
 from compressor.core.options import PRUNE, Settings, option
+from compressor.core.searchable import Searchable
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn_scale")
 
 
 class PruningSettings(Settings):
     ratio: Optional[float] = option(None, "Prune this fraction of channels instead.", flag="--prune-ratio", panel=PRUNE)
-    macs: Optional[float] = option(None, "Prune channels until this fraction of MACs is gone (e.g. 0.5).", flag="--prune-macs", panel=PRUNE)
+    macs: Optional[float] = option(None, "Prune channels until this fraction of MACs is gone (e.g. 0.5).", flag="--prune-macs", panel=PRUNE,
+                                   search=Searchable("prune_macs", default=(0.0, 0.25, 0.5), title="pruning", label="pruned {value:.0%} MACs",
+                                                     off=0.0, clears=("ratio",), package="torch_pruning", training="recovers"))
     heads: Optional[float] = option(None, "Remove this fraction of attention heads (transformers).", flag="--prune-heads", panel=PRUNE)
     importance: Literal[IMPORTANCES] = option("l2", "l1 | l2 (default) | taylor (needs labelled --finetune data) | bn_scale.",  # type: ignore[valid-type]
                                               flag="--prune-importance", panel=PRUNE)

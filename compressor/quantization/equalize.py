@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.core.layers import torch_layer_kind
 from compressor.core.model import flatten_outputs
 from compressor.io.export_torch import module_owner
 
@@ -41,7 +42,6 @@ MIN_GAIN = 1.5
 #: scale migration is kept where it at least halves the layers' INT8 output error (a smaller gain is not worth a changed model)
 MIN_ERROR_GAIN = 0.5
 _PASS_THROUGH = ("relu", "max_pool", "avg_pool", "adaptive_avg_pool", "mean", "flatten", "view", "reshape", "dropout")
-_LAYER_OPS = ("conv1d", "conv2d", "conv3d", "linear", "convolution")
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TransformReport:
 
 
 def _is_layer(node) -> bool:
-    return node.op == "call_function" and any(k in str(node.target) for k in _LAYER_OPS)
+    return torch_layer_kind(node) in ("conv", "linear")  # the weight is the module's own (not transposed)
 
 
 def _graph(model, example: tuple):

@@ -19,6 +19,7 @@ from compressor.core.environment import package_version
 from compressor.core.errors import ExportError, InputError, first_line
 from compressor.core.progress import Progress
 from compressor.core.registry import package_missing
+from compressor.core.targets import PlanMode
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.ptq import _layers
 
@@ -49,7 +50,7 @@ def inc_quiet() -> None:
 
 def inc_plan(model, structure, warnings: list[str], samples: int, exclusions: list[str]) -> QuantPlan:
     """The plan INC is asked to follow: the SDK's structure and exclusions; ranges are INC's own."""
-    return QuantPlan(mode="static", activation_dtype="inc default (uint8 per tensor, asymmetric)", weight_dtype="int8",
+    return QuantPlan(mode=PlanMode.STATIC, activation_dtype="inc default (uint8 per tensor, asymmetric)", weight_dtype="int8",
                      calibration={"method": "inc default (minmax observers)", "samples": samples}, layers=_layers(model, structure, True),
                      exclusions=list(exclusions), warnings=list(warnings),
                      quantizer=f"inc {package_version('neural-compressor-pt')} (StaticQuantConfig, X86InductorQuantizer)")

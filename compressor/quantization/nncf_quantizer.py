@@ -15,6 +15,7 @@ from pathlib import Path
 from compressor.core.errors import InputError
 from compressor.core.progress import Progress
 from compressor.core.registry import package_missing
+from compressor.core.targets import PlanMode
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.ptq import _layers
 
@@ -23,7 +24,7 @@ def nncf_plan(model, structure, warnings: list[str], samples: int, exclusions: l
     """The plan NNCF is asked to follow: the SDK's structure and exclusions; ranges are NNCF's own."""
     import nncf
 
-    return QuantPlan(mode="static", activation_dtype="nncf default (u8/i8 per tensor)", weight_dtype="int8",
+    return QuantPlan(mode=PlanMode.STATIC, activation_dtype="nncf default (u8/i8 per tensor)", weight_dtype="int8",
                      calibration={"method": "nncf default", "samples": samples}, layers=_layers(model, structure, True),
                      exclusions=list(exclusions), warnings=list(warnings), quantizer=f"nncf {nncf.__version__} (default preset, OpenVINO backend)")
 

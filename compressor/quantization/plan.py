@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from compressor.quantization.quantizers import QuantizerName
+
 CALIBRATION_METHODS = ("minmax", "percentile", "mse", "entropy")
 DEFAULT_CALIBRATION = "mse"  # measured best or equal on the bundled models: benchmarks/results/int8.md
 DEFAULT_PERCENTILE = 99.999
@@ -71,7 +73,7 @@ class QuantPlan:
     # ranges of tensors other realisers quantize besides the plan's Q/DQ tensors (PT2E quantizers observe more),
     # calibrated in the same pass so every target of a run shares one calibration
     extra_activations: dict[str, TensorQuant] = field(default_factory=dict)
-    quantizer: str = "sdk"  # sdk (this SDK's calibration) | nncf (NNCF chose the ranges; activations stay empty)
+    quantizer: str = QuantizerName.SDK  # sdk (this SDK's calibration) | nncf (NNCF chose the ranges; activations stay empty)
     # float transforms applied to the model before it was planned (equalization, scale migration) and bias correction
     transforms: dict[str, Any] = field(default_factory=dict)
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.errors import InputError
+from compressor.core.layers import torch_layer_kind
 from compressor.core.progress import Progress
 from compressor.io.export_torch import module_owner
 from compressor.quantization.calibrate import BINS, Observation, choose_range
@@ -158,7 +159,6 @@ def fold_clamps(prepared) -> int:
 
 
 _FOLLOWERS = ("batch_norm", "getitem", "relu", "hardtanh", "clamp")
-_LAYER_OPS = ("conv", "linear", "addmm", "mm")
 
 
 def layer_filter(layers: list[str]):
@@ -169,7 +169,7 @@ def layer_filter(layers: list[str]):
     wanted = set(layers)
 
     def is_layer(n) -> bool:
-        if getattr(n, "op", None) != "call_function" or not any(k in str(n.target) for k in _LAYER_OPS):
+        if torch_layer_kind(n) is None:
             return False
         return module_owner(n) in wanted
 
@@ -370,7 +370,7 @@ def _correct_biases(converted, corrections: dict[str, list[float]]) -> int:
     if not corrections:
         return done
     for node in converted.graph.nodes:
-        if node.op != "call_function" or not any(k in str(node.target) for k in _LAYER_OPS):
+        if torch_layer_kind(node) is None:
             continue
         owner = module_owner(node)
         bias = node.args[2] if len(node.args) > 2 else None

@@ -13,6 +13,7 @@ import numpy as np
 
 from compressor.core.errors import DataError, InputError
 from compressor.core.layers import ONNX_WEIGHT_OPS
+from compressor.core.targets import PlanMode
 from compressor.quantization.calibrate import RunFn, choose_range, observe, quant_params
 from compressor.quantization.plan import LayerQuant, QuantPlan, WeightQuant
 from compressor.quantization.qdq import quantize_weight, weight_axis
@@ -60,7 +61,7 @@ def _check_structure(structure, warn: Callable[[str], None]) -> list[str]:
 
 def static_structure(model, module, settings: QuantizationSettings, warn: Callable[[str], None] = lambda m: None):
     """What goes INT8 and which activation tensors get Q/DQ (before any calibration)."""
-    structure = analyse(model, module, settings.exclude, mode="static")
+    structure = analyse(model, module, settings.exclude, mode=PlanMode.STATIC)
     return structure, _check_structure(structure, warn)
 
 
@@ -95,7 +96,7 @@ def static_plan(model, module, settings: QuantizationSettings, calib_feeds: list
         tq = activations[src]
         activations[t] = type(tq)(t, tq.dtype, tq.scale, tq.zero_point, tq.range, f"same as {src}")
     return QuantPlan(
-        mode="static",
+        mode=PlanMode.STATIC,
         activation_dtype="uint8",
         weight_dtype="int8",
         calibration={"method": settings.calibration, "samples": n,
@@ -112,13 +113,13 @@ def static_plan(model, module, settings: QuantizationSettings, calib_feeds: list
 
 
 def dynamic_plan(model, module, settings: QuantizationSettings, warn: Callable[[str], None] = lambda m: None) -> QuantPlan:
-    structure = analyse(model, module, settings.exclude, mode="dynamic")
+    structure = analyse(model, module, settings.exclude, mode=PlanMode.DYNAMIC)
     for l in structure.layers:  # dynamic quantization needs a weight we can lay out as [K, N]
         if l["op_type"] == "Conv" and l["precision"] == "int8":
             l["precision"], l["reason"] = "float", "Conv: dynamic quantization covers MatMul/Gemm only (use the static target)"
     warnings = _check_structure(structure, warn)
     return QuantPlan(
-        mode="dynamic", activation_dtype="uint8 (per tensor, computed at run time)", weight_dtype="int8",
+        mode=PlanMode.DYNAMIC, activation_dtype="uint8 (per tensor, computed at run time)", weight_dtype="int8",
         calibration={"method": "none (dynamic)", "samples": 0}, layers=_layers(model, structure, True),
         exclusions=list(settings.exclude), warnings=warnings,
     )

@@ -30,6 +30,8 @@ import numpy as np
 from compressor.core.errors import InputError
 from compressor.core.options import QUANT, Settings, option
 from compressor.core.progress import Progress
+from compressor.core.searchable import Searchable
+from compressor.core.targets import PlanMode
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.qdq import QMAX_W
 from compressor.quantization.quantizers import QUANTIZERS
@@ -37,7 +39,9 @@ from compressor.quantization.quantizers import QUANTIZERS
 
 class QatSettings(Settings):
     enabled: bool = option(False, "Quantization-aware training for INT8 targets: learn the plan's activation ranges and the weights "
-                                  "on --finetune DATA, distilled from the FP32 model.", flag="--qat", panel=QUANT)
+                                  "on --finetune DATA, distilled from the FP32 model.", flag="--qat", panel=QUANT,
+                         search=Searchable("qat", default=(False, True), only="static", title="QAT", label="QAT", training="needs",
+                                           capability="supports_qat"))
     epochs: int = option(2, "QAT epochs (default 2; the best epoch on a held-out tenth is kept).", flag="--qat-epochs", panel=QUANT, ge=1)
     lr: float = option(2e-5, "Peak learning rate of the weights in QAT (AdamW, one-cycle; default 2e-5).", flag="--qat-lr", panel=QUANT,
                        gt=0)
@@ -135,7 +139,7 @@ def check_quantizer(quantizer: str) -> None:
 
 
 def _check(plan: QuantPlan) -> None:
-    if plan.mode != "static":
+    if plan.mode != PlanMode.STATIC:
         raise InputError("--qat trains the ranges of static INT8 plans: a dynamic INT8 target has none (its activations are quantized "
                          "at run time); use a static INT8 target (ort-cpu-int8, openvino-cpu-int8, executorch-xnnpack-int8)")
     check_quantizer(plan.quantizer)

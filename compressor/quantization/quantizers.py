@@ -3,7 +3,14 @@ the one table here answers "can this quantizer be trained, simulated, mixed, tun
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class QuantizerName(enum.StrEnum):
+    SDK = "sdk"
+    NNCF = "nncf"
+    INC = "inc"
 
 
 @dataclass(frozen=True)
@@ -18,13 +25,13 @@ class Quantizer:
 
 
 QUANTIZERS: dict[str, Quantizer] = {q.name: q for q in (
-    Quantizer("sdk", "default: this SDK's plan", supports_qat=True, supports_simulation=True, supports_auto_precision=True,
+    Quantizer(QuantizerName.SDK, "default: this SDK's plan", supports_qat=True, supports_simulation=True, supports_auto_precision=True,
               supports_bias_correction=True),
-    Quantizer("nncf", "OpenVINO INT8, NNCF's own ranges"),
-    Quantizer("inc", "torch-inductor-cpu-int8: Intel Neural Compressor's observers; with a gate, its autotune", tunes=True),
+    Quantizer(QuantizerName.NNCF, "OpenVINO INT8, NNCF's own ranges"),
+    Quantizer(QuantizerName.INC, "torch-inductor-cpu-int8: Intel Neural Compressor's observers; with a gate, its autotune", tunes=True),
 )}
 NAMES = tuple(QUANTIZERS)
-DEFAULT = "sdk"
+DEFAULT = QuantizerName.SDK
 
 
 def quantizer(name: str) -> Quantizer:

@@ -23,9 +23,9 @@ from compressor.core.errors import InputError
 from compressor.core.model import ModelHandle
 from compressor.core.plugins import load_group
 from compressor.core.progress import Progress
-from compressor.core.targets import IRFormat, TargetSpec
+from compressor.core.targets import IRFormat, PlanMode, TargetSpec
 from compressor.quantization.plan import QuantPlan
-from compressor.quantization.quantizers import of_plan
+from compressor.quantization.quantizers import QuantizerName, of_plan
 
 GROUP = "compressor.realisers"
 
@@ -60,16 +60,16 @@ class Realiser:
         raise NotImplementedError
 
 
-def flavour(target: TargetSpec, mode: str, quantizer: str = "sdk") -> str:
+def flavour(target: TargetSpec, mode: str, quantizer: str = QuantizerName.SDK) -> str:
     """The flavour of realiser a ``mode`` (static / dynamic) plan of ``quantizer`` needs on ``target``: the quantizer's own
     where it chose the ranges, else the target's QDQ layout (static ONNX), dynamic INT8, or its PT2E quantizer."""
-    if quantizer != "sdk":
+    if quantizer != QuantizerName.SDK:
         return quantizer
     if target.ir == IRFormat.TORCH:
         if target.pt2e_quantizer is None:
             raise InputError(f"{target.name} names no PT2E quantizer: its backend must declare pt2e_quantizer")
         return f"pt2e-{target.pt2e_quantizer}"
-    return f"qdq-{target.qdq_layout}" if mode == "static" else "dynamic"
+    return f"qdq-{target.qdq_layout}" if mode == PlanMode.STATIC else "dynamic"
 
 
 @lru_cache(maxsize=1)

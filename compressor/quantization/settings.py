@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from compressor.core.options import QUANT, Settings, option
+from compressor.core.searchable import Searchable
 from compressor.quantization.pipeline import names as pipeline_names
 from compressor.quantization.plan import CALIBRATION_METHODS, DEFAULT_CALIBRATION, DEFAULT_PERCENTILE
 from compressor.quantization.quantizers import DEFAULT, NAMES, QUANTIZERS, quantizer, which_can
@@ -18,7 +19,8 @@ DEFAULT_CALIB_SAMPLES = 128
 
 class QuantizationSettings(Settings):
     calibration: Literal[CALIBRATION_METHODS] = option(  # type: ignore[valid-type]
-        DEFAULT_CALIBRATION, "Activation calibration: minmax | percentile | mse (default) | entropy.", flag="--calibration", panel=QUANT)
+        DEFAULT_CALIBRATION, "Activation calibration: minmax | percentile | mse (default) | entropy.", flag="--calibration", panel=QUANT,
+        search=Searchable("calibration", space="calibrations", default=("mse", "percentile"), only="static", label="{value}"))
     percentile: float = option(DEFAULT_PERCENTILE, "Percentile for --calibration percentile (default 99.999).", flag="--percentile",
                                panel=QUANT, gt=50, le=100)
     exclude: list[str] = option(help="Keep layers float: a name or glob (layer4.*), re:<regex>, or type:<Conv2d|Linear|…>; repeatable.",
@@ -29,10 +31,13 @@ class QuantizationSettings(Settings):
                                    flag="--no-scale-migration", negate=True, panel=QUANT)
     bias_correction: bool = option(False, "Correct the shift INT8 puts in each layer's mean output (fast bias correction; kept only "
                                           "where it lowers the output error on calibration data). Not exact, so not on by default.",
-                                   flag="--bias-correction", panel=QUANT)
+                                   flag="--bias-correction", panel=QUANT,
+                                   search=Searchable("bias_correction", only="static", title="bias correction", label="bias corrected",
+                                                     capability="supports_bias_correction"))
     passes: list[str] = option(help="Also run this compression pass, by name (repeatable); installed: " + ", ".join(pipeline_names())
                                + ". `compressor targets` describes each.", flag="--pass", keyword="passes", panel=QUANT,
-                               default_factory=list)
+                               default_factory=list, search=Searchable("extra_pass", space="passes", only="static", apply="append",
+                                                                       title="extra pass", label="pass {value}"))
     quantizer: Literal[NAMES] = option(  # type: ignore[valid-type]
         DEFAULT, " | ".join(f"{q.name} ({q.help})" for q in QUANTIZERS.values()) + ".", flag="--quantizer", panel=QUANT)
     sensitivity: bool = option(True, "Skip the per-layer sensitivity analysis of INT8 targets.", flag="--no-sensitivity", negate=True,
@@ -50,6 +55,14 @@ class QuantizationSettings(Settings):
 
     #: fields that change how results are analysed or chosen, not the plan: stages are shared across them
     NOT_PLAN: ClassVar[frozenset] = frozenset({"sensitivity", "sensitivity_on", "sensitivity_samples", "auto_precision", "auto_precision_steps"})
+
+    @field_validator("passes")
+    @classmethod
+    def _installed(cls, v: list[str]) -> list[str]:
+        unknown = [n for n in v if n not in pipeline_names()]
+        if unknown:
+            raise ValueError(f"no pass named {', '.join(unknown)} is installed (installed: {', '.join(pipeline_names()) or 'none'})")
+        return v
 
     @model_validator(mode="after")
     def _capabilities(self):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.errors import InputError
+from compressor.core.targets import PlanMode
 from compressor.data.feeds import calibration_feeds
 from compressor.quantization.plan import QuantPlan
 
@@ -44,7 +45,7 @@ class Simulation:
         for plan in plans:
             fmodel = self.stage.float_for(plan)
             held = self._held_weights(fmodel)
-            qmodel = (realize_static if plan.mode == "static" else realize_dynamic)(held.with_data(self._read_by(plan)), plan)
+            qmodel = (realize_static if plan.mode == PlanMode.STATIC else realize_dynamic)(held.with_data(self._read_by(plan)), plan)
             work.append((fmodel, held, qmodel, changed_part(qmodel, held.skeleton)))
         streams: dict[int, FloatStream] = {}
         for fmodel, held, qmodel, part in work:
@@ -85,7 +86,7 @@ class Simulation:
 
         feeds = self.feeds()
         simulate = None
-        if plan.mode == "static" and plan.activations:
+        if plan.mode == PlanMode.STATIC and plan.activations:
             def simulate(p: QuantPlan, names: list[str]) -> list[dict]:
                 return self.stage.run(realize_static(self.stage.float_for(p), p), feeds, names)
         layers = plan.int8_layers

@@ -24,11 +24,12 @@ from compressor.core.backend import IR
 from compressor.core.errors import ExportError, InputError
 from compressor.core.model import ModelHandle
 from compressor.core.progress import Progress
-from compressor.core.targets import IRFormat, TargetSpec
+from compressor.core.targets import IRFormat, PlanMode, TargetSpec
 from compressor.data.context import RunContext
 from compressor.data.feeds import calibration_feeds, first_samples
 from compressor.quantization.pipeline import FLOAT, PLAN, run_phase
 from compressor.quantization.plan import QuantPlan
+from compressor.quantization.quantizers import QuantizerName
 from compressor.quantization.realiser import realiser_for
 from compressor.quantization.settings import DEFAULT_CALIB_SAMPLES, QuantizationSettings
 from compressor.quantization.simulation import Simulation
@@ -89,7 +90,7 @@ class QuantizationStage:
         return self._original_float
 
     def float_for(self, plan: QuantPlan):
-        return self.float_model if plan.mode == "static" and plan.quantizer == "sdk" else self.original_float
+        return self.float_model if plan.mode == PlanMode.STATIC and plan.quantizer == QuantizerName.SDK else self.original_float
 
     def run(self, model, feeds, names):
         from compressor.quantization.onnx_exec import run_model
@@ -176,11 +177,11 @@ class QuantizationStage:
 
     def plan(self, mode: str) -> QuantPlan:
         """The plan for ``static`` or ``dynamic`` quantization, made once."""
-        if mode == "static":
+        if mode == PlanMode.STATIC:
             self._transform()
         if mode not in self._plans:
-            plan = self._static_plan() if mode == "static" else self._dynamic_plan()
-            self._plans[mode] = self.qat.apply(plan) if self.qat is not None and mode == "static" else plan
+            plan = self._static_plan() if mode == PlanMode.STATIC else self._dynamic_plan()
+            self._plans[mode] = self.qat.apply(plan) if self.qat is not None and mode == PlanMode.STATIC else plan
         return self._plans[mode]
 
     def _dynamic_plan(self) -> QuantPlan:
@@ -221,7 +222,7 @@ class QuantizationStage:
         from compressor.quantization.ptq import _layers
 
         s, _ = structure
-        return QuantPlan(mode="static", activation_dtype="uint8", weight_dtype="int8",
+        return QuantPlan(mode=PlanMode.STATIC, activation_dtype="uint8", weight_dtype="int8",
                          calibration={"method": self.settings.calibration, "percentile": self.settings.percentile},
                          layers=_layers(self.float_model, s, False))
 
@@ -254,7 +255,7 @@ class QuantizationStage:
 
         from compressor.quantization.ptq import _layers, static_structure
 
-        if plan.mode != "static" or plan.quantizer != "sdk":
+        if plan.mode != PlanMode.STATIC or plan.quantizer != QuantizerName.SDK:
             raise InputError("returning layers to float applies to the SDK's static INT8 plans")
         graph = self.float_for(plan)
         settings = self.settings.model_copy(update={"exclude": [*self.settings.exclude, *names]})
@@ -275,9 +276,9 @@ class QuantizationStage:
         return out
 
     def plan_for(self, target: TargetSpec) -> QuantPlan:
-        if self.settings.quantizer == "nncf" and "nncf" in target.quantizers:
+        if self.settings.quantizer == QuantizerName.NNCF and "nncf" in target.quantizers:
             return self.nncf_plan()
-        if self.settings.quantizer == "inc" and "inc" in target.quantizers:
+        if self.settings.quantizer == QuantizerName.INC and "inc" in target.quantizers:
             return self.inc_plan()
         return self.plan(target.precision.quant_mode)
 
@@ -290,7 +291,7 @@ class QuantizationStage:
         progress = Progress(quiet=True) if quiet else self.progress
         if not target.precision.quantized:
             raise InputError(f"{target.name} is {target.precision}: nothing to quantize")
-        if self.settings.quantizer != "sdk" and self.settings.quantizer not in target.quantizers:
+        if self.settings.quantizer != QuantizerName.SDK and self.settings.quantizer not in target.quantizers:
             raise InputError(f"--quantizer {self.settings.quantizer} is not offered for {target.name} "
                              f"(it takes: {', '.join(target.quantizers)})")
         if target.ir == IRFormat.TORCH and target.pt2e_quantizer is not None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from compressor.core.layers import ONNX_WEIGHT_OPS
 from compressor.core.selection import Exclusions
+from compressor.core.targets import PlanMode
 from compressor.io.export_onnx import read_node_modules
 
 WEIGHTED = set(ONNX_WEIGHT_OPS)
@@ -130,7 +131,7 @@ def _dynamic_lstm(node, inits) -> bool:
         and len(inits[node.input[2]].dims) == 3 and layout == 0
 
 
-def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "static") -> Structure:
+def analyse(model, module=None, exclude: list[str] | None = None, mode: PlanMode = PlanMode.STATIC) -> Structure:
     """Decide, node by node in graph order, what is INT8 and which tensors get Q/DQ."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -171,7 +172,7 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
     def out_after_fold(node) -> str:
         out = node.output[0]
         users = consumers.get(out, [])
-        if mode == "static" and len(users) == 1 and out not in graph_outputs and users[0].op_type in FOLDABLE \
+        if mode == PlanMode.STATIC and len(users) == 1 and out not in graph_outputs and users[0].op_type in FOLDABLE \
                 and _clip_min_is_zero(users[0], inits):
             folded[users[0].name] = users[0].output[0]
             return users[0].output[0]
@@ -196,12 +197,12 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                 "bias": node.input[2] if len(node.input) > 2 and node.input[2] in inits else None,
                 "precision": precision, "reason": reason, "inputs": [node.input[0]], "output": node.output[0],
             }
-            if precision == "int8" and mode == "dynamic" and _follows(node.input[0], producers, HEAVY_TAILED):
+            if precision == "int8" and mode == PlanMode.DYNAMIC and _follows(node.input[0], producers, HEAVY_TAILED):
                 precision = "int8-weight-only"
                 reason = ("input follows GELU: its heavy-tailed activations lose too much under per-tensor 8-bit "
                           "quantization, so weights are int8 and the product runs in float (benchmarks/results/int8.md)")
             layer["precision"], layer["reason"] = precision, reason
-            if precision == "int8" and mode == "static":
+            if precision == "int8" and mode == PlanMode.STATIC:
                 add(node.input[0])
                 layer["output"] = out_after_fold(node)
                 if not (op in ("Gemm", "MatMul") and layer["output"] in graph_outputs):
@@ -209,7 +210,7 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                     # and an 8-bit grid on logits only adds ties (two classes one step apart)
                     add(layer["output"])
             layers.append(layer)
-        elif op == "LSTM" and mode == "dynamic" and _dynamic_lstm(node, inits):
+        elif op == "LSTM" and mode == PlanMode.DYNAMIC and _dynamic_lstm(node, inits):
             name, mtype = name_and_type(node, node.input[1])
             if any(l["name"] == name for l in layers):  # one nn.LSTM exports one LSTM node per stacked layer
                 name = f"{name}[{sum(1 for l in layers if l['name'].startswith(name + '['))+ 1}]"
@@ -230,7 +231,7 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                 "precision": "float", "reason": why,
                 "inputs": [node.input[0]], "output": node.output[0],
             })
-        elif mode == "dynamic" and op == "Gather" and node.input[0] in inits and len(inits[node.input[0]].dims) == 2 \
+        elif mode == PlanMode.DYNAMIC and op == "Gather" and node.input[0] in inits and len(inits[node.input[0]].dims) == 2 \
                 and inits[node.input[0]].dims[0] >= MIN_EMBEDDING_ROWS and _attr(node, "axis", 0) == 0:
             table = node.input[0]
             name, mtype = name_and_type(node, table)
@@ -240,13 +241,13 @@ def analyse(model, module=None, exclude: list[str] | None = None, mode: str = "s
                 "precision": "float" if hit else "int8", "reason": f"excluded by '{hit}'" if hit else "",
                 "inputs": [node.input[1]], "output": node.output[0],
             })
-        elif mode == "static" and op in JOINING:
+        elif mode == PlanMode.STATIC and op in JOINING:
             acts = [t for t in node.input if t and t not in inits]
             consts = [t for t in node.input if t in inits]
             if acts and all(t in qset for t in acts) and not (op == "Mul" and consts):
                 joining.append(node.name)
                 add(out_after_fold(node))
-        elif mode == "static" and op in SAME_SCALE and node.input and node.input[0] in qset:
+        elif mode == PlanMode.STATIC and op in SAME_SCALE and node.input and node.input[0] in qset:
             tied[node.output[0]] = tied.get(node.input[0], node.input[0])
             add(node.output[0])
     return Structure(layers, quantized, tied, folded, joining, excl.unmatched())

@@ -20,10 +20,13 @@ from typing import Any
 from compressor.app.compress import write_result
 from compressor.app.recipe import RunConfig
 from compressor.app.search.space import Point
+from compressor.app.search_settings import DIMENSIONS
 from compressor.app.session import open_session
 from compressor.core.environment import describe_environment
 from compressor.core.errors import CompressorError, first_line
 from compressor.core.progress import Progress
+from compressor.core.registry import get_target
+from compressor.core.targets import Precision
 from compressor.evaluation.auto_precision import AutoPrecision
 from compressor.evaluation.session import Candidate, CandidateResult
 
@@ -32,15 +35,14 @@ def candidate_config(config: RunConfig, point: Point, output: str | None = None)
     """The run settings of one point: what `compressor compress --recipe` needs to rebuild it (the bundle's manifest holds it)."""
     data = config.model_dump(mode="json", exclude={"search"})
     data["target"] = point.target
-    if point.prune:
-        data["pruning"] = {**(data.get("pruning") or {}), "macs": point.prune, "ratio": None}
-    else:
-        data["pruning"] = None
+    values, static = dict(point.values), get_target(point.target).precision == Precision.INT8
+    for d in DIMENSIONS:
+        if d.name in values:
+            d.set(data, values[d.name])
+        elif d.searchable.only == "static" and not static:
+            d.switch_off(data)
     q = data["quantization"]
     q["auto_precision"], q["sensitivity"] = point.auto, False
-    if point.calibration is not None:
-        q["calibration"] = point.calibration
-    data["qat"]["enabled"] = bool(point.qat)
     if output is not None:
         data["output"] = {**(data.get("output") or {}), "path": output}
     return RunConfig.model_validate(data)
@@ -72,7 +74,7 @@ class Evaluator:
 
     def evaluate(self, point_data: dict[str, Any]) -> dict[str, Any]:
         """Build and validate the point; benchmark it (in a fresh process) only when it meets the accuracy and size budgets."""
-        point = Point(**point_data)
+        point = Point.of(point_data)
         gate, t0 = self.config.gate, time.perf_counter()
         record: dict[str, Any] = {"point": point.to_dict(), "label": point.label(), "target": point.target, "node": self.node,
                                   "benchmarked": False, "p50_ms": None, "p90_ms": None, "model_rss_mb": None, "size_mb": None,
@@ -113,7 +115,7 @@ class Evaluator:
         out: dict[str, list[float]] = {}
         for _ in range(rounds):
             for p in points:
-                key = Point(**p).key
+                key = Point.of(p).key
                 if key not in self.kept:
                     continue  # evaluated before a resume: its artifact is gone, and its trial's figure stands
                 result = self.kept[key][0]
@@ -123,7 +125,7 @@ class Evaluator:
 
     def write(self, point_data: dict[str, Any], out: str, overwrite: bool) -> dict[str, Any]:
         """Write the point's bundle at ``out`` (rebuilt first when it was evaluated by an earlier, interrupted search)."""
-        point = Point(**point_data)
+        point = Point.of(point_data)
         if point.key not in self.kept:
             self.ui.note(f"rebuilding {point.label()} (evaluated before the search was resumed) to write its bundle")
             record = self.evaluate(point_data)

@@ -22,6 +22,7 @@ from compressor.app.search import results
 from compressor.app.search.evaluator import objective_value
 from compressor.app.search.fingerprint import differences, fingerprint
 from compressor.app.search.space import Point, Space, build_space
+from compressor.app.search_settings import BY_NAME
 from compressor.bundle.writer import check_destination
 from compressor.core.errors import GateError, InputError
 from compressor.core.files import write_json
@@ -143,7 +144,8 @@ def _executor(config: RunConfig, ui: Progress, quiet: bool):
 def _start(executor, config: RunConfig, space: Space) -> None:
     points = space.points() + space.baselines
     calibrate = any(get_target(p.target).needs_calibration for p in points)
-    train = bool(config.finetune.data) and (any(p.prune for p in points) or any(p.qat for p in points))
+    trains = {d.name for d, _ in space.dimensions if d.searchable.training != "none"}
+    train = bool(config.finetune.data) and any(BY_NAME[n].searchable.describe(v) for p in points for n, v in p.values if n in trains)
     executor.start(config.model_copy(update={"benchmark": config.benchmark.resolved()}).model_dump_json(), calibrate, train)
 
 
@@ -184,9 +186,8 @@ def _search(config: RunConfig, executor, status, out: Path, folder: Path, ui: Pr
     for n in space.notes:
         ui.note(f"[yellow]note[/] {n}")
     points = space.points()
-    ui.note(f"search space: {len(points)} candidates ({len(space.choices)} target plans × {len(space.prune)} pruning amounts"
-            f"{f' × {len(space.calibrations)} calibrations × {len(space.qat)} QAT' if any(space.quantized_static(c) for c in space.choices) else ''})"
-            f"; {s.trials} trials, sampler {s.sampler} (seed {s.seed}), executor {s.executor}")
+    ui.note(f"search space: {len(points)} candidates ({space.summary()}); {s.trials} trials, sampler {s.sampler} (seed {s.seed}), "
+            f"executor {s.executor}")
     folder.mkdir(exist_ok=True)
     storage_path = folder / STORAGE_FILE
     study = _open_study(storage_path, config, fingerprint(config, space.describe()))
@@ -258,7 +259,7 @@ def _confirm(executor, result: SearchResult, ui: Progress, objective: str) -> No
     if not plain or chosen.get("p50_ms") is None or plain["trial"] == chosen["trial"]:
         return
     other = next(r for r in result.records if r["trial"] == plain["trial"])
-    pair = [Point(**chosen["point"]), Point(**other["point"])]
+    pair = [Point.of(chosen["point"]), Point.of(other["point"])]
     with ui.stage(f"re-measured the chosen trial and the best plain compress in turns ({CONFIRM_ROUNDS} rounds)"):
         p50s = executor.confirm(pair, CONFIRM_ROUNDS)
     if len(p50s) < 2:
@@ -276,7 +277,7 @@ def _confirm(executor, result: SearchResult, ui: Progress, objective: str) -> No
 
 def _write_bundles(executor, result: SearchResult, config: RunConfig, out: Path, ui: Progress) -> None:
     """The chosen trial's bundle at ``out``; with --keep-pareto, every trial of the front in OUTPUT-search/pareto/."""
-    chosen = Point(**result.chosen["point"])
+    chosen = Point.of(result.chosen["point"])
     with ui.stage(f"wrote the chosen bundle: trial {result.chosen['trial']}, {chosen.label()}"):
         executor.write(chosen, out, config.output.overwrite)
     result.bundle = out
@@ -285,7 +286,7 @@ def _write_bundles(executor, result: SearchResult, config: RunConfig, out: Path,
         for r in result.front:
             dest = result.folder / "pareto" / f"trial-{r['trial']:03d}-{r['target']}"
             with ui.stage(f"wrote the front's bundle {dest.name}"):
-                executor.write(Point(**r["point"]), dest, True)
+                executor.write(Point.of(r["point"]), dest, True)
             result.pareto_bundles.append(dest)
 
 
@@ -298,13 +299,13 @@ def _resume(study, space: Space, ui: Progress, storage_path: Path) -> tuple[dict
     for t in study.get_trials(deepcopy=False):
         rec = t.user_attrs.get("record")
         if t.state in (TrialState.COMPLETE, TrialState.FAIL) and rec and t.user_attrs.get("repeat_of") is None:
-            done.setdefault(Point(**rec["point"]).key, rec)
+            done.setdefault(Point.of(rec["point"]).key, rec)
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     for t in stale:  # killed mid-trial: it never finished, so it is evaluated again, first
         study.tell(t.number, state=TrialState.FAIL)
     if done:
         ui.note(f"resuming {storage_path}: {len(done)} candidate(s) already evaluated, not evaluated again")
-    pending = [Point(**t.user_attrs["point"]) for t in stale if "point" in t.user_attrs] + space.baselines
+    pending = [Point.of(t.user_attrs["point"]) for t in stale if "point" in t.user_attrs] + space.baselines
     if study.user_attrs["fingerprint"]["fields"]["search.sampler"] == "grid":
         pending += space.points()
     return done, [p for p in dict.fromkeys(pending) if p.key not in done]

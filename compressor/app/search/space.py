@@ -2,20 +2,25 @@
 
 A *choice* is a concrete target with its precision plan: ``ort-cpu-fp32``, ``ort-cpu-int8``, ``ort-cpu-int8+auto`` (mixed
 precision under the accuracy budget). Each listed target stands for its runtime (backend and device); the runtime is tried
-at every plan of ``search.space.precisions`` through its sibling targets. A point is a choice, a pruning amount and, for
-static INT8 plans, a calibration method and QAT off/on. Trials suggest these as optuna parameters (define-by-run, so the
-INT8-only ones are conditional).
+at every plan of ``search.space.precisions`` through its sibling targets. A point is a choice and a value of each search
+dimension that applies to it: the settings fields that declare one (:mod:`compressor.core.searchable`; by default a pruning
+amount and, for static INT8 plans, a calibration method and QAT off/on). Trials suggest these as optuna parameters
+(define-by-run, so the INT8-only ones are conditional).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+from compressor.app.search_settings import BY_NAME, DIMENSIONS
 from compressor.core.errors import InputError, TargetError
 from compressor.core.registry import catalogue, get_target, package_missing, runs_here
+from compressor.core.searchable import Dimension
 from compressor.core.targets import Precision, TargetSpec
+from compressor.quantization.quantizers import which_can
 
 AUTO = "+auto"
 
@@ -23,9 +28,13 @@ AUTO = "+auto"
 @dataclass(frozen=True)
 class Point:
     choice: str  # a target name, with "+auto" for mixed precision
-    prune: float = 0.0  # fraction of MACs removed
-    calibration: str | None = None  # static INT8 plans only
-    qat: bool | None = None  # static INT8 plans only
+    values: tuple[tuple[str, Any], ...] = ()  # (dimension name, value) for each search dimension that applies to the choice
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Point:
+        """The point of :meth:`to_dict`'s mapping (a trial's record)."""
+        rest = dict(data)
+        return cls(rest.pop("choice"), tuple(rest.items()))
 
     @property
     def target(self) -> str:
@@ -35,22 +44,20 @@ class Point:
     def auto(self) -> bool:
         return self.choice.endswith(AUTO)
 
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.values).get(name, default)
+
     @property
     def key(self) -> str:
-        return json.dumps([self.choice, self.prune, self.calibration, self.qat])
+        return json.dumps([self.choice, sorted(self.values)])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"choice": self.choice, **dict(self.values)}
 
     def label(self) -> str:
         parts = [self.choice.replace(AUTO, " (auto mixed)")]
-        if self.prune:
-            parts.append(f"pruned {self.prune:.0%} MACs")
-        if self.calibration:
-            parts.append(self.calibration)
-        if self.qat:
-            parts.append("QAT")
-        return ", ".join(parts)
+        parts += [BY_NAME[n].searchable.describe(v) for n, v in self.values if n in BY_NAME]
+        return ", ".join(p for p in parts if p)
 
 
 def _static(spec: TargetSpec) -> bool:
@@ -67,9 +74,7 @@ def _sibling(spec: TargetSpec, precision: Precision) -> TargetSpec | None:
 @dataclass
 class Space:
     choices: list[str]  # concrete targets (and +auto plans), in order
-    prune: list[float]
-    calibrations: list[str]
-    qat: list[bool]
+    dimensions: list[tuple[Dimension, list]]  # the searched dimensions and the values tried, in declaration order
     baselines: list[Point]  # the plain `compress` of each listed target (evaluated first: what the search must beat)
     dropped: list[str]  # what was left out and why, for the user
     notes: list[str]  # what the user should know about what was kept
@@ -77,36 +82,59 @@ class Space:
     def quantized_static(self, choice: str) -> bool:
         return _static(get_target(choice.removesuffix(AUTO)))
 
+    def applying(self, choice: str) -> list[tuple[Dimension, list]]:
+        """The dimensions a point of ``choice`` has (the static-INT8-only ones only for static INT8 plans)."""
+        static = self.quantized_static(choice)
+        return [(d, v) for d, v in self.dimensions if d.searchable.only == "any" or static]
+
     def points(self) -> list[Point]:
         """Every point, in a fixed order (the grid sampler's)."""
         out = []
         for c in self.choices:
-            for p in self.prune:
-                if self.quantized_static(c):
-                    out += [Point(c, p, cal, q) for cal in self.calibrations for q in self.qat]
-                else:
-                    out.append(Point(c, p))
+            dims = self.applying(c)
+            out += [Point(c, tuple(zip([d.name for d, _ in dims], combo))) for combo in itertools.product(*[v for _, v in dims])]
         return out
 
     def suggest(self, trial) -> Point:
         """The point of an optuna trial (enqueued trials answer with their fixed parameters)."""
         choice = trial.suggest_categorical("target", self.choices)
-        prune = trial.suggest_categorical("prune_macs", self.prune)
-        if not self.quantized_static(choice):
-            return Point(choice, prune)
-        return Point(choice, prune, trial.suggest_categorical("calibration", self.calibrations), trial.suggest_categorical("qat", self.qat))
+        return Point(choice, tuple((d.name, trial.suggest_categorical(d.name, v)) for d, v in self.applying(choice)))
 
     @staticmethod
     def params(point: Point) -> dict[str, Any]:
         """The optuna parameters that make a trial propose ``point`` (for enqueue_trial)."""
-        out: dict[str, Any] = {"target": point.choice, "prune_macs": point.prune}
-        if point.calibration is not None:
-            out.update(calibration=point.calibration, qat=point.qat)
-        return out
+        return {"target": point.choice, **dict(point.values)}
+
+    def summary(self) -> str:
+        """``3 target plans × 3 pruning × 2 calibration × 2 QAT`` (the static-INT8-only factors when a static plan is listed)."""
+        static = any(self.quantized_static(c) for c in self.choices)
+        return " × ".join([f"{len(self.choices)} target plans"] + [f"{len(v)} {d.searchable.what}" for d, v in self.dimensions
+                                                                   if d.searchable.only == "any" or static])
 
     def describe(self) -> dict[str, Any]:
-        return {"choices": self.choices, "prune_macs": self.prune, "calibrations": self.calibrations, "qat": self.qat,
+        return {"choices": self.choices, **{d.searchable.key: v for d, v in self.dimensions},
                 "baselines": [b.key for b in self.baselines]}
+
+
+def _dimension_values(config, dimension: Dimension, values: list, dropped: list[str], notes: list[str]) -> list:
+    """``values`` less those this machine and run cannot try (each left out with its reason, in ``dropped``)."""
+    s = dimension.searchable
+    active = [v for v in values if s.describe(v)]
+    if not active:
+        return values
+    why = None
+    if s.package and package_missing(s.package):
+        why = package_missing(s.package)
+    elif s.training == "needs" and not config.finetune.data:
+        why = "needs training data (--finetune DATA)"
+    elif s.capability and not getattr(config.quantization.capabilities, s.capability):
+        why = f"--quantizer {config.quantization.quantizer} does not support it (use {which_can(s.capability)})"
+    if why is None:
+        if s.training == "recovers" and not config.finetune.data:
+            notes.append(f"{s.what} candidates are not fine-tuned: pass --finetune DATA to recover their accuracy")
+        return values
+    dropped.append(f"{s.what} {', '.join(str(v) for v in active)}: {why}")
+    return [v for v in values if v not in active]
 
 
 def build_space(config, executor_gpus: bool, status) -> Space:
@@ -123,7 +151,6 @@ def build_space(config, executor_gpus: bool, status) -> Space:
             raise TargetError(f"unknown target '{n}' in --targets: known targets are {', '.join(cat)}")
     dropped: list[str] = []
     notes: list[str] = []
-    has_train = bool(config.finetune.data)
     accuracy_budget = config.gate.active
     choices: list[str] = []
     runnable: dict[str, bool] = {}
@@ -171,29 +198,21 @@ def build_space(config, executor_gpus: bool, status) -> Space:
             choice = sib.name + (AUTO if plan == "auto" else "")
             if choice not in choices:
                 choices.append(choice)
-    prune = list(sp.prune_macs)
-    if any(prune) and package_missing("torch_pruning"):
-        dropped.append(f"pruning {', '.join(f'{p:g}' for p in prune if p)}: {package_missing('torch_pruning')}")
-        prune = [p for p in prune if not p]
-    elif any(prune) and not has_train:
-        notes.append("pruned candidates are not fine-tuned: pass --finetune DATA to recover their accuracy")
-    qat = list(dict.fromkeys(sp.qat))
-    if True in qat and not has_train:
-        dropped.append("QAT: needs training data (--finetune DATA)")
-        qat = [q for q in qat if not q]
-    if True in qat and not config.quantization.capabilities.supports_qat:
-        dropped.append(f"QAT: trains the SDK's plan, not --quantizer {config.quantization.quantizer}")
-        qat = [q for q in qat if not q]
-    if not choices or not prune or not qat:
-        what = "targets" if not choices else "pruning amounts" if not prune else "QAT settings"
-        raise InputError(f"the search space is empty here (no {what} left): " + "; ".join(dropped)
-                         + " — list other --targets, or give the data they need")
-    default_cal = config.quantization.calibration
-    calibrations = list(dict.fromkeys([*sp.calibrations, default_cal]))
-    baselines = []
+    dimensions: list[tuple[Dimension, list]] = []
+    for d in DIMENSIONS:
+        values = sp.values(d)
+        if values is not None:
+            dimensions.append((d, _dimension_values(config, d, list(values), dropped, notes)))
+    empty = next((d.searchable.what for d, v in dimensions if not v), None)
+    if not choices or empty:
+        raise InputError(f"the search space is empty here (no {'targets' if not choices else empty + ' values'} left): "
+                         + "; ".join(dropped) + " — list other --targets, or give the data they need")
+    space = Space(choices, dimensions, [], dropped, notes)
     for n in names:
         if n in s.targets and n in choices:
-            static = _static(cat[n])
-            baselines.append(Point(n, 0.0 if 0.0 in prune else prune[0], default_cal if static else None,
-                                   (False if False in qat else qat[0]) if static else None))
-    return Space(choices, prune, calibrations, qat, baselines, dropped, notes)
+            baseline = []
+            for d, values in space.applying(n):
+                current = d.current(getattr(config, d.section))
+                baseline.append((d.name, current if current in values else values[0]))
+            space.baselines.append(Point(n, tuple(baseline)))
+    return space

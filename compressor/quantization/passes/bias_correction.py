@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.core.targets import PlanMode
 from compressor.data.feeds import samples_in
 from compressor.quantization.pipeline import PLAN, CompressionPass
 
@@ -16,7 +17,7 @@ class BiasCorrection(CompressionPass):
     description = "fast bias correction: the mean shift INT8 puts in each layer's output, added back to its bias where it helps"
 
     def applies_to(self, stage, plan=None) -> tuple[bool, str]:
-        if plan is None or plan.mode != "static":
+        if plan is None or plan.mode != PlanMode.STATIC:
             return False, "bias correction edits static INT8 plans"
         return True, ""
 
