@@ -65,8 +65,8 @@ def resnet18(tmp: Path, repeats: int, duration: float) -> dict:
     for i in range(repeats):
         say(f"resnet18: timing pass {i + 1}/{repeats}")
         runs = {k: run_isolated("executorch-xnnpack-int8", f, {"input": x[:1]}, settings) for k, f in files.items()}
-        passes.append({k: v["latency_ms"]["p50"] for k, v in runs.items()})
-        memory.append(runs["ours executorch-xnnpack-int8"]["model_rss_mb"])
+        passes.append({k: v.p50_ms for k, v in runs.items()})
+        memory.append(runs["ours executorch-xnnpack-int8"].model_rss_mb)
     return {
         "passes": passes,
         "median_p50_ms": {k: statistics.median(p[k] for p in passes) for k in files},

@@ -87,7 +87,7 @@ def resnet50_speed(tmp: Path, repeats: int, duration: float) -> dict:
     passes = []
     for i in range(repeats):
         say(f"resnet50: timing pass {i + 1}/{repeats}")
-        p50 = {k: run_isolated("ort-cpu-int8", f, feeds, settings)["latency_ms"]["p50"] for k, f in files.items()}
+        p50 = {k: run_isolated("ort-cpu-int8", f, feeds, settings).p50_ms for k, f in files.items()}
         passes.append({**p50, "ours_over_peer": p50["ours_int8"] / p50["peer_quantize_static"],
                        "ours_over_fp32": p50["ours_int8"] / p50["ours_fp32"]})
     kernels = ours.manifest["quantization"]["kernels"]

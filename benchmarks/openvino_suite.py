@@ -80,7 +80,7 @@ def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
     passes = []
     for i in range(repeats):
         say(f"resnet50: timing pass {i + 1}/{repeats}")
-        p50 = {k: run_isolated(t, f, {"input": x[:1]}, settings)["latency_ms"]["p50"] for k, (t, f) in files.items()}
+        p50 = {k: run_isolated(t, f, {"input": x[:1]}, settings).p50_ms for k, (t, f) in files.items()}
         passes.append(p50)
     med = {k: statistics.median(p[k] for p in passes) for k in files}
     ratio = lambda a, b: statistics.median(p[a] / p[b] for p in passes)  # noqa: E731
@@ -88,7 +88,7 @@ def resnet50(tmp: Path, repeats: int, duration: float) -> dict:
     bapp = {}
     for k, prec in (("openvino-cpu-fp32", "f32"), ("openvino-cpu-int8 (ours)", "f32"), ("openvino-cpu-bf16", "bf16")):
         b = benchmark_app(files[k][1], prec, threads, int(max(duration * 2, 10)))
-        ours = run_isolated(files[k][0], files[k][1], {"input": x[:1]}, settings)["latency_ms"]["p50"]
+        ours = run_isolated(files[k][0], files[k][1], {"input": x[:1]}, settings).p50_ms
         bapp[k] = {"benchmark_app_median_ms": b, "ours_p50_ms_same_moment": ours, "ours_over_benchmark_app": ours / b}
     q = built["openvino-cpu-int8"].manifest["quantization"]["kernels"]
     rt = built["openvino-cpu-fp32"].manifest["benchmark"]

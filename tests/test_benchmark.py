@@ -35,7 +35,7 @@ def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt)
     from compressor.core.specs import InputSpec
     from compressor.data.context import RunContext
     from compressor.data.sources import synthetic_data
-    from compressor.evaluation.benchmark import run_isolated
+    from compressor.evaluation.benchmark import BenchResult, run_isolated
     from compressor.evaluation.session import EvaluationSession
     from compressor.io.loading import load_model
 
@@ -48,6 +48,7 @@ def test_isolated_run_records_threads_memory_and_runtime(tmp_path, fashion_ckpt)
         art = get_backend("onnxruntime").compile(h, ir, spec, tmp_path, CompileContext())
     r = run_isolated("ort-cpu-fp32", art.path, {"input": np.zeros((1, 1, 28, 28), np.float32)},
                      BenchmarkSettings(threads=1, duration=0.2, iterations=5))
-    assert r["threads"] == 1 and r["runtime"]["intra_op_threads"] == 1 and r["runtime"]["providers"] == ["CPUExecutionProvider"]
-    assert 0 < r["rss_before_load_mb"] < r["peak_rss_mb"] < 1000  # the worker's own peak, not the parent's
-    assert r["load_time_s"] > 0 and r["latency_ms"]["p50"] > 0
+    assert r.threads == 1 and r.runtime["intra_op_threads"] == 1 and r.runtime["providers"] == ["CPUExecutionProvider"]
+    assert 0 < r.extra["rss_before_load_mb"] < r.peak_rss_mb < 1000  # the worker's own peak, not the parent's
+    assert r.load_time_s > 0 and r.p50_ms > 0 and r.error is None
+    assert BenchResult.from_dict(r.to_dict()) == r and r.to_dict()["latency_ms"]["p50"] == r.p50_ms  # typed to the manifest and back

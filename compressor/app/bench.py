@@ -14,6 +14,7 @@ from typing import Any
 
 from compressor.app.recipe import RunConfig
 from compressor.app.session import open_session
+from compressor.bundle.present import bench_cells, cell, result_cells
 from compressor.core.environment import describe_environment
 from compressor.core.errors import InputError, TargetError
 from compressor.core.progress import Progress
@@ -122,8 +123,8 @@ def _row(r: CandidateResult, ui: Progress) -> dict[str, Any]:
         return {**row, "status": "failed", "reason": r.reason}
     q = r.quantization or {}
     out = {**row, "status": "ok", "size_bytes": r.size_bytes, "fidelity": r.fidelity.to_dict(),
-           "batches": {str(b): res for b, res in r.benchmarks.items()},
-           "runtime": next((res.get("runtime") for res in r.benchmarks.values() if "runtime" in res), None),
+           "batches": {str(b): res.to_dict() for b, res in r.benchmarks.items()},
+           "runtime": next((res.runtime for res in r.benchmarks.values() if not res.error), None),
            "int8_layers": q.get("kernels"), "quantization": {k: q[k] for k in QUANT_KEYS if k in q} or None,
            "build_seconds": r.build_seconds, "warnings": list(r.warnings)}
     if r.pruning is not None:
@@ -174,33 +175,26 @@ def _slower_than_float(rows: list[dict], sizes: list[int], ui) -> None:
 
 
 def table_rows(result: dict) -> list[dict]:
-    from compressor.core.files import fmt_size
-
+    """The terminal table of a bench result (its JSON): one row per target and batch size, formatted by the one presenter."""
     out = []
     for r in result["rows"]:
+        head = {"target": r["target"], "precision": r["precision"]}
         if r.get("status") == "built":
-            out.append({"target": r["target"], "precision": r["precision"], "size": fmt_size(r["size_bytes"]),
-                        "build s": f"{r['build_seconds']:.1f}", "status": f"built, {r['reason']}"})
+            out.append({**head, "size": cell("size", r["size_bytes"]), "build s": cell("build s", r["build_seconds"]),
+                        "status": f"built, {r['reason']}"})
             continue
         if r.get("status") != "ok":
-            out.append({"target": r["target"], "precision": r["precision"], "status": f"{r['status']}: {r['reason']}"})
+            out.append({**head, "status": f"{r['status']}: {r['reason']}"})
             continue
-        f = r["fidelity"]
         for b, res in r["batches"].items():
-            base = {"target": r["target"], "precision": r["precision"], "batch": b, "size": fmt_size(r["size_bytes"]),
-                    "agreement": "–" if f["top1_agreement"] is None else f"{f['top1_agreement']:.4f}",
-                    "top-1": "–" if f["accuracy"] is None else f"{f['accuracy']:.4f}", "cosine mean": f"{f['cosine_mean']:.5f}"}
+            base = {**head, "batch": b, **result_cells(r["size_bytes"], r["fidelity"], None)}
             if "error" in res:
                 out.append({**base, "status": f"benchmark failed: {res['error']}"})
                 continue
-            lat = res["latency_ms"]
-            out.append({**base, "p50 ms": f"{lat['p50']:.2f}", "p90 ms": f"{lat['p90']:.2f}", "throughput/s": f"{res['throughput_per_s']:.1f}",
-                        "speed-up vs torch": "–" if "speedup_vs_torch_eager" not in res else f"{res['speedup_vs_torch_eager']:.2f}×",
-                        "work/s (of peak)": _work(res.get("roofline")),
-                        "multi-stream/s": "–" if "multi_stream" not in res else
-                        f"{res['multi_stream']['throughput_per_s']:.1f} ({res['multi_stream']['streams']} streams)",
-                        "peak RSS": f"{res['peak_rss_mb']:.0f} MiB",
-                        "build s": "–" if r.get("build_seconds") is None else f"{r['build_seconds']:.1f}",
+            ms = res.get("multi_stream")
+            out.append({**base, **bench_cells(res, res.get("speedup_vs_torch_eager")), "work/s (of peak)": _work(res.get("roofline")),
+                        "multi-stream/s": "–" if not ms else f"{cell('throughput/s', ms['throughput_per_s'])} ({ms['streams']} streams)",
+                        "build s": cell("build s", r.get("build_seconds")),
                         "status": "ok" if "slower_than_float" not in res else f"SLOWER than float ({res['slower_than_float']:.2f}×)"})
     return out
 

@@ -53,7 +53,7 @@ def bench_existing(path: str | Path, settings: BenchmarkSettings, target: str | 
         runs, why = require(spec).runnable(spec)
         if not runs:
             raise TargetError(f"{spec.name} cannot run on this machine ({why}): benchmark it on the device")
-        result = run_isolated(spec.name, artifact, benchmark_feeds(data, specs, settings.batch_size), settings)
+        result = run_isolated(spec.name, artifact, benchmark_feeds(data, specs, settings.batch_size), settings).to_dict()
         size = artifact.stat().st_size
     result.update({"artifact": str(path), "precision": precision, "size_bytes": size,
                    "feeds": feeds_from, "settings": settings.to_dict(), "environment": describe_environment()})

@@ -126,8 +126,8 @@ def write_result(config: RunConfig, session: EvaluationSession, result: Candidat
         if session.benchmark.batch_size not in result.benchmarks:
             session.bench(result)
         bench = result.benchmarks[session.benchmark.batch_size]
-        if "error" in bench:
-            raise CompressorError(bench["error"])
+        if bench.error:
+            raise CompressorError(bench.error)
         if config.benchmark.compare_eager:
             if spec.reference and config.pruning is None:
                 eager, eager_size = bench, result.size_bytes
@@ -165,7 +165,7 @@ def _write_bundle(bundle: BundleWriter, config: RunConfig, session: EvaluationSe
         del runner
     np.savez(bundle.path(REFERENCE_INPUTS), **{s.name: a for s, a in zip(session.model.inputs, ref_data.inputs)})
     np.savez(bundle.path(REFERENCE_OUTPUTS), **{n: o for n, o in zip(session.model.output_names, expected)})
-    speedup = eager["latency_ms"]["p50"] / bench["latency_ms"]["p50"] if bench and eager else None
+    speedup = eager.p50_ms / bench.p50_ms if bench and eager else None
     manifest = build_manifest(config, session, result, failures, bench, eager, speedup, n_ref)
     rows = []
     fid = result.fidelity
@@ -198,9 +198,10 @@ def build_manifest(config: RunConfig, session: EvaluationSession, result: Candid
     validated = result.status != "built"
     metrics: dict[str, Any] = {"fidelity": result.fidelity.to_dict() if result.fidelity else None}
     if bench:
-        metrics.update({k: bench[k] for k in ("latency_ms", "throughput_per_s", "peak_rss_mb", "model_rss_mb", "load_time_s", "iterations")})
+        metrics.update({k: v for k, v in bench.to_dict().items()
+                        if k in ("latency_ms", "throughput_per_s", "peak_rss_mb", "model_rss_mb", "load_time_s", "iterations")})
     if eager:
-        metrics["torch_eager_latency_ms"] = eager["latency_ms"]
+        metrics["torch_eager_latency_ms"] = eager.to_dict()["latency_ms"]
         metrics["speedup_vs_torch_eager"] = speedup
     handle = session.model
     return {
@@ -225,9 +226,9 @@ def build_manifest(config: RunConfig, session: EvaluationSession, result: Candid
         "benchmark": {
             "settings": session.benchmark.to_dict() if bench else None,
             "method": METHOD,
-            "runtime": bench.get("runtime") if bench else None,
-            "warmup": bench.get("warmup") if bench else None,
-            "input_shapes": bench.get("input_shapes") if bench else None,
+            "runtime": bench.runtime if bench else None,
+            "warmup": bench.extra.get("warmup") if bench else None,
+            "input_shapes": bench.extra.get("input_shapes") if bench else None,
         },
         "environment": describe_environment(),
         "reference": {

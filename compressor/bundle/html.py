@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from compressor.bundle.present import cell
 from compressor.core.errors import InputError
 from compressor.evaluation.gate import GateSettings
 
@@ -222,10 +223,11 @@ def sensitivity_svg(s: dict, top: int = 15) -> str:
     return _svg(fig)
 
 
-def _cell(v, fmt: str = "", cls: str = "") -> str:
+def _cell(v, column: str = "", cls: str = "") -> str:
+    """A sortable cell: the raw value to sort by, the text as every other table shows it (the one presenter)."""
     if v is None:
         return '<td data-v="">–</td>'
-    text = format(v, fmt) if fmt else str(v)
+    text = cell(column, v) if column else str(v)
     return f'<td data-v="{html.escape(str(v))}"{f" class={cls!r}" if cls else ""}>{html.escape(text)}</td>'
 
 
@@ -236,16 +238,17 @@ def _work_cell(p: dict) -> str:
 
 
 def _table(pts: list[dict], several: bool, front: set[int]) -> str:
-    heads = ["#", "target", *(["file"] if several else []), "precision", "batch", "size MiB", "top-1", "agreement", "cosine", "p50 ms",
+    heads = ["#", "target", *(["file"] if several else []), "precision", "batch", "size", "top-1", "agreement", "cosine", "p50 ms",
              "p90 ms", "throughput/s", "speed-up vs torch", "work/s", "of peak", "Pareto", "status"]
     rows = []
     for p in pts:
         status = p["status"] if p["status"] == "ok" else f"{p['status']}: {p['reason'] or ''}"
         rows.append("<tr>" + "".join([
             _cell(p["n"]), _cell(p["target"], cls="text"), *([_cell(p["file"])] if several else []), _cell(p["precision"], cls="text"),
-            _cell(p["batch"]), _cell(p["size"] / 2**20 if p["size"] else None, ".2f"), _cell(p["accuracy"], ".4f"), _cell(p["agreement"], ".4f"),
-            _cell(p["cosine"], ".5f"), _cell(p["p50"], ".3f"), _cell(p["p90"], ".3f"), _cell(p["throughput"], ".1f"),
-            _cell(p["speedup"], ".2f"), _work_cell(p), _cell(p["of_peak"], ".0%"), _cell("yes" if p["n"] in front else "", cls="text"),
+            _cell(p["batch"]), _cell(p["size"], "size"), _cell(p["accuracy"], "top-1"), _cell(p["agreement"], "agreement"),
+            _cell(p["cosine"], "cosine"), _cell(p["p50"], "p50 ms"), _cell(p["p90"], "p90 ms"), _cell(p["throughput"], "throughput/s"),
+            _cell(p["speedup"], "speed-up vs torch"), _work_cell(p), _cell(p["of_peak"], "of peak"),
+            _cell("yes" if p["n"] in front else "", cls="text"),
             _cell(status, cls="text" + (" bad" if p["status"] != "ok" else ""))]) + "</tr>")
     return (f'<table class="sortable"><thead><tr>{"".join(f"<th>{h}</th>" for h in heads)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')

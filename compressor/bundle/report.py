@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from compressor.bundle.present import NUMERIC, fmt, result_cells
 from compressor.core.files import fmt_size
 
 COLUMNS = ("target", "precision", "size", "top-1", "agreement", "cosine mean", "cosine min", "p50 ms", "p90 ms", "throughput/s", "peak RSS",
            "speed-up vs torch")
 
 
-def _f(v: Any, spec: str, suffix: str = "") -> str:
-    return "–" if v is None else f"{v:{spec}}{suffix}"
-
-
-def row(target: str, precision: str, size: int | None, fidelity: dict | None, bench: dict | None, speedup: float | None) -> dict:
-    fidelity = fidelity or {}
-    lat = (bench or {}).get("latency_ms", {})
-    synthetic = " (synthetic)" if fidelity.get("synthetic") else ""
-    return {
-        "target": target,
-        "precision": precision,
-        "size": fmt_size(size),
-        "top-1": _f(fidelity.get("accuracy"), ".4f") + (synthetic if fidelity.get("accuracy") is not None else ""),
-        "agreement": _f(fidelity.get("top1_agreement"), ".4f") + (synthetic if fidelity.get("top1_agreement") is not None else ""),
-        "cosine mean": _f(fidelity.get("cosine_mean"), ".5f"),
-        "cosine min": _f(fidelity.get("cosine_min"), ".5f"),
-        "p50 ms": _f(lat.get("p50"), ".2f"),
-        "p90 ms": _f(lat.get("p90"), ".2f"),
-        "throughput/s": _f((bench or {}).get("throughput_per_s"), ".1f"),
-        "peak RSS": _f((bench or {}).get("peak_rss_mb"), ".0f", " MiB"),
-        "speed-up vs torch": _f(speedup, ".2f", "×"),
-    }
+def row(target: str, precision: str, size: int | None, fidelity: dict | None, bench, speedup: float | None) -> dict:
+    """One artifact's row (``bench``: a BenchResult, or a benchmark as a manifest holds it)."""
+    return {"target": target, "precision": precision, **result_cells(size, fidelity, bench, speedup)}
 
 
 def console():
@@ -49,7 +30,7 @@ def print_table(rows: Sequence[dict], title: str | None = None, columns: Sequenc
     table = Table(title=title, show_lines=False)
     columns = [c for c in columns if c in ("target", "status") or any(r.get(c, "–") != "–" for r in rows)]  # no empty columns
     for c in columns:
-        table.add_column(c, justify="left" if c in ("target", "precision", "status") else "right", no_wrap=c == "target")
+        table.add_column(c, justify="right" if c in NUMERIC else "left", no_wrap=c == "target")
     for r in rows:
         table.add_row(*[str(r.get(c, "–")) for c in columns])
     console().print(table)
@@ -88,7 +69,7 @@ def bundle_report(manifest: dict, rows: Sequence[dict], sections: Sequence[str] 
         markdown_table(rows),
         "",
         (f"Fidelity against the FP32 PyTorch reference on {fid['samples']} samples: "
-         f"top-1 agreement {_f(fid['top1_agreement'], '.4f')}, cosine mean {fid['cosine_mean']:.6f} / min {fid['cosine_min']:.6f}, "
+         f"top-1 agreement {fmt(fid['top1_agreement'], '.4f')}, cosine mean {fid['cosine_mean']:.6f} / min {fid['cosine_min']:.6f}, "
          f"max abs error {fid['max_abs_error']:.3g}." if fid else
          "Fidelity: not measured here (the artifact could not run on this machine). `reference/outputs.npz` holds the FP32 "
          f"reference's outputs; verify on the device compares with them within {m['reference']['tolerance']}."),
@@ -164,8 +145,8 @@ def qat_lines(t: dict | None) -> list[str]:
     return [f"- QAT: {t['epochs_run']} epoch(s) on {t['samples']} samples ({t['loss']}; bf16 autocast: {'yes' if t['bf16_autocast'] else 'no'}), "
             f"{t['layers_simulated']} layers and {t['activation_tensors']} activation ranges trained; held-out {t['validation_metric']} "
             f"{h[0]['val_metric']:.4f} with the PTQ plan → best {t['best_val_metric']:.4f}",
-            f"- The exported artifact against the fake-quantized model it was trained as: cosine {_f(a.get('cosine_mean'), '.6f')}, "
-            f"top-1 agreement {_f(a.get('top1_agreement'), '.4f')}, max abs difference {_f(a.get('max_abs_difference'), '.3g')}"
+            f"- The exported artifact against the fake-quantized model it was trained as: cosine {fmt(a.get('cosine_mean'), '.6f')}, "
+            f"top-1 agreement {fmt(a.get('top1_agreement'), '.4f')}, max abs difference {fmt(a.get('max_abs_difference'), '.3g')}"
             if a else f"- {t.get('note', 'the artifact was not compared with the fake-quantized model')}"]
 
 
@@ -182,7 +163,7 @@ def auto_precision_lines(ap: dict | None) -> list[str]:
     for st in ap["steps"]:
         mark = " **(chosen)**" if st.get("chosen") else ""
         out.append(f"| {st['step']}{mark} | {st['phase']} | {st['label']} | {len(st['float_layers'])} | {st['int8_layers']} | "
-                   f"{_f(st[metric], '.4f')} | {_f(st['p50_ms'], '.3f')} | {'pass' if st['passed'] else '; '.join(st['failures'])} |")
+                   f"{fmt(st[metric], '.4f')} | {fmt(st['p50_ms'], '.3f')} | {'pass' if st['passed'] else '; '.join(st['failures'])} |")
     if ap.get("float_layers"):
         out += ["", "Float in the chosen plan: " + "; ".join(f"`{n}` ({why})" for n, why in ap["float_layers"].items())]
     return out

@@ -60,8 +60,8 @@ class AutoPrecision:
             raise InputError("--auto-precision keeps the fastest plan that passes, so it measures each one: drop --no-benchmark")
 
     def _p50(self, r: CandidateResult) -> float | None:
-        res = r.benchmarks.get(self.session.benchmark.batch_size) or {}
-        return (res.get("latency_ms") or {}).get("p50")
+        res = r.benchmarks.get(self.session.benchmark.batch_size)
+        return res.p50_ms if res is not None and not res.error else None
 
     def _step(self, label: str, candidate: Candidate, phase: str) -> tuple[CandidateResult, list[str]]:
         s = self.session

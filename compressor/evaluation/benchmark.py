@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -53,6 +54,61 @@ class BenchmarkSettings(Settings):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", exclude={"enabled", "compare_eager"})
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-call latency of one batch, in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    min: float
+    max: float
+    std: float
+
+
+@dataclass
+class BenchResult:
+    """One benchmark of an artifact in its fresh process: typed from the worker's report to the manifest boundary (``to_dict``)."""
+
+    target: str
+    latency_ms: Latency
+    iterations: int
+    throughput_per_s: float | None
+    load_time_s: float
+    peak_rss_mb: float  # the benchmark process's peak (MiB)
+    model_rss_mb: float  # what loading and running the model added to it (MiB)
+    threads: int
+    batch_size: int
+    runtime: dict[str, Any] = field(default_factory=dict)  # what the runtime says it ran (providers, compiled precisions, …)
+    extra: dict[str, Any] = field(default_factory=dict)  # the rest of the report (warm-up, RSS before/after load, streams, device)
+    error: ClassVar[None] = None  # a BenchFailure has one
+
+    @property
+    def p50_ms(self) -> float:
+        return self.latency_ms.p50
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchResult:
+        names = {f.name for f in fields(cls)} - {"latency_ms", "extra"}
+        return cls(latency_ms=Latency(**d["latency_ms"]), **{k: d[k] for k in names if k in d},
+                   extra={k: v for k, v in d.items() if k not in names and k != "latency_ms"})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {**d.pop("extra"), **d}
+
+
+@dataclass(frozen=True)
+class BenchFailure:
+    """A benchmark that did not finish (the worker failed, crashed or timed out): why, in one line."""
+
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error}
 
 
 METHOD = ("fresh process per measurement; warm-up >= warmup_iterations and >= warmup_seconds; timed until >= iterations and "
@@ -130,8 +186,8 @@ def multi_stream(runner, load: Callable[[int], object], feeds: dict, settings: B
             "method": f"{n} instances of the artifact, {per} thread(s) each, one Python thread per instance"}
 
 
-def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray], settings: BenchmarkSettings) -> dict:
-    """Benchmark ``artifact`` for ``target_name`` in a fresh process; return the worker's JSON result."""
+def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray], settings: BenchmarkSettings) -> BenchResult:
+    """Benchmark ``artifact`` for ``target_name`` in a fresh process: the worker's report."""
     settings = settings.resolved()
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         feeds_path = Path(tmp) / "feeds.npz"
@@ -161,4 +217,4 @@ def run_isolated(target_name: str, artifact: Path, feeds: dict[str, np.ndarray],
         result = json.loads(lines[-1])
     if "error" in result:
         raise CompressorError(f"benchmark of {target_name} failed: {result['error']}")
-    return result
+    return BenchResult.from_dict(result)

@@ -11,7 +11,7 @@ from compressor.core.model import ModelHandle
 from compressor.core.registry import get_backend, reference_target
 from compressor.data.context import RunContext
 from compressor.data.sources import DataSource
-from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated
+from compressor.evaluation.benchmark import BenchFailure, BenchmarkSettings, BenchResult, run_isolated
 from compressor.evaluation.candidates import CandidateResult
 
 
@@ -31,7 +31,7 @@ def benchmark_feeds(data: DataSource, inputs, batch_size: int) -> dict[str, np.n
 class Benchmarker:
     def __init__(self, model: ModelHandle, ctx: RunContext, settings: BenchmarkSettings, variants, workdir):
         self.model, self.ctx, self.settings, self.variants, self._workdir = model, ctx, settings, variants, workdir
-        self._eager: dict[int, dict] = {}
+        self._eager: dict[int, BenchResult] = {}
         self._eager_artifact: Artifact | None = None
 
     def feeds(self, batch_size: int) -> dict[str, np.ndarray]:
@@ -44,9 +44,9 @@ class Benchmarker:
                 try:
                     result.benchmarks[b] = run_isolated(result.target.name, result.artifact.path, self.feeds(b), settings)
                 except CompressorError as e:
-                    result.benchmarks[b] = {"error": str(e)}
+                    result.benchmarks[b] = BenchFailure(str(e))
 
-    def eager(self, batch_size: int) -> tuple[dict | None, int | None]:
+    def eager(self, batch_size: int) -> tuple[BenchResult | None, int | None]:
         """The FP32 eager baseline at ``batch_size`` (the unpruned model; measured once per batch size) and its size."""
         if batch_size not in self._eager:
             ref = reference_target().with_run(self.model.inputs, self.ctx.threads)

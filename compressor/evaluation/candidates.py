@@ -10,6 +10,7 @@ import numpy as np
 from compressor.core.backend import Artifact
 from compressor.core.fidelity import Fidelity
 from compressor.core.targets import TargetSpec
+from compressor.evaluation.benchmark import BenchFailure, BenchResult
 from compressor.pruning.settings import PruningSettings
 from compressor.quantization.plan import QuantPlan
 from compressor.quantization.qat import QatSettings
@@ -41,7 +42,7 @@ class CandidateResult:
     artifact: Artifact | None = None
     fidelity: Fidelity | None = None
     outputs: list[np.ndarray] | None = None  # the artifact's outputs on the eval data
-    benchmarks: dict[int, dict[str, Any]] = field(default_factory=dict)  # batch size -> result (or {"error": …})
+    benchmarks: dict[int, BenchResult | BenchFailure] = field(default_factory=dict)  # batch size -> its measurement
     quantization: dict[str, Any] | None = None  # plan summary, kernel report, sensitivity
     plan: QuantPlan | None = None
     pruning: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ from typing import Optional
 from compressor.core.fidelity import Fidelity
 from compressor.core.objective import KINDS, Objective, objective_for
 from compressor.core.options import GATE, Settings, option
+from compressor.evaluation.benchmark import BenchResult
 
 
 class GateSettings(Settings):
@@ -60,9 +61,9 @@ class GateSettings(Settings):
         """What an artifact fails before it is run for time: its fidelity (None: not validated here) and its size."""
         return (self.failures(f) if f is not None else []) + [x for x in [self.size_failure(size_bytes)] if x]
 
-    def measured_failures(self, bench: dict) -> list[str]:
+    def measured_failures(self, bench: BenchResult) -> list[str]:
         """What a benchmark result fails: the memory and latency budgets."""
-        return [x for x in (self.memory_failure(bench.get("model_rss_mb")), self.latency_failure(bench["latency_ms"]["p50"])) if x]
+        return [x for x in (self.memory_failure(bench.model_rss_mb), self.latency_failure(bench.p50_ms)) if x]
 
     def check_measurable(self, reference: Fidelity, output_shape: tuple[int, ...]) -> None:
         """Refuse a budget this model's output cannot measure (``reference``: the FP32 outputs compared with themselves)."""

@@ -96,10 +96,9 @@ class Evaluator:
             if self.session.benchmark.batch_size not in result.benchmarks:
                 self.session.bench(result)
             bench = result.benchmarks[self.session.benchmark.batch_size]
-            if "error" in bench:
-                return {**record, "status": "failed", "reason": bench["error"], "seconds": round(time.perf_counter() - t0, 1)}
-            record.update(benchmarked=True, p50_ms=bench["latency_ms"]["p50"], p90_ms=bench["latency_ms"]["p90"],
-                          model_rss_mb=bench.get("model_rss_mb"))
+            if bench.error:
+                return {**record, "status": "failed", "reason": bench.error, "seconds": round(time.perf_counter() - t0, 1)}
+            record.update(benchmarked=True, p50_ms=bench.p50_ms, p90_ms=bench.latency_ms.p90, model_rss_mb=bench.model_rss_mb)
             failures += gate.measured_failures(bench)
         record.update(status="feasible" if not failures else "infeasible", failures=failures,
                       seconds=round(time.perf_counter() - t0, 1))
@@ -120,7 +119,7 @@ class Evaluator:
                     continue  # evaluated before a resume: its artifact is gone, and its trial's figure stands
                 result = self.kept[key][0]
                 r = run_isolated(result.target.name, result.artifact.path, feeds, s.benchmark)
-                out.setdefault(key, []).append(r["latency_ms"]["p50"])
+                out.setdefault(key, []).append(r.p50_ms)
         return out
 
     def write(self, point_data: dict[str, Any], out: str, overwrite: bool) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from compressor.bundle.present import NUMERIC, cell
+
 OBJECTIVES = ("p50_ms", "size_mb", "loss")  # all minimised; the front is over these
 
 
@@ -47,10 +49,6 @@ def closest(records: list[dict], n: int = 3) -> list[dict]:
     return sorted(pool, key=lambda r: (len(r["failures"]), r.get("loss") if r.get("loss") is not None else math.inf))[:n]
 
 
-def _fmt(v, spec: str, empty: str = "–") -> str:
-    return empty if v is None else format(v, spec)
-
-
 def rows(records: list[dict], chosen: dict | None, front: list[dict]) -> list[dict[str, str]]:
     on_front = {r["trial"] for r in front}
     out = []
@@ -59,10 +57,11 @@ def rows(records: list[dict], chosen: dict | None, front: list[dict]) -> list[di
         mark = "★ chosen" if chosen is not None and r["trial"] == chosen["trial"] else "front" if r["trial"] in on_front else ""
         status = r["status"] + (" (plain compress)" if r.get("baseline") else "")
         why = "; ".join(r.get("failures") or []) or r.get("reason") or ""
-        out.append({"trial": str(r["trial"]), "candidate": r["label"], "status": status, "p50 ms": _fmt(r.get("p50_ms"), ".3g"),
-                    "size MiB": _fmt(r.get("size_mb"), ".3g"), "accuracy": _fmt(f.get("accuracy"), ".4f"),
-                    "drop pts": _fmt(f.get("accuracy_drop_pp"), ".2f"), "agreement": _fmt(f.get("top1_agreement"), ".4f"),
-                    "cosine": _fmt(f.get("cosine_mean"), ".5f"), "s": _fmt(r.get("seconds"), ".0f"), "": mark, "why": why})
+        size = None if r.get("size_mb") is None else round(r["size_mb"] * 2**20)
+        out.append({"trial": str(r["trial"]), "candidate": r["label"], "status": status, "p50 ms": cell("p50 ms", r.get("p50_ms")),
+                    "size": cell("size", size), "accuracy": cell("top-1", f.get("accuracy")), "drop pts": cell("drop pts", f.get("accuracy_drop_pp")),
+                    "agreement": cell("agreement", f.get("top1_agreement")), "cosine": cell("cosine", f.get("cosine_mean")),
+                    "s": cell("s", r.get("seconds")), "": mark, "why": why})
     return out
 
 
@@ -73,8 +72,7 @@ def print_rows(table_rows: list[dict[str, str]], title: str) -> None:
 
     table = Table(title=title)
     for c in table_rows[0] if table_rows else ():
-        table.add_column(c, justify="right" if c in ("trial", "p50 ms", "size MiB", "accuracy", "drop pts", "agreement", "cosine", "s")
-                         else "left", overflow="fold")
+        table.add_column(c, justify="right" if c in NUMERIC or c == "accuracy" else "left", overflow="fold")
     for r in table_rows:
         table.add_row(*r.values(), style="bold green" if r[""] == "★ chosen" else None)
     console().print(table)
