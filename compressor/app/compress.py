@@ -15,6 +15,7 @@ import numpy as np
 
 from compressor.app.recipe import RunConfig
 from compressor.app.session import open_session
+from compressor.bundle.auto_precision_plot import PLOT_FILE, plot
 from compressor.bundle.html import HTML_REPORT, manifest_results, render
 from compressor.bundle.report import bundle_report, row
 from compressor.bundle.writer import MANIFEST, REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
@@ -24,7 +25,7 @@ from compressor.core.progress import Progress
 from compressor.core.registry import get_backend, get_target, reference_target, require
 from compressor.core.targets import PlanMode
 from compressor.core.version import __version__
-from compressor.evaluation.auto_precision import PLOT_FILE, AutoPrecision, plot
+from compressor.evaluation.auto_precision import AutoPrecision
 from compressor.evaluation.benchmark import METHOD
 from compressor.evaluation.session import Candidate, CandidateResult, EvaluationSession
 from compressor.evaluation.validate import run_all

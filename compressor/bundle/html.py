@@ -311,7 +311,7 @@ def render(results: list[dict]) -> str:
                       f"<p class='note'>Measured on {html.escape(str(s.get('runtime') or 'the runtime'))}, {s.get('samples')} samples; "
                       "the most sensitive layers first.</p>", f"<figure>{sensitivity_svg(s)}</figure>"]
         if q.get("auto_precision"):
-            from compressor.evaluation.auto_precision import figure
+            from compressor.bundle.auto_precision_plot import figure
 
             svg = _svg(figure(q["auto_precision"], f"#{p['n']} {p['target']}: auto precision"))
             floats = ", ".join(f"<code>{html.escape(k)}</code> ({html.escape(v)})" for k, v in q["auto_precision"].get("float_layers", {}).items())

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from compressor.core.errors import InputError
@@ -22,8 +21,6 @@ from compressor.core.registry import catalogue
 from compressor.core.targets import Precision, TargetSpec
 from compressor.evaluation.session import Candidate, CandidateResult, EvaluationSession
 from compressor.quantization.qat import QatSettings
-
-PLOT_FILE = "auto_precision.png"
 
 
 def float_sibling(spec: TargetSpec) -> TargetSpec | None:
@@ -152,42 +149,3 @@ class AutoPrecision:
         if passing:
             return min(passing, key=lambda i: self.steps[i]["p50_ms"] if self.steps[i]["p50_ms"] is not None else float("inf"))
         return min(range(len(self.steps)), key=lambda i: self.steps[i]["loss"] if self.steps[i]["loss"] is not None else float("inf"))
-
-
-def plot(section: dict, path: Path, title: str) -> None:
-    """Write :func:`figure` as an image."""
-    import matplotlib.pyplot as plt
-
-    fig = figure(section, title)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def figure(section: dict, title: str):
-    """Fidelity (the gate's metric) against latency, one point per step, the chosen one marked (also in the HTML report)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metric = section["metric"]
-    steps = [st for st in section["steps"] if st["p50_ms"] is not None and st[metric] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for phase, colour in (("ptq", "tab:blue"), ("qat", "tab:green")):
-        pts = [st for st in steps if st["phase"] == phase]
-        if pts:
-            ax.plot([st["p50_ms"] for st in pts], [st[metric] for st in pts], "o-", color=colour, label=phase.upper())
-    for st in steps:
-        ax.annotate(f"{st['step']} ({len(st['float_layers'])} float)", (st["p50_ms"], st[metric]), textcoords="offset points",
-                    xytext=(6, 4 + 8 * (st["step"] % 2)), fontsize=8)
-        if st.get("chosen"):
-            ax.plot([st["p50_ms"]], [st[metric]], "*", color="gold", markersize=16, markeredgecolor="black", label="chosen")
-    if section.get("fp32_p50_ms"):
-        ax.axvline(section["fp32_p50_ms"], color="grey", linestyle="--", label=f"{section['fp32_target']} p50")
-    ax.set_xlabel("p50 latency (ms)")
-    ax.set_ylabel((section.get("objective") or {}).get("shown_label") or metric.replace("_", " "))
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
