@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.backend import Artifact, Backend, KernelReport, Runner
 from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
@@ -260,10 +260,10 @@ class ExecuTorchBackend(Backend):
         planned = sum(l.precision == "int8" for l in weight_layers)
         if int8 < planned:
             ctx.warn(f"XNNPACK runs {int8} layers with weights in INT8 but {planned} were planned: the rest run in float")
-        return {"weight_layers_total": len(weight_layers), "weight_layers_int8": int8,
-                "delegated_ops": d["delegated_op_count"], "portable_ops": d["portable_op_count"],
-                "summary": f"{d['delegated_op_count']} ops delegated to XNNPACK, {d['portable_op_count']} on portable kernels",
-                "method": "ExecuTorch lowered program: int8 weights (per-channel dequantize) inside the XNNPACK delegate"}
+        return KernelReport(weight_layers_total=len(weight_layers), weight_layers_int8=int8,
+                            summary=f"{d['delegated_op_count']} ops delegated to XNNPACK, {d['portable_op_count']} on portable kernels",
+                            method="ExecuTorch lowered program: int8 weights (per-channel dequantize) inside the XNNPACK delegate",
+                            details={"delegated_ops": d["delegated_op_count"], "portable_ops": d["portable_op_count"]})
 
     def report_sections(self, manifest) -> list[str]:
         build = manifest["artifact"]["build"]

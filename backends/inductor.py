@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
+from compressor.core.backend import Artifact, Backend, KernelReport, Runner, TorchModuleRunner
 from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, InputError, first_line
 from compressor.core.files import fmt_size
@@ -233,9 +233,10 @@ class InductorBackend(Backend):
         int8 = min(len(weight_layers), sum(kernels.values()))
         if int8 < planned:
             ctx.warn(f"Inductor runs {int8} layers in oneDNN INT8 kernels but {planned} were planned: the rest run in float")
-        return {"weight_layers_total": len(weight_layers), "weight_layers_int8": int8, "int8_kernels": kernels,
-                "summary": f"{int8} oneDNN INT8 kernel call(s): {', '.join(f'{k} ×{v}' for k, v in kernels.items()) or 'none'}",
-                "method": "AOTInductor package: oneDNN qconv/qlinear calls in the generated C++ wrapper"}
+        return KernelReport(weight_layers_total=len(weight_layers), weight_layers_int8=int8,
+                            summary=f"{int8} oneDNN INT8 kernel call(s): {', '.join(f'{k} ×{v}' for k, v in kernels.items()) or 'none'}",
+                            method="AOTInductor package: oneDNN qconv/qlinear calls in the generated C++ wrapper",
+                            details={"int8_kernels": kernels})
 
     def report_sections(self, manifest) -> list[str]:
         build = manifest["artifact"]["build"]

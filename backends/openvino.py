@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.backend import Artifact, Backend, KernelReport, Runner
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
@@ -180,9 +180,9 @@ class OpenVinoBackend(Backend):
         planned = len(ir.plan.int8_layers)
         if int8 < planned:
             ctx.warn(f"OpenVINO runs {int8} layers with weights in INT8 but {planned} were planned: the rest run in float")
-        return {"weight_layers_total": total, "weight_layers_int8": int8, "compiled_layer_precisions": layers,
-                "summary": f"compiled layer precisions {layers}",
-                "method": "OpenVINO compiled runtime model: runtimePrecision of each layer with weights"}
+        return KernelReport(weight_layers_total=total, weight_layers_int8=int8, summary=f"compiled layer precisions {layers}",
+                            method="OpenVINO compiled runtime model: runtimePrecision of each layer with weights",
+                            details={"compiled_layer_precisions": layers})
 
     def load(self, path, target, threads=None) -> Runner:
         return OpenVinoRunner(Path(path), target.precision, threads)

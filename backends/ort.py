@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.backend import Artifact, Backend, KernelReport, Runner
 from compressor.core.errors import ExportError
 from compressor.core.registry import package_missing
 from compressor.core.specs import InputSpec
@@ -153,7 +153,7 @@ class OrtBackend(Backend):
         report["summary"] = (f"heavy ops INT8: {report['heavy_ops_int8']} of {report['heavy_ops_total']} {report['int8_kernels']}"
                              + (f" ({report['heavy_ops_float_without_weights']} float heavy ops multiply two activations, e.g. attention scores)"
                                 if report["heavy_ops_float_without_weights"] else ""))
-        return report
+        return KernelReport.of(report, self.name)
 
     def load(self, path, target, threads=None) -> Runner:
         return OrtRunner(Path(path), threads)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, Runner
+from compressor.core.backend import Artifact, Backend, KernelReport, Runner
 from compressor.core.environment import NO_CUDA, cuda_device, package_version
 from compressor.core.errors import ExportError, InputError, TargetError, first_line
 from compressor.core.files import fmt_size
@@ -351,10 +351,10 @@ class TensorRtBackend(Backend):
         producers = {o: n for n in m.graph.node for o in n.output}
         heavy = [n for n in m.graph.node if n.op_type in ONNX_WEIGHT_OPS]
         int8 = [n for n in heavy if len(n.input) > 1 and getattr(producers.get(n.input[1]), "op_type", None) == "DequantizeLinear"]
-        return {"weight_layers_total": len(heavy), "weight_layers_int8": len(int8),
-                "layer_precisions": artifact.details["layer_precisions"],
-                "summary": f"{len(int8)} of {len(heavy)} conv/matmul layers with int8 weights behind Q/DQ; the rest FP16",
-                "method": "the QDQ ONNX the engine was built from (strongly typed: the engine follows it)"}
+        return KernelReport(weight_layers_total=len(heavy), weight_layers_int8=len(int8),
+                            summary=f"{len(int8)} of {len(heavy)} conv/matmul layers with int8 weights behind Q/DQ; the rest FP16",
+                            method="the QDQ ONNX the engine was built from (strongly typed: the engine follows it)",
+                            details={"layer_precisions": artifact.details["layer_precisions"]})
 
     def report_sections(self, manifest) -> list[str]:
         b = manifest["artifact"]["build"]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from compressor.core.build import BuildSettings
+from compressor.core.errors import CompressorError
 from compressor.core.model import flatten_outputs
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, Precision, TargetSpec
@@ -99,6 +100,37 @@ class Runner(abc.ABC):
         return None
 
 
+@dataclass
+class KernelReport:
+    """What a runtime really runs of a quantized artifact: how many layers with weights run INT8 (read back from the compiled
+    artifact, never assumed from the plan). Typed up to the manifest boundary (``to_dict``)."""
+
+    weight_layers_total: int
+    weight_layers_int8: int
+    summary: str  # one line for reports
+    method: str  # how the figures were read back
+    planned_int8_layers_running_float: list[str] = field(default_factory=list)  # recorded as float, never claimed as INT8
+    details: dict[str, Any] = field(default_factory=dict)  # the runtime's own figures (kernel counts, compiled precisions, …)
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("weight_layers_total", "weight_layers_int8", "summary", "method")
+
+    @classmethod
+    def of(cls, value: KernelReport | dict[str, Any] | None, backend: str) -> KernelReport | None:
+        """``value`` as a report: a KernelReport, or a mapping with at least the required keys (a plugin may return one)."""
+        if value is None or isinstance(value, KernelReport):
+            return value
+        missing = [k for k in cls.REQUIRED if k not in value]
+        if missing:
+            raise CompressorError(f"backend '{backend}' returned a kernel report without {', '.join(missing)}: "
+                                  "return a compressor.core.backend.KernelReport")
+        known = {*cls.REQUIRED, "planned_int8_layers_running_float"}
+        return cls(**{k: value[k] for k in known if k in value}, details={k: v for k, v in value.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {**d.pop("details"), **d}
+
+
 class Backend(abc.ABC):
     """A runtime adapter, registered under the entry-point group ``compressor.backends``."""
 
@@ -127,12 +159,9 @@ class Backend(abc.ABC):
     def artifact_inputs(self, path: Path) -> list[InputSpec]:
         """The input specs an artifact file declares (for benchmarking a bare file without a manifest)."""
 
-    def kernel_report(self, artifact: Artifact, ir: IR, target: TargetSpec, ctx: CompileContext) -> dict[str, Any] | None:
-        """For a quantized artifact: how many layers with weights the runtime really runs in INT8.
-
-        Returns at least ``weight_layers_total``, ``weight_layers_int8``, ``method`` and ``summary`` (one line
-        for reports), and ``planned_int8_layers_running_float``: plan layers the runtime runs in float, which
-        are then recorded as float (never claimed as INT8)."""
+    def kernel_report(self, artifact: Artifact, ir: IR, target: TargetSpec, ctx: CompileContext) -> KernelReport | None:
+        """For a quantized artifact: how many layers with weights the runtime really runs in INT8, and which planned INT8
+        layers it runs in float (those are then recorded as float, never claimed as INT8)."""
         return None
 
     def report_sections(self, manifest: dict[str, Any]) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import IR, Artifact, CompileContext
+from compressor.core.backend import IR, Artifact, CompileContext, KernelReport
 from compressor.core.build import BuildSettings, time_limit
 from compressor.core.errors import InputError, TargetError
 from compressor.core.model import ModelHandle
@@ -101,8 +101,8 @@ class Builder:
     def _quantization_section(self, backend, artifact: Artifact, ir: IR, spec: TargetSpec, ctx: CompileContext, variant, key,
                               settings: QuantizationSettings, qat: QatSettings) -> dict:
         plan = ir.plan
-        kernels = backend.kernel_report(artifact, ir, spec, ctx) or {}
-        running_float = set(kernels.get("planned_int8_layers_running_float") or [])
+        kernels = KernelReport.of(backend.kernel_report(artifact, ir, spec, ctx), spec.backend)
+        running_float = set(kernels.planned_int8_layers_running_float if kernels else [])
         if running_float:  # never claim INT8 for a layer the runtime runs in float
             plan = copy.deepcopy(plan)
             for layer in plan.layers:
@@ -110,12 +110,13 @@ class Builder:
                     layer.precision, layer.reason = "float", f"{spec.backend} did not fuse it into an INT8 kernel"
             ctx.warn(f"{len(running_float)} planned INT8 layer(s) run in float on {spec.backend}: {', '.join(sorted(running_float)[:5])}")
         summary = plan.summary()
-        if "weight_layers_int8" in kernels and kernels["weight_layers_int8"] < summary["layers_int8"]:
-            summary["layers_int8"] = kernels["weight_layers_int8"]
+        if kernels is not None and kernels.weight_layers_int8 < summary["layers_int8"]:
+            summary["layers_int8"] = kernels.weight_layers_int8
         plan_path = artifact.path.parent / PLAN_FILE
         plan_path.write_text(json.dumps(plan.to_dict(), separators=(",", ":")) + "\n")
         artifact.files.append(plan_path)
-        section = {**summary, "kernels": kernels, "plan_file": PLAN_FILE, "realiser": ir.export.get("quantization_realiser")}
+        section = {**summary, "kernels": kernels.to_dict() if kernels else {}, "plan_file": PLAN_FILE,
+                   "realiser": ir.export.get("quantization_realiser")}
         for name in ("pt2e", "autotune"):
             if ir.export.get(name):
                 section[name] = ir.export[name]
