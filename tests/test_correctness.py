@@ -169,3 +169,21 @@ def test_random_bytes_are_always_a_corrupt_checkpoint(tmp_path):
         path.write_bytes(rng.bytes(4096))
         with pytest.raises(CheckpointError, match="truncated or corrupt"):
             _load_module_or_state(path, "pickle", False)
+
+
+def test_a_build_deadline_never_stops_an_import_half_way(tmp_path, monkeypatch):
+    """--build-timeout stops a build, but not in the middle of a library's first import: a half-imported library (the ONNX
+    exporter's onnxscript, once) made every later export of the process fall back and every later plan lose its layer names."""
+    import sys
+    import time
+
+    from compressor.core.build import BuildTimeout, time_limit
+
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(0.4)\nDONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BuildTimeout, match="the test build did not finish in 0.1 s"):
+        with time_limit(0.1, "the test build"):
+            import slow_to_import  # noqa: F401 - imported for its side effect: it takes longer than the limit
+            time.sleep(5)
+    assert sys.modules["slow_to_import"].DONE
+    monkeypatch.delitem(sys.modules, "slow_to_import")

@@ -43,6 +43,19 @@ class BuildSettings(Settings):
         return self.gpu_arch.split(",") if self.gpu_arch else []
 
 
+#: seconds a deadline waits for an import in progress before it looks again
+IMPORT_GRACE = 0.05
+
+
+def importing(frame) -> bool:
+    """Whether ``frame`` (or a caller of it) runs a module's import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextmanager
 def time_limit(seconds: float, what: str):
     """Stop the block with a one-line error after ``seconds`` (main thread only, where signals arrive; elsewhere no limit)."""
@@ -51,6 +64,9 @@ def time_limit(seconds: float, what: str):
         return
 
     def stop(signum, frame):
+        if importing(frame):  # never stop a module's first import: a library left half-imported breaks every later build in
+            signal.setitimer(signal.ITIMER_REAL, IMPORT_GRACE)  # this process (the next export falls back, plans lose their
+            return  # layer names); stop just after it instead
         raise _Deadline  # a BaseException: the libraries' own `except Exception` cannot swallow it
 
     old = signal.signal(signal.SIGALRM, stop)
