@@ -49,7 +49,7 @@ class _Space(Settings):
             if len(deduped) != len(values):
                 object.__setattr__(self, d.searchable.key, deduped)
             for v in deduped:
-                if (d.searchable.has_off and v == d.searchable.off) or (d.searchable.apply == "append" and not v):
+                if d.searchable.absent(v):
                     continue
                 try:
                     SECTIONS[d.section].model_validate({d.field: [v] if d.searchable.apply == "append" else v})

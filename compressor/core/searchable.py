@@ -45,10 +45,20 @@ class Searchable:
     def has_off(self) -> bool:
         return self.off != _NONE
 
+    def applies(self, static: bool) -> bool:
+        """Whether a plan has this dimension (``static``: the plan is static INT8)."""
+        return self.only == "any" or static
+
+    def absent(self, value: Any) -> bool:
+        """``value`` adds nothing to the run: the off value of an optional section, or no entry for a list field."""
+        return (self.has_off and value == self.off) or (self.apply == "append" and not value)
+
+    def active(self, value: Any) -> bool:
+        """``value`` turns something on (what needs a package, training data or a capability, and what a label shows)."""
+        return bool(value) and not self.absent(value)
+
     def describe(self, value: Any) -> str:
-        if not value or (self.has_off and value == self.off):
-            return ""
-        return self.label.format(name=self.name, value=value)
+        return self.label.format(name=self.name, value=value) if self.active(value) else ""
 
 
 @dataclass(frozen=True)
@@ -82,14 +92,13 @@ class Dimension:
             return
         section = dict(data.get(self.section) or {})
         if s.apply == "append":
-            if value:
+            if not s.absent(value):
                 section[self.field] = [*section.get(self.field, []), value]
         else:
             section[self.field] = value
         for other in s.clears:
             section[other] = None
         data[self.section] = section
-
 
     def switch_off(self, data: dict[str, Any]) -> None:
         """For a plan this dimension does not apply to (a static-INT8 setting of an FP32 point): a switch is turned off, the

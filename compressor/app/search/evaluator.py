@@ -19,14 +19,12 @@ from typing import Any
 
 from compressor.app.compress import write_result
 from compressor.app.recipe import RunConfig
-from compressor.app.search.space import Point
+from compressor.app.search.space import Point, static_plan
 from compressor.app.search_settings import DIMENSIONS
 from compressor.app.session import open_session
 from compressor.core.environment import describe_environment
 from compressor.core.errors import CompressorError, first_line
 from compressor.core.progress import Progress
-from compressor.core.registry import get_target
-from compressor.core.targets import Precision
 from compressor.evaluation.auto_precision import AutoPrecision
 from compressor.evaluation.session import Candidate, CandidateResult
 
@@ -35,11 +33,11 @@ def candidate_config(config: RunConfig, point: Point, output: str | None = None)
     """The run settings of one point: what `compressor compress --recipe` needs to rebuild it (the bundle's manifest holds it)."""
     data = config.model_dump(mode="json", exclude={"search"})
     data["target"] = point.target
-    values, static = dict(point.values), get_target(point.target).precision == Precision.INT8
+    values, static = dict(point.values), static_plan(point.choice)
     for d in DIMENSIONS:
         if d.name in values:
             d.set(data, values[d.name])
-        elif d.searchable.only == "static" and not static:
+        elif not d.searchable.applies(static):
             d.switch_off(data)
     q = data["quantization"]
     q["auto_precision"], q["sensitivity"] = point.auto, False

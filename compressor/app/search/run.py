@@ -145,7 +145,7 @@ def _start(executor, config: RunConfig, space: Space) -> None:
     points = space.points() + space.baselines
     calibrate = any(get_target(p.target).needs_calibration for p in points)
     trains = {d.name for d, _ in space.dimensions if d.searchable.training != "none"}
-    train = bool(config.finetune.data) and any(BY_NAME[n].searchable.describe(v) for p in points for n, v in p.values if n in trains)
+    train = bool(config.finetune.data) and any(BY_NAME[n].searchable.active(v) for p in points for n, v in p.values if n in trains)
     executor.start(config.model_copy(update={"benchmark": config.benchmark.resolved()}).model_dump_json(), calibrate, train)
 
 

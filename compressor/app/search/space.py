@@ -64,6 +64,11 @@ def _static(spec: TargetSpec) -> bool:
     return spec.precision == Precision.INT8
 
 
+def static_plan(choice: str) -> bool:
+    """Whether a choice (a target, or a target with "+auto") is a static INT8 plan: it has the static-INT8-only dimensions."""
+    return _static(get_target(choice.removesuffix(AUTO)))
+
+
 def _sibling(spec: TargetSpec, precision: Precision) -> TargetSpec | None:
     if spec.precision == precision:
         return spec
@@ -79,13 +84,10 @@ class Space:
     dropped: list[str]  # what was left out and why, for the user
     notes: list[str]  # what the user should know about what was kept
 
-    def quantized_static(self, choice: str) -> bool:
-        return _static(get_target(choice.removesuffix(AUTO)))
-
     def applying(self, choice: str) -> list[tuple[Dimension, list]]:
         """The dimensions a point of ``choice`` has (the static-INT8-only ones only for static INT8 plans)."""
-        static = self.quantized_static(choice)
-        return [(d, v) for d, v in self.dimensions if d.searchable.only == "any" or static]
+        static = static_plan(choice)
+        return [(d, v) for d, v in self.dimensions if d.searchable.applies(static)]
 
     def points(self) -> list[Point]:
         """Every point, in a fixed order (the grid sampler's)."""
@@ -107,9 +109,9 @@ class Space:
 
     def summary(self) -> str:
         """``3 target plans × 3 pruning × 2 calibration × 2 QAT`` (the static-INT8-only factors when a static plan is listed)."""
-        static = any(self.quantized_static(c) for c in self.choices)
+        static = any(static_plan(c) for c in self.choices)
         return " × ".join([f"{len(self.choices)} target plans"] + [f"{len(v)} {d.searchable.what}" for d, v in self.dimensions
-                                                                   if d.searchable.only == "any" or static])
+                                                                   if d.searchable.applies(static)])
 
     def describe(self) -> dict[str, Any]:
         return {"choices": self.choices, **{d.searchable.key: v for d, v in self.dimensions},
@@ -119,7 +121,7 @@ class Space:
 def _dimension_values(config, dimension: Dimension, values: list, dropped: list[str], notes: list[str]) -> list:
     """``values`` less those this machine and run cannot try (each left out with its reason, in ``dropped``)."""
     s = dimension.searchable
-    active = [v for v in values if s.describe(v)]
+    active = [v for v in values if s.active(v)]
     if not active:
         return values
     why = None
