@@ -10,9 +10,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from compressor.core.backend import Artifact, Backend, Runner, TorchModuleRunner
 from compressor.core.environment import NO_CUDA, cuda_device
 from compressor.core.errors import ExportError, TargetError
+from compressor.core.generation import Generation, LmRunner, timed_greedy
 from compressor.core.model import flatten_outputs
 from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 
@@ -101,3 +104,46 @@ class TorchBackend(Backend):
 
         ep, names, _ = self._read(path)
         return [replace(s, name=n) for s, n in zip(inputs_from_exported(ep), names)]
+
+
+class TorchLmRunner(LmRunner):
+    """A causal LM in PyTorch eager with its KV cache: the reference every LM artifact is compared with."""
+
+    def __init__(self, model, eos: int | None, threads: int | None = None):
+        self.model, self.eos, self.threads = model.eval(), eos, threads
+
+    def logits(self, ids: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model(input_ids=torch.as_tensor(ids, dtype=torch.long), use_cache=False).logits.float().numpy()
+
+    def generate(self, ids: list[int], max_new_tokens: int, exact: bool = False) -> Generation:
+        import torch
+
+        state = {}
+
+        def step(x):
+            out = self.model(input_ids=x, past_key_values=state.get("past"), use_cache=True)
+            state["past"] = out.past_key_values
+            return int(out.logits[0, -1].argmax())
+
+        with torch.no_grad():
+            def first():
+                return step(torch.tensor([ids], dtype=torch.long))
+
+            def nxt():
+                return step(torch.tensor([[state["last"]]], dtype=torch.long))
+
+            def remember(fn):
+                def wrapped():
+                    state["last"] = fn()
+                    return state["last"]
+                return wrapped
+
+            return timed_greedy(remember(first), remember(nxt), self.eos, max_new_tokens, exact)
+
+    def describe(self) -> dict:
+        import torch
+
+        return {"runtime": "torch", "version": torch.__version__, "threads": self.threads}

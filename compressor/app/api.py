@@ -46,9 +46,10 @@ def search(checkpoint: str | Path | None = None, *, recipe: str | Path | None = 
 
 def verify(bundle: str | Path, threads: int | None = None) -> dict[str, Any]:
     """Check the manifest's schema, every file's sha256, and re-run the reference inputs; raises VerificationError on failure."""
+    from backends.lm import open_lm_artifact
     from compressor.bundle.verify import verify_bundle
 
-    return verify_bundle(bundle, threads=threads)
+    return verify_bundle(bundle, threads=threads, lm_runner=open_lm_artifact)
 
 
 def bench(artifact_or_bundle: str | Path, *, target: str | None = None, threads: int | None = None, batch_size: int = 1,

@@ -28,7 +28,10 @@ from compressor.io.settings import InputSettings, ModelSettings
 from compressor.pruning.settings import PruningSettings
 from compressor.quantization.qat import QatSettings
 from compressor.quantization.settings import QuantizationSettings
+from compressor.quantization.weight_only.settings import WeightOnlySettings
 from compressor.training.settings import FinetuneSettings
+
+LM_INPUT = {"name": "input_ids", "shape": "1,tokens=1:8192", "dtype": "int64"}
 
 
 class RunConfig(Settings):
@@ -42,6 +45,7 @@ class RunConfig(Settings):
     gate: GateSettings = Field(default_factory=GateSettings)
     quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
     qat: QatSettings = Field(default_factory=QatSettings)
+    lm: WeightOnlySettings = Field(default_factory=WeightOnlySettings)  # read by --task text-generation only
     pruning: Optional[PruningSettings] = None
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
@@ -120,6 +124,8 @@ def build_config(recipe: str | Path | None = None, overrides: dict[str, Any] | N
     for key, value in (overrides or {}).items():
         if value is not None:
             set_path(data, key, value)
+    if isinstance(data.get("model"), dict) and data["model"].get("task") == "text-generation" and not data.get("inputs"):
+        data["inputs"] = [LM_INPUT]  # a language model's input is its token ids; the tokenizer and the text data decide them
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

@@ -164,7 +164,32 @@ class Manifest(_Typed):
     files: dict[str, str] = Field(description="sha256 of every file of the bundle but manifest.json")
 
 
-def validate_manifest(data: Any, where: str) -> Manifest:
+class LmManifest(_Typed):
+    """manifest.json of a decoder-LM bundle (``task: text-generation``): perplexity and agreement instead of tensor outputs,
+    reference generations instead of reference arrays."""
+
+    schema_version: str = Field(pattern=r"^\d+\.\d+$")
+    task: str = Field(pattern="^text-generation$")
+    created_at: str
+    sdk: Sdk
+    target: dict[str, Any]
+    precision: str
+    artifact: dict[str, Any]
+    quantization: Optional[dict[str, Any]] = None
+    compression: dict[str, Any]
+    source: dict[str, Any]
+    data: dict[str, Any]
+    gate: GateResult
+    metrics: dict[str, Any]
+    artifact_check: dict[str, Any]
+    benchmark: Optional[dict[str, Any]] = None
+    environment: Environment
+    reference: dict[str, Any]
+    recipe: dict[str, Any]
+    files: dict[str, str]
+
+
+def validate_manifest(data: Any, where: str) -> Manifest | LmManifest:
     """A checked manifest, or a VerificationError naming the field that breaks the schema (or the unreadable version)."""
     if not isinstance(data, dict):
         raise VerificationError(f"{where}: manifest.json is not a JSON object: the bundle is damaged")
@@ -173,7 +198,7 @@ def validate_manifest(data: Any, where: str) -> Manifest:
         raise VerificationError(f"{where}: manifest schema {version or '(none)'} is not readable by this SDK (schema {SCHEMA_VERSION}): "
                                 "use a compressor release of that schema's major version, or rebuild the bundle")
     try:
-        return Manifest.model_validate(data)
+        return (LmManifest if data.get("task") == "text-generation" else Manifest).model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"

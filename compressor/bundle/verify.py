@@ -21,8 +21,9 @@ def manifest_inputs(manifest: dict) -> list[InputSpec]:
     return [InputSpec.parse(i["spec"], name=i["name"], dtype=i["dtype"]) for i in manifest["inputs"]]
 
 
-def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any]:
-    """Raise VerificationError on any changed file or drifted output; else return what was checked."""
+def verify_bundle(path: str | Path, threads: int | None = None, lm_runner=None) -> dict[str, Any]:
+    """Raise VerificationError on any changed file or drifted output; else return what was checked. ``lm_runner(folder,
+    target name, threads)`` loads a language-model artifact (the app passes the runtimes' loader)."""
     with tempfile.TemporaryDirectory(prefix="compressor-verify-") as tmp:
         bundle = open_bundle(Path(path), Path(tmp))
         manifest = read_manifest(bundle)
@@ -30,6 +31,8 @@ def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise VerificationError(f"bundle '{path}' failed verification: {problems[0]}{more}; rebuild it or fetch an intact copy")
+        if manifest.get("task") == "text-generation":
+            return _verify_lm(path, bundle, manifest, lm_runner, threads)
         try:
             spec = get_target(manifest["target"]["name"])
             backend = require(spec)
@@ -68,3 +71,27 @@ def verify_bundle(path: str | Path, threads: int | None = None) -> dict[str, Any
             "outputs": checks,
             "passed": True,
         }
+
+
+def _verify_lm(path, bundle: Path, manifest: dict, lm_runner, threads) -> dict[str, Any]:
+    """Replay every stored prompt greedily on the artifact and compare the tokens with the recorded ones, exactly."""
+    import json
+
+    if lm_runner is None:
+        raise VerificationError(f"bundle '{path}' is a language model: verify it with `compressor verify` (the runtimes are needed)")
+    ref = json.loads((bundle / manifest["reference"]["generations"]).read_text())
+    try:
+        runner = lm_runner(bundle / manifest["artifact"]["path"], manifest["target"]["name"], threads)
+    except TargetError as e:
+        raise VerificationError(f"cannot re-run bundle '{path}' here: {e}") from None
+    checks = []
+    for i, p in enumerate(ref["prompts"]):
+        got = runner.generate(p["prompt_ids"], ref["new_tokens"]).tokens
+        same = next((j for j, (a, b) in enumerate(zip(got, p["tokens"])) if a != b), None)
+        if same is not None or len(got) != len(p["tokens"]):
+            at = same if same is not None else min(len(got), len(p["tokens"]))
+            raise VerificationError(f"bundle '{path}': prompt {i + 1} ({p['prompt'][:40]!r}) now generates a different token at "
+                                    f"position {at} (recorded {len(p['tokens'])} greedy tokens): the runtime or the artifact differs")
+        checks.append({"prompt": p["prompt"], "tokens": len(got)})
+    return {"bundle": str(path), "target": manifest["target"]["name"], "files_checked": len(manifest["files"]),
+            "prompts": checks, "passed": True}

@@ -4,7 +4,9 @@ autotune, every plot, the HTML report and the progress lines.
 
 Each budget flag names one objective: ``--max-accuracy-drop`` (top-1 accuracy points lost, needs class scores and labels),
 ``--min-agreement`` (top-1 agreement with FP32, needs class scores), ``--min-cosine`` (mean output cosine with FP32, any
-output). A loss is always "lower is better, 0 is the FP32 model": the drop in points, 1 − agreement, or 1 − cosine.
+output), ``--max-perplexity-increase`` (a causal LM's perplexity on held-out
+text, relative to FP32, in %; with it ``--min-agreement`` is next-token agreement). A loss is always "lower is better, 0 is
+the FP32 model": the drop in points, 1 − agreement, 1 − cosine, or the perplexity increase.
 """
 
 from __future__ import annotations
@@ -38,14 +40,17 @@ AGREEMENT = Kind("--min-agreement", "top1_agreement", "top-1 agreement", "1 − 
                  "top-1 agreement {v:.4f} is below {limit:g}", "top1_agreement", "top-1 agreement with FP32")
 COSINE = Kind("--min-cosine", "cosine_mean", "mean cosine", "1 − mean cosine", "", True, ".5f", "any output",
               "mean cosine similarity {v:.5f} is below {limit:g}", "cosine_mean", "output cosine with FP32")
-KINDS = (ACCURACY, AGREEMENT, COSINE)  # the order in which one is the primary objective when several budgets are given
+PERPLEXITY = Kind("--max-perplexity-increase", "perplexity_increase_pct", "perplexity increase", "perplexity increase (%)", "%", False,
+                  ".2f", "a causal LM (--task text-generation) scored on held-out text",
+                  "perplexity rose {v:.2f} % over FP32 (limit {limit:g} %)", "perplexity", "perplexity")
+KINDS = (ACCURACY, AGREEMENT, COSINE, PERPLEXITY)  # the order in which one is the primary objective when several budgets are given
 
 
 def read(fidelity: Fidelity | dict[str, Any] | None, metric: str) -> float | None:
     """A fidelity figure from a Fidelity or its manifest form (the search keeps records as JSON)."""
     if fidelity is None:
         return None
-    value = fidelity.get(metric) if isinstance(fidelity, dict) else getattr(fidelity, metric)
+    value = fidelity.get(metric) if isinstance(fidelity, dict) else getattr(fidelity, metric, None)
     return None if value is None else float(value)
 
 
@@ -109,6 +114,10 @@ class Objective:
         """Refuse, in one line, a budget this model's output cannot measure (``reference``: the FP32 outputs against themselves)."""
         if self.limit is None or self.value(reference) is not None:
             return
+        if self.kind is PERPLEXITY:
+            raise GateError(f"{self.kind.flag} gates a causal language model's perplexity on held-out text, and this model's first "
+                            f"output has shape {output_shape}: compress a language model with --task text-generation, or gate this one "
+                            "with --min-agreement / --min-cosine / --max-accuracy-drop")
         classifier = reference.top1_agreement is not None
         if not classifier:
             raise GateError(f"{self.kind.flag} needs {self.kind.needs}, and this model's first output has shape {output_shape} (not class "

@@ -18,7 +18,7 @@ from compressor.core.errors import DataError, InputError
 from compressor.core.options import PREPROCESSING, Settings, option
 
 #: what a model's first output is: decides which fidelity metrics apply (top-1 for classifiers, cosine for embeddings)
-TASKS = ("auto", "classification", "embedding", "other")
+TASKS = ("auto", "classification", "embedding", "other", "text-generation")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
 DEFAULT_DYNAMIC_RANGE = (1, 64)
 _DIM_RE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<min>\d+):(?P<max>\d+))?$")

@@ -24,6 +24,9 @@ class GateSettings(Settings):
                                             flag="--max-memory-mb", panel=GATE, gt=0)
     max_latency_ms: Optional[float] = option(None, "Fail if the p50 latency (at the benchmark's batch size and threads) is over X ms "
                                                    "(measured).", flag="--max-latency-ms", panel=GATE, gt=0)
+    max_perplexity_increase: Optional[float] = option(None, "Fail if a language model's perplexity on the held-out text rises more "
+                                                            "than X % over FP32 (--task text-generation).",
+                                                      flag="--max-perplexity-increase", panel=GATE, ge=0)
     force: bool = option(False, "Write the bundle even if it fails its gate (marked as failing).", flag="--force", panel=GATE)
 
     @property

@@ -25,7 +25,8 @@ class ModelSettings(Settings):
     output_names: Optional[list[str]] = option(None, "Output names, one per model output; repeatable.", flag="--output-name",
                                                keyword="output_names", panel=INPUTS)
     task: Literal[TASKS] = option("auto", "What the first output is: auto | classification | embedding | other "  # type: ignore[valid-type]
-                                          "(decides which fidelity metrics apply).", flag="--task", panel=MODEL)
+                                          "(decides which fidelity metrics apply); text-generation: a decoder LM from a "
+                                          "Hugging Face folder or .gguf, weight-only INT4/INT8.", flag="--task", panel=MODEL)
 
 
 class InputSettings(Settings):

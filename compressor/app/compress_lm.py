@@ -1,0 +1,260 @@
+"""``compressor compress MODEL --task text-generation``: a decoder LM → weight-only INT4/INT8 (or float) → an ONNX Runtime
+GenAI model folder, gated on perplexity and next-token agreement, with reference generations that ``verify`` replays.
+
+1. load the model and tokenizer (HF folder or GGUF) and the text (``--eval`` held out, ``--calib`` for the passes);
+2. FP32: perplexity and top-1 next-token predictions on the held-out text, greedy continuations of the reference prompts;
+3. the weight-only passes (AWQ, scale estimation, GPTQ; mixed INT4/INT8 by ``--ratio``) fill the plan, block by block;
+4. the plan's weights are scored on the same text (perplexity, agreement with FP32) and gated;
+5. the plan is realised (the builder's float graph, then MatMulNBits/GatherBlockQuantized from the plan's codes), loaded by
+   ONNX Runtime GenAI, checked against the plan on one window and run on the prompts: those tokens are the reference I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from compressor.app.compress import CompressResult
+from compressor.app.recipe import RunConfig
+from compressor.bundle.report import console
+from compressor.bundle.writer import REPORT, BundleWriter, check_destination
+from compressor.core.environment import describe_environment
+from compressor.core.errors import DataError, GateError, InputError
+from compressor.core.lm_targets import LmTarget, get_lm_target
+from compressor.core.objective import AGREEMENT, PERPLEXITY, Objective
+from compressor.core.progress import Progress
+from compressor.core.version import __version__
+from compressor.data.text import calibration_windows, load_text, token_stream
+from compressor.evaluation.perplexity import LmFidelity, evaluate, torch_logits
+from compressor.io.causal_lm import CausalLm, load_causal_lm
+
+ARTIFACT_DIR = "model"
+REFERENCE_GENERATIONS = "reference/generations.json"
+DEFAULT_CALIB_WINDOWS = 64
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check_lm_config(config: RunConfig, target: LmTarget) -> None:
+    """Refuse, before any work, what a language-model run cannot do."""
+    gate = config.gate
+    for flag, value in (("--max-accuracy-drop", gate.max_accuracy_drop), ("--min-cosine", gate.min_cosine),
+                        ("--max-latency-ms", gate.max_latency_ms)):
+        if value is not None:
+            raise InputError(f"{flag} does not apply to a language model: gate it with --max-perplexity-increase X (%) and "
+                             "--min-agreement X (next-token agreement with FP32)")
+    if not config.data.eval:
+        raise InputError("--task text-generation needs held-out text to score: --eval (a folder of .txt, a .jsonl with a 'text' "
+                         "field, or package.module:function; e.g. examples.wiki_text:evaluation)")
+    lm = config.lm
+    data_aware = lm.awq or lm.gptq or lm.scale_estimation or lm.ratio < 1
+    if target.quantized and data_aware and not config.data.calib:
+        raise InputError(f"{target.name} calibrates AWQ/GPTQ/scale estimation on text: pass --calib (never the --eval text), or "
+                         "--no-awq --no-gptq --no-scale-estimation for data-free round-to-nearest")
+    if config.data.calib and config.data.calib == config.data.eval:
+        raise InputError("--calib and --eval are the same text: perplexity must be measured on text the passes never saw")
+
+
+def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
+    ui = Progress(quiet)
+    target = get_lm_target(config.target)
+    if config.output is None:
+        raise InputError("no output directory: pass --output DIR (or output.path in the recipe)")
+    out = Path(config.output.path)
+    check_destination(out, config.output.overwrite)
+    check_lm_config(config, target)
+    settings = config.lm.model_copy(update={"bits": target.bits or 8})
+    threads = config.benchmark.threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    eval_src = load_text(config.data.eval, "--eval")
+    calib_src = load_text(config.data.calib, "--calib") if config.data.calib and target.quantized else None
+    with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
+        lm = load_causal_lm(config.model.checkpoint)
+    ui.note(lm.describe())
+    stream = token_stream(eval_src, lm.tokenizer, settings.eval_tokens)
+    if stream.numel() < min(settings.eval_window, settings.eval_tokens):
+        raise DataError(f"--eval: {stream.numel()} tokens is shorter than one perplexity window of {settings.eval_window}: give "
+                        "more text or a smaller --eval-window")
+    calib = None
+    if calib_src is not None:
+        n = config.data.calib_samples or DEFAULT_CALIB_WINDOWS
+        cstream = token_stream(calib_src, lm.tokenizer, n * settings.seq_len * 4)
+        calib = calibration_windows(cstream, n, settings.seq_len, "--calib")
+    with ui.bar(f"FP32 perplexity on {stream.numel():,} held-out tokens", _windows(stream, settings)) as adv:
+        ref = evaluate(torch_logits(lm.model), stream, settings.eval_window, settings.stride, on_window=adv)
+    ui.note(f"FP32 perplexity {ref.perplexity:.3f}")
+    prompts = [lm.tokenizer(p, add_special_tokens=True)["input_ids"] for p in settings.prompts]
+    from backends.torch_eager import TorchLmRunner
+
+    eos = lm.tokenizer.eos_token_id
+    fp32_gen = [TorchLmRunner(lm.model, eos).generate(p, settings.new_tokens).tokens for p in prompts]
+    plan, fid, rss_before = None, ref, peak_rss_mb()
+    t0 = time.perf_counter()
+    if target.quantized:
+        from compressor.quantization.weight_only.stage import quantize_model
+
+        plan = quantize_model(lm.model, calib or [], settings, ui)
+        with ui.bar(f"{target.precision} perplexity", _windows(stream, settings)) as adv:
+            fid = evaluate(torch_logits(lm.model), stream, settings.eval_window, settings.stride, reference=ref, on_window=adv)
+        ui.note(f"{target.precision} perplexity {fid.perplexity:.3f} ({_pct(fid, ref):+.2f} %), next-token agreement "
+                f"{fid.agreement:.4f}")
+    compress_s = time.perf_counter() - t0
+    compress_rss = peak_rss_mb()
+    metrics = lm_metrics(fid, ref)
+    failures = gate_failures(config, metrics)
+    if failures and not config.gate.force:
+        raise GateError(f"the {target.name} plan failed its gate ({'; '.join(failures)}): no bundle written; relax the gate, "
+                        "raise --ratio's INT8 share (a lower --ratio), or pass --force")
+    with tempfile.TemporaryDirectory(prefix="compressor-lm-", dir=out.parent) as tmp:
+        art = Path(tmp) / ARTIFACT_DIR
+        with ui.stage(f"{target.name} built"):
+            t1 = time.perf_counter()
+            build = realise(lm, plan, target, art)
+            build["build_seconds"] = round(time.perf_counter() - t1, 1)
+        with ui.stage("artifact run on the reference prompts"):
+            check = artifact_check(art, target, lm, stream, settings, prompts, threads)
+        same = [a == b for a, b in zip(check["generations"], fp32_gen)]
+        with BundleWriter(out, config.output.overwrite) as bundle:
+            for f in sorted(art.rglob("*")):
+                if f.is_file():
+                    bundle.add_file(f, f"{ARTIFACT_DIR}/{f.relative_to(art)}")
+            refs = [{"prompt": p, "prompt_ids": ids, "tokens": toks, "fp32_tokens": f32, "same_as_fp32": s,
+                     "text": lm.tokenizer.decode(toks, skip_special_tokens=True)}
+                    for p, ids, toks, f32, s in zip(settings.prompts, prompts, check["generations"], fp32_gen, same)]
+            bundle.path(REFERENCE_GENERATIONS).write_text(json.dumps({"new_tokens": settings.new_tokens, "greedy": True,
+                                                                      "prompts": refs}, indent=2))
+            size = sum(f.stat().st_size for f in art.rglob("*") if f.suffix in (".onnx", ".data"))
+            manifest = lm_manifest(config, target, lm, plan, ref, fid, metrics, failures, build, check, size, compress_s,
+                                   compress_rss, rss_before, eval_src, calib_src, stream, calib, settings)
+            rows = lm_rows(target, size, fid, ref, manifest)
+            bundle.path(REPORT).write_text(lm_report(manifest, refs))
+            path = bundle.commit(manifest, tar=config.output.tar)
+    if failures:
+        ui.warn(f"bundle written with --force although it FAILED its gate: {'; '.join(failures)}")
+    for r in refs[:2]:
+        console().print(f"[dim]{r['prompt']}[/] → {r['text'][:160]!r}", soft_wrap=True)
+    return CompressResult(path, manifest, rows)
+
+
+def _windows(stream, settings) -> int:
+    from compressor.evaluation.perplexity import spans
+
+    return len(spans(stream.numel(), settings.eval_window, settings.stride))
+
+
+def _pct(fid: LmFidelity, ref: LmFidelity) -> float:
+    return 100.0 * (fid.perplexity / ref.perplexity - 1.0)
+
+
+def lm_metrics(fid: LmFidelity, ref: LmFidelity) -> dict[str, Any]:
+    return {"perplexity": fid.perplexity, "reference_perplexity": ref.perplexity,
+            "perplexity_increase_pct": _pct(fid, ref), "top1_agreement": fid.agreement if fid is not ref else 1.0,
+            "tokens": fid.tokens, "window": fid.window, "stride": fid.stride,
+            "measured_on": "PyTorch with the plan's dequantized weights (the artifact computes the same weights; its own "
+                           "next-token agreement with them is under artifact_check)"}
+
+
+def gate_failures(config: RunConfig, metrics: dict) -> list[str]:
+    objectives = [Objective(PERPLEXITY, config.gate.max_perplexity_increase), Objective(AGREEMENT, config.gate.min_agreement)]
+    return [f for o in objectives if (f := o.failure(metrics))]
+
+
+def realise(lm: CausalLm, plan, target: LmTarget, out: Path) -> dict[str, Any]:
+    from compressor.io.export_lm import build_genai
+
+    build_genai(lm.model, lm.tokenizer, out)
+    counts = {}
+    if plan is not None:
+        from compressor.quantization.weight_only.matmulnbits import ACCURACY_LEVEL, rewrite
+
+        counts = rewrite(out / "model.onnx", plan)
+        counts["accuracy_level"] = ACCURACY_LEVEL
+    return {"builder": "onnxruntime-genai model builder (float), then the plan written as MatMulNBits" if plan else
+            "onnxruntime-genai model builder (float)", **counts}
+
+
+def artifact_check(art: Path, target: LmTarget, lm: CausalLm, stream, settings, prompts, threads) -> dict[str, Any]:
+    """The artifact loaded by its runtime: next-token agreement with the plan's torch model on the first window, and the
+    greedy continuations of the prompts (the bundle's reference I/O)."""
+    from backends.ort_genai import OrtGenAiRunner
+
+    runner = OrtGenAiRunner(art, threads)
+    ids = stream[: min(settings.eval_window, 512)].numpy().reshape(1, -1)
+    got = runner.logits(ids)[0].argmax(-1)
+    want = torch_logits(lm.model)(stream[: ids.shape[1]].unsqueeze(0))[0].argmax(-1).numpy()
+    gens = [runner.generate(p, settings.new_tokens).tokens for p in prompts]
+    return {"agreement_with_plan": float((got == want).mean()), "tokens": int(ids.shape[1]), "generations": gens,
+            "runtime": runner.describe()}
+
+
+def lm_manifest(config, target, lm, plan, ref, fid, metrics, failures, build, check, size, compress_s, compress_rss, rss_before,
+                eval_src, calib_src, stream, calib, settings) -> dict[str, Any]:
+    return {
+        "task": "text-generation",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sdk": {"name": "compressor", "version": __version__},
+        "target": target.to_dict(),
+        "precision": target.precision,
+        "artifact": {"path": ARTIFACT_DIR, "size_bytes": size, "build": build},
+        "quantization": plan.to_dict() if plan is not None else None,
+        "compression": {"seconds": round(compress_s, 1), "peak_rss_mb": round(compress_rss, 1),
+                        "peak_rss_mb_before_passes": round(rss_before, 1),
+                        "method": "getrusage maxrss of the compressing process (loading, FP32 scoring and the passes)"},
+        "source": {k: v for k, v in lm.source.items() if k != "path"},
+        "data": {"eval": {"source": eval_src.describe(), "tokens": int(stream.numel())},
+                 "calibration": None if calib is None else {"source": calib_src.describe(), "windows": len(calib),
+                                                            "seq_len": settings.seq_len}},
+        "gate": {**config.gate.to_dict(), "passed": not failures, "failures": failures,
+                 "forced": bool(failures) and config.gate.force},
+        "metrics": {**metrics, "reference": ref.to_dict(), "fidelity": fid.to_dict()},
+        "artifact_check": {k: v for k, v in check.items() if k != "generations"},
+        "environment": describe_environment(),
+        "reference": {"generations": REFERENCE_GENERATIONS, "prompts": len(settings.prompts), "new_tokens": settings.new_tokens,
+                      "produced_by": f"the {target.name} artifact itself, greedy (compressor verify replays it and compares tokens)"},
+        "recipe": config.model_dump(mode="json"),
+    }
+
+
+def lm_rows(target, size, fid, ref, manifest) -> list[dict]:
+    return [{"target": target.name, "precision": target.precision, "size": size, "perplexity": fid.perplexity,
+             "FP32 perplexity": ref.perplexity, "increase %": manifest["metrics"]["perplexity_increase_pct"],
+             "agreement": manifest["metrics"]["top1_agreement"]}]
+
+
+def lm_report(manifest: dict, refs: list[dict]) -> str:
+    m, q = manifest["metrics"], manifest["quantization"]
+    lines = [f"# {manifest['target']['name']} — {manifest['source']['architecture']}", "",
+             f"- precision: {manifest['precision']}; artifact {manifest['artifact']['size_bytes'] / 2**20:.1f} MiB "
+             f"({manifest['artifact']['path']}/, ONNX Runtime GenAI folder)",
+             f"- perplexity {m['perplexity']:.3f} vs FP32 {m['reference_perplexity']:.3f} ({m['perplexity_increase_pct']:+.2f} %) on "
+             f"{m['tokens']:,} held-out tokens (window {m['window']}, stride {m['stride']}); next-token top-1 agreement "
+             f"{m['top1_agreement']:.4f}",
+             f"- artifact vs plan next-token agreement: {manifest['artifact_check']['agreement_with_plan']:.4f} "
+             f"({manifest['artifact_check']['tokens']} tokens)",
+             f"- compression: {manifest['compression']['seconds']} s, peak RSS {manifest['compression']['peak_rss_mb']:.0f} MiB",
+             f"- gate: {'passed' if manifest['gate']['passed'] else 'FAILED: ' + '; '.join(manifest['gate']['failures'])}"]
+    if manifest["source"].get("gguf_note"):
+        lines.append(f"- source: {manifest['source']['gguf_note']}")
+    if q:
+        lines += ["", "## Weight-only plan", "", f"- settings: {json.dumps(q['settings'])}", f"- layers by bits: {q['bits']}",
+                  f"- passes: {json.dumps({k: v for k, v in q['transforms'].items() if k != 'mixed_precision'})}", "",
+                  "| layer | bits | group | sym | method | AWQ α | weighted error |", "|---|---|---|---|---|---|---|"]
+        for layer in q["layers"]:
+            a = "–" if layer["awq_alpha"] is None else f"{layer['awq_alpha']:.2f}"
+            lines.append(f"| {layer['name']} | {layer['bits']} | {layer['group']} | {layer['symmetric']} | {layer['method']} | {a} | "
+                         f"{layer['error']:.2e} |")
+    lines += ["", "## Reference generations (greedy)", ""]
+    for r in refs:
+        lines.append(f"- `{r['prompt']}` → {r['text']!r}" + ("" if r["same_as_fp32"] else " (differs from FP32)"))
+    return "\n".join(lines) + "\n"
+

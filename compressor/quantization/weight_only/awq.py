@@ -1,0 +1,53 @@
+"""AWQ (Lin et al., 2023): scale the input channels of a group of linear layers that read the same tensor by
+``s = E|x|^α / E|w|^(1−α)`` (α searched on a grid per group), divide the producer of that tensor by ``s``, so the float
+function is unchanged and the salient channels get finer steps on the weight grid.
+
+The producer is where the division is folded: an RMSNorm's weight (q/k/v after ``input_layernorm``, gate/up after
+``post_attention_layernorm``) or the output rows of a linear (down after up; o after v when their shapes match). The loss
+of each candidate is the squared error of the group's outputs with its weights quantized (plain range fit, for speed) on a
+subsample of calibration tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compressor.quantization.weight_only.grid import Grid, fake_quantize
+
+ALPHAS = tuple(i / 20 for i in range(20))
+
+
+def search(x: torch.Tensor, weights: list[torch.Tensor], grid: Grid) -> tuple[torch.Tensor, float, float, float]:
+    """(scales per input channel, best α, loss at α=0 i.e. no scaling, best loss) for linears ``weights`` reading ``x``."""
+    x = x.float()
+    x_mean = x.abs().mean(0).clamp_min(1e-8)
+    wcat = torch.cat([w.float() for w in weights], 0)
+    ref = [x @ w.float().T for w in weights]
+    best = (torch.ones(x.shape[1]), 0.0, float("inf"))
+    plain = float("nan")
+    for a in ALPHAS:
+        s = x_mean.pow(a)
+        s = (s / (s.max() * s.min()).sqrt()).clamp_min(1e-4)
+        loss = 0.0
+        for w, y in zip(weights, ref, strict=True):
+            wq = fake_quantize(w.float() * s, grid) / s
+            loss += float(((x @ wq.T - y) ** 2).mean())
+        if a == 0.0:
+            plain = loss
+        if loss < best[2]:
+            best = (s, a, loss)
+    del wcat
+    return best[0], best[1], plain, best[2]
+
+
+@torch.no_grad()
+def fold(scales: torch.Tensor, consumers: list[torch.nn.Linear], producer: torch.nn.Module) -> None:
+    """Multiply the consumers' input channels by ``scales`` and divide the producer's output by them."""
+    for lin in consumers:
+        lin.weight.mul_(scales.to(lin.weight.dtype))
+    if isinstance(producer, torch.nn.Linear):
+        producer.weight.div_(scales.to(producer.weight.dtype).unsqueeze(1))
+        if producer.bias is not None:
+            producer.bias.div_(scales.to(producer.bias.dtype))
+    else:  # a norm's elementwise weight
+        producer.weight.div_(scales.to(producer.weight.dtype))

@@ -1,0 +1,82 @@
+"""Scale estimation: per group, the clip ratio and then the (scale, zero) that minimise the activation-weighted error.
+
+The error of one output ``y = W x`` that a weight change ``ΔW`` makes is ``E‖ΔW x‖² = tr(ΔW H ΔWᵀ)`` with ``H = E[x xᵀ]``;
+its diagonal part ``Σ_j H_jj ΔW_ij²`` separates by group, so each group's grid is fitted alone against it:
+
+1. a clip-ratio search (the range shrunk by 1.0, 0.95, … — outliers cost less than rounding everything coarsely);
+2. HQQ-style refinement: with the codes fixed, the weighted least-squares ``(scale, offset)`` has a closed form; round the
+   zero point (realisers need integers), re-round the codes, repeat.
+
+Both keep a change only where it lowers the weighted error. Data-free use passes ``h_diag = 1``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fit, grouped
+
+CLIP_RATIOS = tuple(1.0 - 0.025 * i for i in range(21))  # 1.0 … 0.5
+REFINE_STEPS = 3
+
+
+def _error(wg, hg, q, scale, zero):
+    return (hg * (wg - (q - zero.unsqueeze(-1)) * scale.unsqueeze(-1)) ** 2).sum(-1)
+
+
+def _codes_g(wg, scale, zero, grid):
+    return (torch.round(wg / scale.unsqueeze(-1)) + zero.unsqueeze(-1)).clamp(0, grid.qmax)
+
+
+def estimate(w: torch.Tensor, grid: Grid, h_diag: torch.Tensor | None = None,
+             refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, zero), each out × groups, for ``w`` on ``grid`` weighted by ``h_diag`` (per input channel, mean x²)."""
+    w = w.float()
+    wg = grouped(w, grid)
+    h = torch.ones(w.shape[1]) if h_diag is None else h_diag.float().clamp_min(0)
+    hg = grouped(h.expand_as(w), grid)
+    best_s, best_z = fit(w, grid)
+    best = _error(wg, hg, _codes_g(wg, best_s, best_z, grid), best_s, best_z)
+    for r in CLIP_RATIOS[1:]:
+        s, z = fit(w, grid, r)
+        e = _error(wg, hg, _codes_g(wg, s, z, grid), s, z)
+        better = e < best
+        best_s, best_z, best = torch.where(better, s, best_s), torch.where(better, z, best_z), torch.minimum(e, best)
+    if not refine:
+        return best_s, best_z
+    for _ in range(REFINE_STEPS):
+        q = _codes_g(wg, best_s, best_z, grid)
+        s, z = _weighted_refit(wg, hg, q, best_s, best_z, grid)
+        e = _error(wg, hg, _codes_g(wg, s, z, grid), s, z)
+        better = e < best
+        if not better.any():
+            break
+        best_s, best_z, best = torch.where(better, s, best_s), torch.where(better, z, best_z), torch.minimum(e, best)
+    return best_s, best_z
+
+
+def _weighted_refit(wg, hg, q, scale, zero, grid):
+    """Weighted least squares of w ≈ s·q + c per group (c = −s·zero); the zero point rounded, symmetric grids keep theirs."""
+    sw = hg.sum(-1).clamp_min(1e-20)
+    mq = (hg * q).sum(-1) / sw
+    mw = (hg * wg).sum(-1) / sw
+    var = (hg * (q - mq.unsqueeze(-1)) ** 2).sum(-1)
+    cov = (hg * (q - mq.unsqueeze(-1)) * (wg - mw.unsqueeze(-1))).sum(-1)
+    if grid.symmetric:  # w ≈ s·(q − mid): one parameter
+        qc = q - zero.unsqueeze(-1)
+        s = (hg * qc * wg).sum(-1) / (hg * qc * qc).sum(-1).clamp_min(1e-20)
+        s = torch.where(s > 0, s, scale)
+        return s, zero
+    s = torch.where(var > 0, cov / var.clamp_min(1e-20), scale)
+    s = torch.where(s > 0, s, scale)
+    z = torch.round(mq - mw / s).clamp(0, grid.qmax)
+    return s, z
+
+
+def weighted_error(w: torch.Tensor, grid: Grid, scale, zero, h_diag: torch.Tensor | None = None) -> float:
+    """Σ_j h_j (w − ŵ)² over the layer, relative to Σ_j h_j w² (the share of the layer's output energy lost)."""
+    w = w.float()
+    h = torch.ones(w.shape[1]) if h_diag is None else h_diag.float()
+    q = codes(w, scale, zero, grid)
+    d = w - dequantize(q, scale, zero, grid)
+    return float((d * d * h).sum() / (w * w * h).sum().clamp_min(1e-20))

@@ -1,0 +1,316 @@
+"""Weight-only quantization of a decoder LM, one transformer block at a time (the GPTQ/AWQ schedule).
+
+For each block, on the calibration text as the already-quantized blocks before it see it:
+1. hooks gather every linear layer's input statistics (``H = E[x xᵀ]``; a token subsample for AWQ);
+2. the enabled passes run in order: AWQ scales the input channels of the layers that read one tensor (folded into the
+   producer), scale estimation fits each group's grid against the activation-weighted error, GPTQ rounds with error
+   feedback (without it: round to nearest);
+3. the block's weights are replaced by their dequantized values and the block is run again to feed the next one.
+
+Embeddings and ``lm_head`` (tied or not) are quantized to ``embedding_bits`` by round to nearest with scale estimation.
+Peak memory is the float model plus one block's activations for the calibration tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from compressor.quantization.weight_only import awq
+from compressor.quantization.weight_only.gptq import gptq_codes
+from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fit
+from compressor.quantization.weight_only.plan import QuantizedWeight, WeightLayer, WeightOnlyPlan
+from compressor.quantization.weight_only.scale_estimation import estimate, weighted_error
+from compressor.quantization.weight_only.settings import WeightOnlySettings
+
+AWQ_TOKENS = 4096  # calibration tokens per AWQ search (a subsample: the search forwards each candidate)
+
+
+class _Stop(Exception):
+    pass
+
+
+@dataclass
+class AwqGroup:
+    label: str
+    producer: torch.nn.Module
+    consumers: list[str]  # linear names inside the block
+
+
+@dataclass
+class Block:
+    index: int
+    module: torch.nn.Module
+    prefix: str
+    linears: dict[str, torch.nn.Linear]  # full module path -> layer
+    awq_groups: list[AwqGroup] = field(default_factory=list)
+
+
+def decoder_layers(model) -> tuple[str, torch.nn.ModuleList]:
+    for path in ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, torch.nn.ModuleList):
+            return path, obj
+    raise ValueError(f"{type(model).__name__}: no list of decoder blocks found (looked for model.layers, transformer.h, …)")
+
+
+def blocks(model) -> list[Block]:
+    path, layers = decoder_layers(model)
+    found = []
+    for i, layer in enumerate(layers):
+        prefix = f"{path}.{i}"
+        linears = {f"{prefix}.{n}": m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+        b = Block(i, layer, prefix, linears)
+        attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+        names = set(linears)
+
+        def have(*ns, prefix=prefix, names=names):
+            return all(f"{prefix}.{n}" in names for n in ns)
+
+        if attn is not None and have("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj") \
+                and hasattr(layer, "input_layernorm"):
+            b.awq_groups.append(AwqGroup("qkv", layer.input_layernorm,
+                                         [f"{prefix}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")]))
+        if have("self_attn.v_proj", "self_attn.o_proj") and \
+                attn.v_proj.weight.shape == attn.o_proj.weight.shape:  # with GQA, v's rows do not map 1:1 onto o's inputs
+            b.awq_groups.append(AwqGroup("o", attn.v_proj, [f"{prefix}.self_attn.o_proj"]))
+        if mlp is not None and have("mlp.gate_proj", "mlp.up_proj") and hasattr(layer, "post_attention_layernorm"):
+            b.awq_groups.append(AwqGroup("gate_up", layer.post_attention_layernorm,
+                                         [f"{prefix}.mlp.gate_proj", f"{prefix}.mlp.up_proj"]))
+        if have("mlp.up_proj", "mlp.down_proj"):
+            b.awq_groups.append(AwqGroup("down", mlp.up_proj, [f"{prefix}.mlp.down_proj"]))
+        found.append(b)
+    return found
+
+
+class _Stats:
+    """Per linear input: Σ x xᵀ, the token count and a subsample of rows (for AWQ)."""
+
+    def __init__(self, keep_rows: int):
+        self.h: dict[str, torch.Tensor] = {}
+        self.n: dict[str, int] = {}
+        self.rows: dict[str, list[torch.Tensor]] = {}
+        self.keep = keep_rows
+
+    def hook(self, name):
+        def fn(_mod, args, _out):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            if name not in self.h:
+                self.h[name] = torch.zeros(x.shape[1], x.shape[1])
+                self.n[name], self.rows[name] = 0, []
+            self.h[name].addmm_(x.T, x)
+            self.n[name] += x.shape[0]
+            have = sum(r.shape[0] for r in self.rows[name])
+            if have < self.keep:
+                step = max(1, x.shape[0] // 512)
+                self.rows[name].append(x[::step][: self.keep - have].clone())
+        return fn
+
+    def hessian(self, name) -> torch.Tensor:
+        return self.h[name] / max(1, self.n[name])
+
+    def sample(self, name) -> torch.Tensor:
+        return torch.cat(self.rows[name])
+
+
+def _run_block(block: Block, inputs: list[torch.Tensor], kwargs: dict) -> list[torch.Tensor]:
+    outs = []
+    for x in inputs:
+        y = block.module(x, **kwargs)
+        outs.append((y[0] if isinstance(y, tuple) else y).detach())
+    return outs
+
+
+def _capture_inputs(model, batches: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict]:
+    _, layers = decoder_layers(model)
+    inputs, kw = [], {}
+
+    def pre(_mod, args, kwargs):
+        inputs.append((args[0] if args else kwargs.pop("hidden_states")).detach())
+        if not kw:
+            kw.update({k: v for k, v in kwargs.items() if k != "hidden_states"})
+        raise _Stop
+
+    handle = layers[0].register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        for ids in batches:
+            try:
+                model(input_ids=ids, use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    kw.pop("past_key_values", None)
+    kw.pop("past_key_value", None)
+    kw["use_cache"] = False
+    return inputs, kw
+
+
+def input_channel_energy(model, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean x² per input channel of every linear layer in the decoder blocks, from one float forward pass."""
+    sums, counts, handles = {}, {}, []
+    for b in blocks(model):
+        for name, lin in b.linears.items():
+            def fn(_m, args, _o, name=name):
+                x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+                sums[name] = sums.get(name, 0) + (x * x).sum(0)
+                counts[name] = counts.get(name, 0) + x.shape[0]
+            handles.append(lin.register_forward_hook(fn))
+    try:
+        for ids in batches:
+            model(input_ids=ids, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: sums[n] / counts[n] for n in sums}
+
+
+def unit_of(name: str) -> str:
+    """Layers that runtimes pack into one MatMul share a grid: q, k and v are one unit."""
+    return re.sub(r"\.(q|k|v)_proj$", ".qkv_proj", name)
+
+
+def choose_int8_layers(model, batches, settings: WeightOnlySettings) -> tuple[set[str], dict[str, float]]:
+    """The layers kept at 8 bits so that ``ratio`` of the block weights are at ``bits``: the most sensitive units first,
+    where sensitivity is the activation-weighted error of plain rounding to ``bits`` (the share of output energy lost)."""
+    energy = input_channel_energy(model, batches)
+    grid = settings.grid()
+    sens: dict[str, float] = {}
+    units: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    for b in blocks(model):
+        for name, lin in b.linears.items():
+            s, z = fit(lin.weight.data, grid)
+            sens[name] = weighted_error(lin.weight.data, grid, s, z, energy.get(name))
+            units.setdefault(unit_of(name), []).append(name)
+            sizes[name] = lin.weight.numel()
+    unit_size = {u: sum(sizes[n] for n in ns) for u, ns in units.items()}
+    unit_sens = {u: sum(sens[n] * sizes[n] for n in ns) / unit_size[u] for u, ns in units.items()}
+    total = sum(sizes.values())
+    keep, kept = set(), 0
+    for u in sorted(unit_sens, key=unit_sens.get, reverse=True):
+        if kept + unit_size[u] > (1 - settings.ratio) * total + 1e-9:
+            continue
+        keep.update(units[u])
+        kept += unit_size[u]
+    return keep, sens
+
+
+@torch.no_grad()
+def _quantize_linear(name, lin, grid, h, settings, method_prefix) -> tuple[WeightLayer, QuantizedWeight]:
+    w = lin.weight.data.float()
+    hd = torch.diag(h) if h is not None else None
+    if settings.scale_estimation and hd is not None:
+        scale, zero = estimate(w, grid, hd)
+        method = "scale_estimation"
+    else:
+        scale, zero = fit(w, grid)
+        method = "rtn"
+    if settings.gptq and h is not None:
+        q = gptq_codes(w, h, scale, zero, grid)
+        method += "+gptq"
+    else:
+        q = codes(w, scale, zero, grid)
+    dq = dequantize(q, scale, zero, grid)
+    err = weighted_error_dq(w, dq, hd)
+    lin.weight.data.copy_(dq.to(lin.weight.dtype))
+    layer = WeightLayer(name, grid.bits, grid.group, grid.symmetric, w.shape[1], w.shape[0],
+                        method_prefix + method, err)
+    return layer, QuantizedWeight(q, scale.float(), zero.float())
+
+
+def weighted_error_dq(w, dq, hd) -> float:
+    h = torch.ones(w.shape[1]) if hd is None else hd
+    d = w - dq
+    return float((d * d * h).sum() / (w * w * h).sum().clamp_min(1e-20))
+
+
+@torch.no_grad()
+def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySettings, progress=None) -> WeightOnlyPlan:
+    """Quantize ``model``'s weights in place (dequantized values) and return the plan with the codes."""
+    from compressor.core.progress import Progress
+
+    progress = progress or Progress(quiet=True)
+    t0 = time.perf_counter()
+    model.eval()
+    bl = blocks(model)
+    int8_layers, sens = set(), {}
+    transforms: dict = {}
+    if settings.ratio < 1.0 and settings.bits != 8:
+        with progress.stage("layer sensitivity measured (mixed precision)"):
+            int8_layers, sens = choose_int8_layers(model, batches, settings)
+        transforms["mixed_precision"] = {"ratio": settings.ratio, "int8_layers": sorted(int8_layers),
+                                         "criterion": "activation-weighted rounding error at the low bit width"}
+    plan = WeightOnlyPlan(settings=settings.model_dump(), layers=[], calibration={
+        "sequences": len(batches), "tokens": int(sum(b.numel() for b in batches)),
+        "sequence_length": int(batches[0].shape[1]) if batches else 0}, transforms=transforms)
+    awq_record = {"groups": 0, "scaled": 0, "loss_before": 0.0, "loss_after": 0.0}
+    with progress.stage("calibration text run up to the first block"):
+        inputs, kwargs = _capture_inputs(model, batches)
+    with progress.bar(f"weight-only {settings.label()} ({', '.join(settings.methods())})", len(bl)) as advance:
+        for block in bl:
+            stats = _Stats(AWQ_TOKENS)
+            handles = [lin.register_forward_hook(stats.hook(n)) for n, lin in block.linears.items()]
+            try:
+                _run_block(block, inputs, kwargs)
+            finally:
+                for h in handles:
+                    h.remove()
+            alphas = {}
+            if settings.awq:
+                for grp in block.awq_groups:
+                    lins = [block.linears[c] for c in grp.consumers]
+                    bits = {8 if c in int8_layers else settings.bits for c in grp.consumers}
+                    grid = Grid(min(bits), settings.group_size, settings.symmetric)
+                    x = stats.sample(grp.consumers[0])
+                    s, alpha, before, after = awq.search(x, [lin.weight.data for lin in lins], grid)
+                    awq_record["groups"] += 1
+                    awq_record["loss_before"] += before
+                    awq_record["loss_after"] += after
+                    if alpha > 0:
+                        awq.fold(s, lins, grp.producer)
+                        awq_record["scaled"] += 1
+                        inv = (1.0 / s).float()
+                        for c in grp.consumers:  # the consumers now read x / s
+                            stats.h[c].mul_(inv.unsqueeze(0) * inv.unsqueeze(1))
+                    for c in grp.consumers:
+                        alphas[c] = alpha
+            for name, lin in block.linears.items():
+                grid = Grid(8 if name in int8_layers else settings.bits, settings.group_size, settings.symmetric)
+                prefix = "awq+" if alphas.get(name) else ""
+                layer, qw = _quantize_linear(name, lin, grid, stats.hessian(name), settings, prefix)
+                layer.awq_alpha = alphas.get(name)
+                plan.layers.append(layer)
+                plan.tensors[name] = qw
+            inputs = _run_block(block, inputs, kwargs)
+            advance(1)
+    _quantize_embeddings(model, plan, settings)
+    if settings.awq:
+        transforms["awq"] = {**awq_record, "alphas": list(awq.ALPHAS), "tokens": AWQ_TOKENS}
+    transforms["seconds"] = round(time.perf_counter() - t0, 1)
+    return plan
+
+
+def _quantize_embeddings(model, plan: WeightOnlyPlan, settings: WeightOnlySettings) -> None:
+    emb = model.get_input_embeddings()
+    head = model.get_output_embeddings()
+    grid = Grid(settings.embedding_bits, settings.group_size, settings.symmetric)
+    done = {}
+    for name, mod in (("lm_head", head), ("model.embed_tokens", emb)):
+        if mod is None or not hasattr(mod, "weight"):
+            continue
+        key = mod.weight.data_ptr()
+        if key in done:
+            done[key].tied_to.append(name)
+            continue
+        layer, qw = _quantize_linear(name, mod, grid, None, settings.model_copy(update={"gptq": False}), "")
+        plan.layers.append(layer)
+        plan.tensors[name] = qw
+        done[key] = layer
