@@ -33,7 +33,7 @@ FAST = "not slow and not browser and not dataset and not ray and not gpu"
 
 #: fixtures that load a real model, real data or a real runtime
 INTEGRATION_FIXTURES = {"fashion_ckpt", "resnet18_ckpt", "fashion_small", "fashion_subset", "fashion_session", "fashion_bundle",
-                        "plugin_path", "size_search", "space_recipe"}
+                        "plugin_path", "size_search", "space_recipe", "tiny_lm_folder"}
 #: what in a test's source means it runs the SDK on a model in this process
 INTEGRATION_CALLS = ("cli_in_process(", "FASHION / ", "_session(", "compressor.compress(", "compressor.bench(", "compressor.analyze(",
                      "compressor.search(", "EvaluationSession", "load_model(", "open_session(", "prune(", "bench_targets(",

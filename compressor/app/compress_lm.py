@@ -30,8 +30,8 @@ from compressor.core.objective import AGREEMENT, PERPLEXITY, Objective
 from compressor.core.progress import Progress
 from compressor.core.version import __version__
 from compressor.data.text import calibration_windows, load_text, token_stream
-from compressor.evaluation.perplexity import LmFidelity, evaluate, torch_logits
-from compressor.io.causal_lm import CausalLm, load_causal_lm
+from compressor.evaluation.perplexity import LmFidelity, cached_reference, evaluate, torch_logits
+from compressor.io.causal_lm import CausalLm, check_lm_path, load_causal_lm
 
 ARTIFACT_DIR = "model"
 REFERENCE_GENERATIONS = "reference/generations.json"
@@ -44,6 +44,7 @@ def peak_rss_mb() -> float:
 
 def check_lm_config(config: RunConfig, target: LmTarget) -> None:
     """Refuse, before any work, what a language-model run cannot do."""
+    check_lm_path(Path(config.model.checkpoint))
     gate = config.gate
     for flag, value in (("--max-accuracy-drop", gate.max_accuracy_drop), ("--min-cosine", gate.min_cosine),
                         ("--max-latency-ms", gate.max_latency_ms)):
@@ -90,9 +91,12 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
         n = config.data.calib_samples or DEFAULT_CALIB_WINDOWS
         cstream = token_stream(calib_src, lm.tokenizer, n * settings.seq_len * 4)
         calib = calibration_windows(cstream, n, settings.seq_len, "--calib")
-    with ui.bar(f"FP32 perplexity on {stream.numel():,} held-out tokens", _windows(stream, settings)) as adv:
-        ref = evaluate(torch_logits(lm.model), stream, settings.eval_window, settings.stride, on_window=adv)
-    ui.note(f"FP32 perplexity {ref.perplexity:.3f}")
+    def score_fp32() -> LmFidelity:
+        with ui.bar(f"FP32 perplexity on {stream.numel():,} held-out tokens", _windows(stream, settings)) as adv:
+            return evaluate(torch_logits(lm.model), stream, settings.eval_window, settings.stride, on_window=adv)
+
+    ref, cached = cached_reference(lm.source["files"], stream, settings.eval_window, settings.stride, score_fp32)
+    ui.note(f"FP32 perplexity {ref.perplexity:.3f}" + (" (cached: same model files, text, window and stride)" if cached else ""))
     prompts = [lm.tokenizer(p, add_special_tokens=True)["input_ids"] for p in settings.prompts]
     from backends.torch_eager import TorchLmRunner
 

@@ -1,15 +1,19 @@
 """Perplexity and next-token agreement of a causal LM on held-out text, by sliding windows.
 
-Windows of ``window`` tokens advance by ``stride``; each window scores only the tokens the previous one did not (the
-first scores all but its first), so every token after the first is scored exactly once with up to ``window − stride``
-tokens of context. Top-1 agreement compares each scored position's argmax with a reference run's (FP32).
+Windows of ``window`` tokens advance by ``stride``; each window scores only the tokens the previous one did not, and never
+its own first token (it has no context there). With ``stride < window`` every token after the first is scored exactly once,
+with at least ``window − stride`` tokens of context; with ``stride == window`` (the default, and the usual report) the
+windows are disjoint and each scores its ``window − 1`` last tokens (16,384 tokens in windows of 2,048: 16,376 scored). Top-1 agreement compares each scored position's argmax with a reference run's (FP32).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -73,3 +77,30 @@ def torch_logits(model) -> Callable[[torch.Tensor], torch.Tensor]:
     def fn(ids):
         return model(input_ids=ids, use_cache=False).logits
     return fn
+
+
+CACHE = Path.home() / ".cache" / "compressor" / "lm_reference"
+
+
+def cached_reference(source_files: dict[str, str], stream: torch.Tensor, window: int, stride: int,
+                     compute: Callable[[], LmFidelity], cache: Path = CACHE) -> tuple[LmFidelity, bool]:
+    """The FP32 scoring of ``stream`` (perplexity and every top-1), computed once per model files, text, window and stride
+    and kept in ``cache`` (it takes minutes on a real LM); (fidelity, whether it came from the cache)."""
+    key = hashlib.sha256(json.dumps([sorted(source_files.items()), hashlib.sha256(stream.numpy().tobytes()).hexdigest(),
+                                     window, stride, torch.__version__]).encode()).hexdigest()[:24]
+    path = cache / f"{key}.json"
+    try:
+        d = json.loads(path.read_text())
+        return LmFidelity(d["perplexity"], d["nll"], d["tokens"], window, stride, d["seconds"], None,
+                          torch.tensor(d["top1"], dtype=torch.long)), True
+    except (OSError, ValueError, KeyError):
+        pass
+    fid = compute()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{id(fid)}")
+        tmp.write_text(json.dumps({**fid.to_dict(), "top1": fid.top1.tolist()}))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home: score again next time
+    return fid, False

@@ -122,3 +122,21 @@ def rate(flops_per_sample: int | None, batch: int, p50_ms: float | None, precisi
     peak = ceiling.get(kind)
     return {"unit": "GOP/s" if kind == "int8" else "GFLOP/s", "rate": per_s, "ceiling": peak, "ceiling_precision": kind,
             "share_of_ceiling": per_s / peak if peak else None}
+
+
+BANDWIDTH_BYTES = 1 << 29  # 512 MiB: well past every cache level
+BANDWIDTH_METHOD = ("memory read bandwidth: best of 5 timed sums of a 512 MiB float32 tensor with the benchmark's threads "
+                    "(torch; bytes read / seconds)")
+
+
+def memory_bandwidth(threads: int) -> float:
+    """GB/s this machine reads from memory with ``threads`` threads (decode of an LM is bound by it)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.ones(BANDWIDTH_BYTES // 4)
+        return BANDWIDTH_BYTES / _best(lambda: x.sum()) / 1e9
+    finally:
+        torch.set_num_threads(old)

