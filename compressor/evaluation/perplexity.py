@@ -3,7 +3,8 @@
 Windows of ``window`` tokens advance by ``stride``; each window scores only the tokens the previous one did not, and never
 its own first token (it has no context there). With ``stride < window`` every token after the first is scored exactly once,
 with at least ``window − stride`` tokens of context; with ``stride == window`` (the default, and the usual report) the
-windows are disjoint and each scores its ``window − 1`` last tokens (16,384 tokens in windows of 2,048: 16,376 scored). Top-1 agreement compares each scored position's argmax with a reference run's (FP32).
+windows are disjoint and each scores its ``window − 1`` last tokens (16,384 tokens in windows of 2,048: 16,376 scored).
+Top-1 agreement compares each scored position's argmax with a reference run's (FP32).
 """
 
 from __future__ import annotations
