@@ -400,6 +400,17 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
             why = f"{r['reason']}; {why}"
         table.add_row(r["name"], r["backend"], r["device"], r["precision"], r["format"], usable, why)
     console().print(table)
+    from compressor.core.lm_targets import LM_TARGETS
+
+    table = Table(title="language-model targets (--task text-generation; weight-only INT4/INT8 by AWQ, scale estimation, GPTQ)")
+    for c in ("target", "runtime", "precision", "usable here", "why not / description"):
+        table.add_column(c, no_wrap=c != "why not / description")
+    lm_rows = []
+    for t in LM_TARGETS.values():
+        ok, why = t.available()
+        table.add_row(t.name, t.runtime, t.precision, "[green]yes[/]" if ok else "[red]no[/]", t.description if ok else why)
+        lm_rows.append({**t.to_dict(), "usable": ok, "reason": why, "description": t.description, "task": "text-generation"})
+    console().print(table)
     table = Table(title="quantization realisers (a target's INT8 plan is written by the one its IR and flavour name)")
     for c in ("IR", "flavour", "provided by", "what it writes"):
         table.add_column(c, no_wrap=c != "what it writes")
@@ -415,7 +426,7 @@ def targets(json_path: Optional[Path] = typer.Option(None, "--json", help="Write
     for kind, errors in (("backend", load_errors()), ("realiser", realiser.load_errors()), ("pass", pipeline.load_errors())):
         for name, why in errors.items():
             console().print(f"[red]{kind} '{name}' failed to load:[/] {why}")
-    _write_json(json_path, rows)
+    _write_json(json_path, rows + lm_rows)
 
 
 def _register() -> None:

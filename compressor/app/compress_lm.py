@@ -66,6 +66,9 @@ def check_lm_config(config: RunConfig, target: LmTarget) -> None:
 def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
     ui = Progress(quiet)
     target = get_lm_target(config.target)
+    if target.runtime == "torch":
+        raise InputError(f"{target.name} is the PyTorch reference the generation benchmark compares with; a bundle needs a "
+                         "runtime target: ort-cpu-int4, ort-cpu-int8-wo or ort-cpu-fp32-lm")
     if config.output is None:
         raise InputError("no output directory: pass --output DIR (or output.path in the recipe)")
     out = Path(config.output.path)

@@ -91,17 +91,25 @@ def blocks(model) -> list[Block]:
 
 
 class _Stats:
-    """Per linear input: Σ x xᵀ, the token count and a subsample of rows (for AWQ)."""
+    """Per linear input: Σ x xᵀ, the token count and a subsample of rows (for AWQ). Layers that read the very same tensor
+    (q, k and v; gate and up) share one accumulation."""
 
     def __init__(self, keep_rows: int):
         self.h: dict[str, torch.Tensor] = {}
         self.n: dict[str, int] = {}
         self.rows: dict[str, list[torch.Tensor]] = {}
+        self.alias: dict[str, str] = {}
         self.keep = keep_rows
+        self._last: tuple | None = None
 
     def hook(self, name):
         def fn(_mod, args, _out):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            x = args[0]
+            if self._last is not None and self._last[0] is x and self._last[1] != name:  # the same tensor object (held below)
+                self.alias[name] = self.alias.get(self._last[1], self._last[1])
+                return
+            self._last = (x, name)
+            x = x.detach().reshape(-1, x.shape[-1]).float()
             if name not in self.h:
                 self.h[name] = torch.zeros(x.shape[1], x.shape[1])
                 self.n[name], self.rows[name] = 0, []
@@ -113,11 +121,20 @@ class _Stats:
                 self.rows[name].append(x[::step][: self.keep - have].clone())
         return fn
 
+    def _own(self, name: str) -> str:
+        return self.alias.get(name, name)
+
     def hessian(self, name) -> torch.Tensor:
-        return self.h[name] / max(1, self.n[name])
+        own = self._own(name)
+        return self.h[own] / max(1, self.n[own])
 
     def sample(self, name) -> torch.Tensor:
-        return torch.cat(self.rows[name])
+        return torch.cat(self.rows[self._own(name)])
+
+    def rescale(self, names: list[str], inv: torch.Tensor) -> None:
+        """The layers ``names`` now read x / s: H becomes diag(1/s) H diag(1/s) (once per shared accumulation)."""
+        for own in {self._own(n) for n in names}:
+            self.h[own].mul_(inv.unsqueeze(0) * inv.unsqueeze(1))
 
 
 def _run_block(block: Block, inputs: list[torch.Tensor], kwargs: dict) -> list[torch.Tensor]:
@@ -281,9 +298,7 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
                     if alpha > 0:
                         awq.fold(s, lins, grp.producer)
                         awq_record["scaled"] += 1
-                        inv = (1.0 / s).float()
-                        for c in grp.consumers:  # the consumers now read x / s
-                            stats.h[c].mul_(inv.unsqueeze(0) * inv.unsqueeze(1))
+                        stats.rescale(grp.consumers, (1.0 / s).float())
                     for c in grp.consumers:
                         alphas[c] = alpha
             for name, lin in block.linears.items():
