@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -294,6 +295,9 @@ def _bench_artifact(artifact: Path, target: Optional[str], threads: Optional[int
     from compressor.app.api import bench as run
     from compressor.bundle.report import console, print_table, row
 
+    if artifact.is_dir() and (artifact / "manifest.json").is_file() and \
+            json.loads((artifact / "manifest.json").read_text()).get("task") == "text-generation":
+        return _bench_lm_bundle(artifact, threads, json_path)
     result = run(artifact, target=target, threads=threads, batch_size=batch_size, duration=duration, iterations=iterations)
     print_table([row(result["target"], result["precision"], result["size_bytes"], None, result, None)],
                 title=f"{artifact}", columns=("target", "precision", "size", "p50 ms", "p90 ms", "throughput/s", "peak RSS"))
@@ -303,6 +307,34 @@ def _bench_artifact(artifact: Path, target: Optional[str], threads: Optional[int
                     f"feeds: {result['feeds']}", soft_wrap=True)
     typer.echo(f"p99 {lat['p99']:.2f} ms, mean {lat['mean']:.2f} ms, load {result['load_time_s']:.2f} s")
     _write_json(json_path, result)
+
+
+def _bench_lm_bundle(bundle: Path, threads: Optional[int], json_path: Optional[Path]) -> None:
+    from rich.table import Table
+
+    from compressor.app.lm_bench import bench_bundle
+    from compressor.bundle.report import console
+    from compressor.bundle.writer import check_files, read_manifest
+    from compressor.core.environment import default_threads
+    from compressor.core.errors import VerificationError
+    from compressor.core.files import fmt_size
+
+    manifest = read_manifest(bundle)
+    problems = check_files(bundle, manifest)
+    if problems:
+        raise VerificationError(f"bundle '{bundle}' is damaged: {problems[0]}; rebuild it")
+    with console().status("generation benchmark (fresh process) …"):
+        r = bench_bundle(bundle, manifest, threads or default_threads())
+    table = Table(title=f"{bundle} — {r['target']}, batch 1, greedy, {r['threads']} threads")
+    for c in ("TTFT 128 ms", "TTFT 512 ms", "decode tok/s", "load s", "peak RSS", "size", "GB/s moved", "share of bandwidth"):
+        table.add_column(c, justify="right")
+    t, rf = r["ttft_ms"], r["roofline"]
+    table.add_row(*(f"{t[k]:.1f}" if k in t else "–" for k in ("128", "512")), f"{r['decode_tokens_per_s']:.1f}",
+                  f"{r['load_time_s']:.2f}", fmt_size(int(r["peak_rss_mb"] * 2**20)), fmt_size(r["size_bytes"]),
+                  f"{rf['gb_per_s']:.2f}", f"{rf['share_of_bandwidth']:.0%}" if rf["share_of_bandwidth"] else "–")
+    console().print(table)
+    console().print(f"[dim]{r['method']}; {rf['method']}: {rf['bandwidth_gb_per_s']:.1f} GB/s[/]", soft_wrap=True)
+    _write_json(json_path, r)
 
 
 def _search(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:

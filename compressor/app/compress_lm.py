@@ -218,6 +218,7 @@ def lm_manifest(config, target, lm, plan, ref, fid, metrics, failures, build, ch
                         "peak_rss_mb_before_passes": round(rss_before, 1),
                         "method": "getrusage maxrss of the compressing process (loading, FP32 scoring and the passes)"},
         "source": {k: v for k, v in lm.source.items() if k != "path"},
+        "model_shape": model_shape(lm),
         "data": {"eval": {"source": eval_src.describe(), "tokens": int(stream.numel())},
                  "calibration": None if calib is None else {"source": calib_src.describe(), "windows": len(calib),
                                                             "seq_len": settings.seq_len}},
@@ -230,6 +231,14 @@ def lm_manifest(config, target, lm, plan, ref, fid, metrics, failures, build, ch
                       "produced_by": f"the {target.name} artifact itself, greedy (compressor verify replays it and compares tokens)"},
         "recipe": config.model_dump(mode="json"),
     }
+
+
+def model_shape(lm: CausalLm) -> dict[str, Any]:
+    c = lm.config
+    head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    return {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "heads": c.num_attention_heads, "kv_heads": kv_heads,
+            "vocabulary": c.vocab_size, "kv_bytes_per_token": 2 * c.num_hidden_layers * kv_heads * head * 4}
 
 
 def lm_rows(target, size, fid, ref, manifest) -> list[dict]:

@@ -94,6 +94,29 @@ def roofline(result: dict[str, Any], weight_bytes: int, kv_bytes_per_token: int,
             "share_of_bandwidth": gbs / bandwidth_gbs if bandwidth_gbs else None}
 
 
+def bench_bundle(bundle: Path, manifest: dict, threads: int, repeats: int = REPEATS) -> dict[str, Any]:
+    """``compressor bench LM_BUNDLE``: the generation benchmark of the bundle's artifact, prompts cut to 128 and 512 tokens
+    from its reference prompts and generations (their content does not change the timing)."""
+    import tempfile
+
+    from compressor.evaluation.roofline import BANDWIDTH_METHOD, memory_bandwidth
+
+    ref = json.loads((bundle / manifest["reference"]["generations"]).read_text())
+    pool = [t for p in ref["prompts"] for t in p["prompt_ids"] + p["tokens"]]
+    ids = (pool * (max(PROMPT_LENGTHS) // max(1, len(pool)) + 1))[: max(PROMPT_LENGTHS)]
+    with tempfile.TemporaryDirectory(prefix="compressor-lm-bench-") as tmp:
+        prompts = Path(tmp) / "prompts.json"
+        prompts.write_text(json.dumps({n: ids[:n] for n in PROMPT_LENGTHS}))
+        folder = bundle / manifest["artifact"]["path"]
+        r = run_isolated(folder, manifest["target"]["name"], prompts, threads, repeats=repeats)
+    src = manifest["source"]
+    bw = memory_bandwidth(threads)
+    r["size_bytes"] = model_bytes(folder)
+    kv = (manifest.get("model_shape") or {}).get("kv_bytes_per_token", 0)
+    r["roofline"] = {**roofline(r, r["size_bytes"], kv, 128 + NEW_TOKENS // 2, bw), "method": BANDWIDTH_METHOD}
+    return {"target": manifest["target"]["name"], "model": src.get("architecture"), "method": METHOD, "threads": threads, **r}
+
+
 def main() -> None:  # pragma: no cover - the worker process
     p = argparse.ArgumentParser()
     p.add_argument("--artifact", required=True)

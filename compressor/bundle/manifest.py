@@ -178,6 +178,7 @@ class LmManifest(_Typed):
     quantization: Optional[dict[str, Any]] = None
     compression: dict[str, Any]
     source: dict[str, Any]
+    model_shape: dict[str, Any]
     data: dict[str, Any]
     gate: GateResult
     metrics: dict[str, Any]

