@@ -108,13 +108,7 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
     plan, fid, rss_before = None, ref, peak_rss_mb()
     t0 = time.perf_counter()
     if target.quantized:
-        from compressor.quantization.weight_only.stage import quantize_model
-
-        plan = quantize_model(lm.model, calib or [], settings, ui)
-        with ui.bar(f"{target.precision} perplexity", _windows(stream, settings)) as adv:
-            fid = evaluate(torch_logits(lm.model), stream, settings.eval_window, settings.stride, reference=ref, on_window=adv)
-        ui.note(f"{target.precision} perplexity {fid.perplexity:.3f} ({_pct(fid, ref):+.2f} %), next-token agreement "
-                f"{fid.agreement:.4f}")
+        plan, fid = quantize_and_score(config, target, lm, calib, stream, ref, settings, ui)
     compress_s = time.perf_counter() - t0
     compress_rss = peak_rss_mb()
     metrics = lm_metrics(fid, ref)
@@ -151,6 +145,42 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
     for r in refs[:2]:
         console().print(f"[dim]{r['prompt']}[/] → {r['text'][:160]!r}", soft_wrap=True)
     return CompressResult(path, manifest, rows)
+
+
+AUTO_RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+
+
+def quantize_and_score(config, target, lm, calib, stream, ref, settings, ui):
+    """The plan and its fidelity. With ``--auto-precision`` (INT4 targets) and a perplexity or agreement budget: the largest
+    INT4 share (--ratio 1.0, 0.9, …) whose plan meets the budget, each step re-planned from the float model, the layers
+    kept INT8 chosen by measured sensitivity; every step is recorded in the plan."""
+    from compressor.quantization.weight_only.stage import quantize_model
+
+    auto = config.quantization.auto_precision and target.bits == 4
+    if auto and config.gate.max_perplexity_increase is None and config.gate.min_agreement is None:
+        raise InputError("--auto-precision on a language model needs a budget to meet: --max-perplexity-increase X (%) or "
+                         "--min-agreement X")
+    ratios = [r for r in AUTO_RATIOS if r <= settings.ratio] if auto else [settings.ratio]
+    original = {k: v.clone() for k, v in lm.model.state_dict().items()} if len(ratios) > 1 else None
+    steps = []
+    for i, ratio in enumerate(ratios[: config.quantization.auto_precision_steps]):
+        if i:
+            lm.model.load_state_dict(original)
+        step = settings.model_copy(update={"ratio": ratio})
+        plan = quantize_model(lm.model, calib or [], step, ui)
+        with ui.bar(f"{target.precision} perplexity" + (f" (INT4 share {ratio:.0%})" if auto else ""), _windows(stream, settings)) as adv:
+            fid = evaluate(torch_logits(lm.model), stream, settings.eval_window, settings.stride, reference=ref, on_window=adv)
+        ui.note(f"{step.label()}: perplexity {fid.perplexity:.3f} ({_pct(fid, ref):+.2f} %), next-token agreement {fid.agreement:.4f}")
+        failures = gate_failures(config, lm_metrics(fid, ref))
+        steps.append({"ratio": ratio, "perplexity": fid.perplexity, "increase_pct": _pct(fid, ref), "agreement": fid.agreement,
+                      "passed": not failures, "seconds": plan.transforms.get("seconds")})
+        if not auto or not failures:
+            break
+    if auto:
+        plan.transforms["auto_precision"] = {"steps": steps, "chosen_ratio": steps[-1]["ratio"],
+                                             "met": steps[-1]["passed"], "method": "largest INT4 share meeting the gate, in steps "
+                                             "of 0.1; layers kept INT8 by activation-weighted rounding error"}
+    return plan, fid
 
 
 def _windows(stream, settings) -> int:
