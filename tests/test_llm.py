@@ -248,12 +248,29 @@ def test_compress_int4_bundle_verifies_and_a_changed_token_is_caught(tiny_lm_fol
     assert (out / "model" / "genai_config.json").is_file() and (out / "REPORT.md").read_text().count("| model.layers.") == 14
     ok = cli("verify", str(out))
     assert ok.returncode == 0 and "every greedy token the same" in ok.stdout
+    bench = cli("bench", str(out), "--json", str(tmp_path / "bench.json"))
+    assert bench.returncode == 0, bench.stderr
+    b = json.loads((tmp_path / "bench.json").read_text())
+    assert b["decode_tokens_per_s"] > 0 and b["ttft_ms"]["128"] > 0 and b["roofline"]["bandwidth_gb_per_s"] > 0
     gens = out / "reference" / "generations.json"
     data = json.loads(gens.read_text())
     data["prompts"][0]["tokens"][1] += 1
     gens.write_text(json.dumps(data))
     bad = cli("verify", str(out))
     one_line_error(bad, "failed verification")  # the sha256 catches the edit before any token is compared
+
+
+def test_auto_precision_keeps_int8_layers_until_the_budget_is_met(tiny_lm_folder, tmp_path):
+    out = tmp_path / "auto"
+    res = cli("compress", str(tiny_lm_folder), "--task", "text-generation", "--target", "ort-cpu-int4", "--eval", EVAL,
+              "--calib", CALIB, *SMALL, "--output", str(out), "--auto-precision", "--ratio", "0.6", "--min-agreement", "0.9")
+    assert res.returncode == 0, res.stderr
+    q = read_manifest(out)["quantization"]
+    steps = q["transforms"]["auto_precision"]["steps"]
+    assert steps[0]["ratio"] == 0.6 and steps[-1]["passed"] and not any(s["passed"] for s in steps[:-1])  # --ratio caps the start
+    assert q["bits"]["int8"] > 1 and sorted(q["transforms"]["mixed_precision"]["int8_layers"])  # block layers kept INT8
+    one_line_error(cli("compress", str(tiny_lm_folder), "--task", "text-generation", "--target", "ort-cpu-int4", "--eval", EVAL,
+                       "--calib", CALIB, *SMALL, "--output", str(tmp_path / "x"), "--auto-precision"), "needs a budget")
 
 
 def test_gate_failure_writes_nothing_and_bad_inputs_get_one_line(tiny_lm_folder, tmp_path):
