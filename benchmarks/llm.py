@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ def sdk_row(tmp: Path, name: str, target: str, *flags: str) -> dict:
     say(f"compressor compress → {name}")
     rc, log, wall = cli("compress", str(gguf_path()), "--task", "text-generation", "--target", target, "--eval", EVAL,
                         "--eval-tokens", str(TOKENS), "--eval-window", str(WINDOW), "--threads", str(THREADS),
-                        "--output", str(out), *flags)
+                        "--output", str(out), "--overwrite", *flags)
     if rc != 0:
         return {"name": name, "target": target, "flags": list(flags), "error": log.strip().splitlines()[-1], "exit": rc}
     m = json.loads((out / "manifest.json").read_text())
@@ -127,6 +128,7 @@ def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
 
     lm, stream, _ = _streams()
     out = tmp / "builder-int4"
+    shutil.rmtree(out, ignore_errors=True)
     say("onnxruntime-genai builder -p int4 -e cpu")
     t0 = time.perf_counter()
     build_genai(lm.model, lm.tokenizer, out, precision="int4")
@@ -173,27 +175,39 @@ def generation(tmp: Path, artifacts: dict[str, tuple[str, Path]], repeats: int) 
             "threads": THREADS, "kv_bytes_per_token": kv_per_token}
 
 
-def sections(tmp: Path, args) -> dict:
-    sdk = {}
-    sdk["fp32"] = sdk_row(tmp, "fp32", "ort-cpu-fp32-lm")
-    sdk["int8_wo"] = sdk_row(tmp, "int8_wo", "ort-cpu-int8-wo", "--calib", CALIB, "--max-perplexity-increase", "1")
-    sdk["int4_rtn"] = sdk_row(tmp, "int4_rtn", "ort-cpu-int4", "--no-awq", "--no-gptq", "--no-scale-estimation",
-                              "--group-size", str(GROUP))
-    sdk["int4"] = sdk_row(tmp, "int4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP))
-    sdk["mixed"] = sdk_row(tmp, "mixed", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP), "--ratio", "0.8",
-                           "--max-perplexity-increase", "10")
-    ours = Path(sdk["int4"]["bundle"]) / "model" if "bundle" in sdk["int4"] else None
-    builder = builder_peer(tmp, ours)
-    nncf = nncf_peer(tmp)
-    arts = {"torch eager FP32": ("torch-cpu-fp32-lm", gguf_path())}
-    for k, label in (("fp32", "ort-cpu-fp32-lm"), ("int8_wo", "ort-cpu-int8-wo"), ("int4", "ort-cpu-int4 (SDK)"),
-                     ("mixed", "ort-cpu-int4 mixed 0.8 (SDK)")):
-        if "bundle" in sdk[k]:
-            arts[label] = (sdk[k]["target"], Path(sdk[k]["bundle"]) / "model")
-    if "folder" in builder:
-        arts["builder -p int4 (peer)"] = ("ort-cpu-int4", Path(builder["folder"]))
-    gen = generation(tmp, arts, args.repeats)
-    return {"sdk": sdk, "nncf": nncf, "builder": builder, "generation": gen,
+WORK = Path(os.environ.get("TMPDIR", "/tmp")) / "compressor-llm-suite"  # kept between runs: --only reruns a section
+
+
+def sections(_tmp: Path, args) -> dict:
+    """Each section is rerunnable alone (--only generation): the bundles and peer artifacts stay in WORK."""
+    WORK.mkdir(parents=True, exist_ok=True)
+
+    def sdk() -> dict:
+        rows = {"fp32": sdk_row(WORK, "fp32", "ort-cpu-fp32-lm")}
+        rows["int8_wo"] = sdk_row(WORK, "int8_wo", "ort-cpu-int8-wo", "--calib", CALIB, "--max-perplexity-increase", "1")
+        rows["int4_rtn"] = sdk_row(WORK, "int4_rtn", "ort-cpu-int4", "--no-awq", "--no-gptq", "--no-scale-estimation",
+                                   "--group-size", str(GROUP))
+        rows["int4"] = sdk_row(WORK, "int4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP))
+        rows["mixed"] = sdk_row(WORK, "mixed", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP), "--ratio", "0.8",
+                                "--max-perplexity-increase", "10")
+        return rows
+
+    def builder() -> dict:
+        ours = WORK / "int4" / "model"
+        return builder_peer(WORK, ours if ours.is_dir() else None)
+
+    def generation_rows() -> dict:
+        arts = {"torch eager FP32": ("torch-cpu-fp32-lm", gguf_path())}
+        for k, target, label in (("fp32", "ort-cpu-fp32-lm", "ort-cpu-fp32-lm"), ("int8_wo", "ort-cpu-int8-wo", "ort-cpu-int8-wo"),
+                                 ("int4", "ort-cpu-int4", "ort-cpu-int4 (SDK)"),
+                                 ("mixed", "ort-cpu-int4", "ort-cpu-int4 mixed 0.8 (SDK)")):
+            if (WORK / k / "model").is_dir():
+                arts[label] = (target, WORK / k / "model")
+        if (WORK / "builder-int4").is_dir():
+            arts["builder -p int4 (peer)"] = ("ort-cpu-int4", WORK / "builder-int4")
+        return generation(WORK, arts, args.repeats)
+
+    return {"sdk": sdk, "builder": builder, "nncf": lambda: nncf_peer(WORK), "generation": generation_rows,
             "settings": {"eval_tokens": TOKENS, "window": WINDOW, "calib_windows": CALIB_WINDOWS, "seq_len": SEQ,
                          "group_size": GROUP, "threads": THREADS}, "source_note": SOURCE_NOTE}
 
