@@ -33,7 +33,9 @@ class WeightOnlySettings(Settings):
                         negate=True, panel=LM)
     ratio: float = option(1.0, "Share of the block weights at the target's low bit width; the most sensitive rest stays "
                                "INT8 (e.g. 0.8).", flag="--ratio", panel=LM, ge=0.0, le=1.0)
-    embedding_bits: int = option(8, "Bits of the embeddings and lm_head (4 or 8).")
+    embedding_bits: int = option(8, "Bits of the embeddings and lm_head: 8 (default, as NNCF) or 4 (as the onnxruntime-genai "
+                                    "builder's -p int4: smaller and faster to decode, less accurate).", flag="--embedding-bits",
+                                 panel=LM)
     seq_len: int = option(512, "Tokens per calibration window.", flag="--seq-len", panel=LM, ge=16)
     eval_window: int = option(2048, "Tokens per perplexity window.", flag="--eval-window", panel=LM, ge=16)
     eval_stride: int | None = option(None, "Tokens each perplexity window advances (default: the window; smaller scores "
