@@ -61,6 +61,9 @@ def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
             data = json.loads(p.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputError(f"'{p}' is not JSON ({e}): give `compressor bench --json` results or a bundle's manifest.json")
+        if isinstance(data, dict) and data.get("task") == "text-generation":
+            raise InputError(f"'{p}' is a language-model bundle: the HTML report does not show them yet; read its REPORT.md, "
+                             "and `compressor bench BUNDLE --json` for the generation benchmark")
         if isinstance(data, dict) and isinstance(data.get("rows"), list):
             out.append({**data, "source": str(p)})
         elif isinstance(data, dict) and isinstance(data.get("target"), dict) and "metrics" in data:
