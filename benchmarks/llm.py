@@ -262,18 +262,26 @@ def markdown(res: dict) -> str:
     lines += ["", f"## Generation (batch 1, greedy; {gen['method']})", "",
               f"Memory read bandwidth measured: {gen['bandwidth_gb_per_s']:.1f} GB/s ({gen['bandwidth_method']}).", "",
               "| artifact | TTFT 128 ms | TTFT 512 ms | decode tok/s | × FP32 (same runtime) | load s | peak RSS MiB | size MiB | "
-              "GB/s moved | share of bandwidth |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "GB/s moved | share of bandwidth | greedy tokens = torch FP32's |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = gen["rows"]
     base = rows.get("ort-cpu-fp32-lm", {}).get("decode_tokens_per_s")
+    ref_tokens = rows.get("torch eager FP32", {}).get("tokens") or []
+
+    def same_prefix(tokens):
+        if not ref_tokens or not tokens:
+            return "–"
+        n = next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens)) if a != b), min(len(tokens), len(ref_tokens)))
+        return f"first {n} of {len(ref_tokens)}"
     for label, r in rows.items():
         if "error" in r:
-            lines.append(f"| {label} | failed: {r['error']} | | | | | | | | |")
+            lines.append(f"| {label} | failed: {r['error']} | | | | | | | | | |")
             continue
         x = r["decode_tokens_per_s"] / base if base and label != "torch eager FP32" else None
         rf = r["roofline"]
         lines.append(f"| {label} | {_f(r['ttft_ms'].get('128'), '.1f')} | {_f(r['ttft_ms'].get('512'), '.1f')} | "
                      f"{r['decode_tokens_per_s']:.1f} | {_f(x, '.2f')} | {r['load_time_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['size_bytes'] / 2**20:.1f} | {rf['gb_per_s']:.2f} | {_f(rf['share_of_bandwidth'], '.0%')} |")
+                     f"{r['size_bytes'] / 2**20:.1f} | {rf['gb_per_s']:.2f} | {_f(rf['share_of_bandwidth'], '.0%')} | "
+                     f"{same_prefix(r.get('tokens'))} |")
     lines += ["", "## Must-show checks", ""] + checks(res)
     gens = sdk.get("int4", {}).get("generations") or []
     if gens:
