@@ -9,6 +9,8 @@ quantization stage runs the enabled passes of each phase in order and records ea
   realiser then starts from the changed model, which must compute the same function.
 - ``plan`` passes edit a calibrated static plan (bias correction; a plugin's weight or scale rounding): every realiser
   writes the edited plan.
+- ``weight`` passes are the weight-only quantization of decoder LMs (AWQ, scale estimation, GPTQ): the block-by-block
+  stage (:mod:`compressor.quantization.weight_only.stage`) runs them through :class:`WeightPass`'s three hooks.
 
 A built-in pass is switched by its own settings field (``--bias-correction``); any pass, a plugin's included, also runs when
 named with ``--pass NAME``. Adding a pass is its module and one entry-point line.
@@ -24,7 +26,8 @@ from compressor.core.errors import InputError
 from compressor.core.plugins import load_group
 
 GROUP = "compressor.passes"
-FLOAT, PLAN = "float", "plan"
+FLOAT, PLAN, WEIGHT = "float", "plan", "weight"
+PHASES = (FLOAT, PLAN, WEIGHT)
 
 
 class CompressionPass:
@@ -59,11 +62,11 @@ def _loaded() -> tuple[dict[str, CompressionPass], dict[str, str]]:
     classes, errors = load_group(GROUP, CompressionPass)
     found = {}
     for ep_name, cls in classes.items():
-        if getattr(cls, "phase", None) not in (FLOAT, PLAN):
-            errors[ep_name] = f"{cls.__module__}.{cls.__name__}.phase must be '{FLOAT}' or '{PLAN}'"
+        if getattr(cls, "phase", None) not in PHASES:
+            errors[ep_name] = f"{cls.__module__}.{cls.__name__}.phase must be one of {', '.join(PHASES)}"
             continue
         found[cls.name] = cls()
-    return dict(sorted(found.items(), key=lambda kv: (kv[1].phase != FLOAT, kv[1].order, kv[0]))), errors
+    return dict(sorted(found.items(), key=lambda kv: (PHASES.index(kv[1].phase), kv[1].order, kv[0]))), errors
 
 
 def registered() -> dict[str, CompressionPass]:
@@ -78,6 +81,48 @@ def load_errors() -> dict[str, str]:
 def names() -> list[str]:
     """The installed passes' names, without importing them (for --help)."""
     return sorted(ep.name for ep in importlib.metadata.entry_points(group=GROUP))
+
+
+class WeightPass(CompressionPass):
+    r"""A weight-only pass for decoder LMs. Per block, on its calibration statistics, the stage calls ``transform`` of every
+    enabled pass (a float change that keeps the block's function: AWQ's scaling), then per linear layer the first pass
+    that ``fit``\ s a grid (else the range fit) and the first that ``round``\ s the codes (else round to nearest). ``switch``
+    names the :class:`~compressor.quantization.weight_only.settings.WeightOnlySettings` field that turns it on."""
+
+    phase = WEIGHT
+
+    def enabled(self, settings) -> bool:
+        return self.name in getattr(settings, "passes", ()) or bool(self.switch and getattr(settings, self.switch, False))
+
+    def transform(self, block, stats, bits_of, settings) -> dict[str, float]:
+        """Change the block's float weights (its function kept); returns a per-layer value for the plan (AWQ: α)."""
+        return {}
+
+    def fit(self, w, grid, h_diag):
+        """(scale, zero) for ``w`` on ``grid`` given the input energy ``h_diag`` (None: no calibration), or None to pass."""
+        return None
+
+    def round(self, w, h, scale, zero, grid):
+        """The codes of ``w`` on the fixed grid given the input Hessian ``h`` (None: no calibration), or None to pass."""
+        return None
+
+    def record(self) -> dict[str, Any]:
+        """What it did over the whole model (the plan's ``transforms[name]``); empty: nothing to record."""
+        return {}
+
+    def run(self, stage, plan=None) -> dict[str, Any]:
+        raise TypeError(f"{self.name} is a weight pass: the weight-only stage calls its hooks")
+
+
+def weight_passes(settings, data_aware: bool) -> list[WeightPass]:
+    """The enabled weight passes, in order (fresh instances: each run keeps its own record); none without calibration
+    data, since every built-in one reads activation statistics."""
+    found = registered()
+    unknown = [n for n in getattr(settings, "passes", ()) if n not in found or found[n].phase != WEIGHT]
+    if unknown:
+        raise InputError(f"lm.passes {', '.join(unknown)}: no such weight pass is installed (installed: "
+                         f"{', '.join(n for n, p in found.items() if p.phase == WEIGHT) or 'none'})")
+    return [type(p)() for p in found.values() if p.phase == WEIGHT and data_aware and p.enabled(settings)]
 
 
 def pipeline(settings, phase: str) -> list[CompressionPass]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from compressor.quantization.pipeline import WeightPass
 from compressor.quantization.weight_only.grid import Grid, fake_quantize
 
 ALPHAS = tuple(i / 20 for i in range(20))
@@ -21,7 +22,6 @@ def search(x: torch.Tensor, weights: list[torch.Tensor], grid: Grid) -> tuple[to
     """(scales per input channel, best α, loss at α=0 i.e. no scaling, best loss) for linears ``weights`` reading ``x``."""
     x = x.float()
     x_mean = x.abs().mean(0).clamp_min(1e-8)
-    wcat = torch.cat([w.float() for w in weights], 0)
     ref = [x @ w.float().T for w in weights]
     best = (torch.ones(x.shape[1]), 0.0, float("inf"))
     plain = float("nan")
@@ -36,7 +36,6 @@ def search(x: torch.Tensor, weights: list[torch.Tensor], grid: Grid) -> tuple[to
             plain = loss
         if loss < best[2]:
             best = (s, a, loss)
-    del wcat
     return best[0], best[1], plain, best[2]
 
 
@@ -51,3 +50,35 @@ def fold(scales: torch.Tensor, consumers: list[torch.nn.Linear], producer: torch
             producer.bias.div_(scales.to(producer.bias.dtype))
     else:  # a norm's elementwise weight
         producer.weight.div_(scales.to(producer.weight.dtype))
+
+
+class Awq(WeightPass):
+    name, order, switch = "awq", 10, "awq"
+    description = ("AWQ: per group of linear layers reading one tensor, input-channel scales E|x|^α searched on calibration "
+                   "activations and folded into the producer (RMSNorm or linear); decoder LMs")
+    on_by = "default for --task text-generation (--no-awq)"
+    TOKENS = 4096  # calibration tokens per search (a subsample: the search forwards each candidate)
+
+    def __init__(self):
+        self.groups = self.scaled = 0
+        self.loss_before = self.loss_after = 0.0
+
+    def transform(self, block, stats, bits_of, settings) -> dict[str, float]:
+        alphas = {}
+        for grp in block.awq_groups:
+            lins = [block.linears[c] for c in grp.consumers]
+            grid = Grid(min(bits_of(c) for c in grp.consumers), settings.group_size, settings.symmetric)
+            s, alpha, before, after = search(stats.sample(grp.consumers[0]), [lin.weight.data for lin in lins], grid)
+            self.groups += 1
+            self.loss_before += before
+            self.loss_after += after
+            if alpha > 0:
+                fold(s, lins, grp.producer)
+                self.scaled += 1
+                stats.rescale(grp.consumers, (1.0 / s).float())
+            alphas.update({c: alpha for c in grp.consumers})
+        return alphas
+
+    def record(self) -> dict:
+        return {"groups": self.groups, "scaled": self.scaled, "loss_before": self.loss_before, "loss_after": self.loss_after,
+                "alphas": list(ALPHAS), "tokens": self.TOKENS}

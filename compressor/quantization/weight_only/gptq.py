@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from compressor.quantization.pipeline import WeightPass
 from compressor.quantization.weight_only.grid import Grid
 
 BLOCK = 128
@@ -54,3 +55,12 @@ def gptq_codes(w: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, zero: torc
             err1[:, i] = e
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
     return q_all[:, inv].to(torch.uint8)
+
+
+class Gptq(WeightPass):
+    name, order, switch = "gptq", 30, "gptq"
+    description = "GPTQ: rounding with error feedback through the inverse input Hessian (act-order, static groups); decoder LMs"
+    on_by = "default for --task text-generation (--no-gptq)"
+
+    def round(self, w, h, scale, zero, grid):
+        return None if h is None else gptq_codes(w, h, scale, zero, grid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from compressor.quantization.pipeline import WeightPass
 from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fit, grouped
 
 CLIP_RATIOS = tuple(1.0 - 0.025 * i for i in range(21))  # 1.0 … 0.5
@@ -80,3 +81,13 @@ def weighted_error(w: torch.Tensor, grid: Grid, scale, zero, h_diag: torch.Tenso
     q = codes(w, scale, zero, grid)
     d = w - dequantize(q, scale, zero, grid)
     return float((d * d * h).sum() / (w * w * h).sum().clamp_min(1e-20))
+
+
+class ScaleEstimation(WeightPass):
+    name, order, switch = "scale_estimation", 20, "scale_estimation"
+    description = ("scale estimation: per group, the clip ratio and a weighted least-squares scale and zero point against the "
+                   "activation-weighted error; decoder LMs")
+    on_by = "default for --task text-generation (--no-scale-estimation)"
+
+    def fit(self, w, grid, h_diag):
+        return None if h_diag is None else estimate(w, grid, h_diag)

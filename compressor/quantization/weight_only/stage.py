@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from compressor.quantization.weight_only import awq
-from compressor.quantization.weight_only.gptq import gptq_codes
+from compressor.quantization.pipeline import WeightPass, weight_passes
 from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fit
 from compressor.quantization.weight_only.plan import QuantizedWeight, WeightLayer, WeightOnlyPlan
-from compressor.quantization.weight_only.scale_estimation import estimate, weighted_error
+from compressor.quantization.weight_only.scale_estimation import weighted_error
 from compressor.quantization.weight_only.settings import WeightOnlySettings
 
-AWQ_TOKENS = 4096  # calibration tokens per AWQ search (a subsample: the search forwards each candidate)
+SAMPLE_TOKENS = 4096  # calibration rows kept per layer input for passes that search on activations (AWQ)
 
 
 class _Stop(Exception):
@@ -221,20 +220,16 @@ def choose_int8_layers(model, batches, settings: WeightOnlySettings) -> tuple[se
 
 
 @torch.no_grad()
-def _quantize_linear(name, lin, grid, h, settings, method_prefix) -> tuple[WeightLayer, QuantizedWeight]:
+def _quantize_linear(name, lin, grid, h, passes: list[WeightPass], method_prefix) -> tuple[WeightLayer, QuantizedWeight]:
+    """One layer on ``grid``: the first pass that fits the grid (else the range fit), the first that rounds (else round to
+    nearest); the layer then holds the dequantized weights."""
     w = lin.weight.data.float()
     hd = torch.diag(h) if h is not None else None
-    if settings.scale_estimation and hd is not None:
-        scale, zero = estimate(w, grid, hd)
-        method = "scale_estimation"
-    else:
-        scale, zero = fit(w, grid)
-        method = "rtn"
-    if settings.gptq and h is not None:
-        q = gptq_codes(w, h, scale, zero, grid)
-        method += "+gptq"
-    else:
-        q = codes(w, scale, zero, grid)
+    fitted = next(((p.name, r) for p in passes if (r := p.fit(w, grid, hd)) is not None), ("rtn", None))
+    scale, zero = fitted[1] if fitted[1] is not None else fit(w, grid)
+    rounded = next(((p.name, q) for p in passes if (q := p.round(w, h, scale, zero, grid)) is not None), (None, None))
+    q = rounded[1] if rounded[1] is not None else codes(w, scale, zero, grid)
+    method = fitted[0] + (f"+{rounded[0]}" if rounded[0] else "")
     dq = dequantize(q, scale, zero, grid)
     err = weighted_error_dq(w, dq, hd)
     lin.weight.data.copy_(dq.to(lin.weight.dtype))
@@ -268,15 +263,15 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
     plan = WeightOnlyPlan(settings=settings.model_dump(), layers=[], calibration={
         "sequences": len(batches), "tokens": int(sum(b.numel() for b in batches)),
         "sequence_length": int(batches[0].shape[1]) if batches else 0}, transforms=transforms)
-    awq_record = {"groups": 0, "scaled": 0, "loss_before": 0.0, "loss_after": 0.0}
     data_aware = bool(batches)
+    passes = weight_passes(settings, data_aware)
     if data_aware:
         with progress.stage("calibration text run up to the first block"):
             inputs, kwargs = _capture_inputs(model, batches)
-    with progress.bar(f"weight-only {settings.label()} ({', '.join(settings.methods()) if data_aware else 'rtn, data-free'})",
-                      len(bl)) as advance:
+    with progress.bar(f"weight-only {settings.label()} ({', '.join(p.name for p in passes) or 'rtn'}"
+                      f"{'' if data_aware else ', data-free'})", len(bl)) as advance:
         for block in bl:
-            stats = _Stats(AWQ_TOKENS)
+            stats = _Stats(SAMPLE_TOKENS)
             if data_aware:
                 handles = [lin.register_forward_hook(stats.hook(n)) for n, lin in block.linears.items()]
                 try:
@@ -284,28 +279,14 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
                 finally:
                     for h in handles:
                         h.remove()
-            alphas = {}
-            if settings.awq and data_aware:
-                for grp in block.awq_groups:
-                    lins = [block.linears[c] for c in grp.consumers]
-                    bits = {8 if c in int8_layers else settings.bits for c in grp.consumers}
-                    grid = Grid(min(bits), settings.group_size, settings.symmetric)
-                    x = stats.sample(grp.consumers[0])
-                    s, alpha, before, after = awq.search(x, [lin.weight.data for lin in lins], grid)
-                    awq_record["groups"] += 1
-                    awq_record["loss_before"] += before
-                    awq_record["loss_after"] += after
-                    if alpha > 0:
-                        awq.fold(s, lins, grp.producer)
-                        awq_record["scaled"] += 1
-                        stats.rescale(grp.consumers, (1.0 / s).float())
-                    for c in grp.consumers:
-                        alphas[c] = alpha
+            alphas: dict[str, float] = {}
+            for p in passes:
+                alphas.update(p.transform(block, stats, lambda n: 8 if n in int8_layers else settings.bits, settings))
             for name, lin in block.linears.items():
                 grid = Grid(8 if name in int8_layers else settings.bits, settings.group_size, settings.symmetric)
                 prefix = "awq+" if alphas.get(name) else ""
                 h = stats.hessian(name) if data_aware else None
-                layer, qw = _quantize_linear(name, lin, grid, h, settings, prefix)
+                layer, qw = _quantize_linear(name, lin, grid, h, passes, prefix)
                 layer.awq_alpha = alphas.get(name)
                 plan.layers.append(layer)
                 plan.tensors[name] = qw
@@ -313,8 +294,9 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
                 inputs = _run_block(block, inputs, kwargs)
             advance(1)
     _quantize_embeddings(model, plan, settings)
-    if settings.awq and data_aware:
-        transforms["awq"] = {**awq_record, "alphas": list(awq.ALPHAS), "tokens": AWQ_TOKENS}
+    for p in passes:
+        if p.record():
+            transforms[p.name] = p.record()
     transforms["seconds"] = round(time.perf_counter() - t0, 1)
     return plan
 
@@ -331,7 +313,7 @@ def _quantize_embeddings(model, plan: WeightOnlyPlan, settings: WeightOnlySettin
         if key in done:
             done[key].tied_to.append(name)
             continue
-        layer, qw = _quantize_linear(name, mod, grid, None, settings.model_copy(update={"gptq": False}), "")
+        layer, qw = _quantize_linear(name, mod, grid, None, [], "")
         plan.layers.append(layer)
         plan.tensors[name] = qw
         done[key] = layer
