@@ -59,7 +59,9 @@ def sdk_row(tmp: Path, name: str, target: str, *flags: str) -> dict:
                         "--eval-tokens", str(TOKENS), "--eval-window", str(WINDOW), "--threads", str(THREADS),
                         "--output", str(out), "--overwrite", *flags)
     if rc != 0:
+        say(f"  FAILED ({rc}): {log.strip().splitlines()[-1]}")
         return {"name": name, "target": target, "flags": list(flags), "error": log.strip().splitlines()[-1], "exit": rc}
+    say(f"  done in {wall:.0f} s")
     m = json.loads((out / "manifest.json").read_text())
     vrc, vlog, _ = cli("verify", str(out))
     return {"name": name, "target": target, "flags": list(flags), "bundle": str(out), "wall_s": wall,

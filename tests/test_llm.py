@@ -310,7 +310,7 @@ def test_text_generation_on_a_vision_checkpoint_and_a_perplexity_budget_on_a_vis
 
 
 @pytest.mark.slow
-def test_real_smollm2_gguf_loads_scores_and_answers():
+def test_real_smollm2_gguf_loads_scores_and_answers(tmp_path):
     from backends.torch_eager import TorchLmRunner
     from compressor.io.causal_lm import load_causal_lm
 
@@ -324,3 +324,8 @@ def test_real_smollm2_gguf_loads_scores_and_answers():
                                            add_generation_prompt=True, return_dict=True)["input_ids"]
     out = TorchLmRunner(lm.model, lm.tokenizer.eos_token_id).generate(list(ids), 12)
     assert "Paris" in lm.tokenizer.decode(out.tokens)
+    from compressor.io.export_lm import save_hf_folder
+
+    folder = save_hf_folder(lm.model, lm.tokenizer, tmp_path / "hf")  # the dequantized GGUF saves as a float model
+    conf = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in conf and conf["architectures"] == ["LlamaForCausalLM"]

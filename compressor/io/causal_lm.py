@@ -71,6 +71,12 @@ def load_causal_lm(path: str | Path) -> CausalLm:
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"cannot load '{path}' as a causal language model: {first_line(e)}") from e
     model.eval()
+    if path.is_file():  # transformers dequantized every GGUF tensor to float32: drop its quantizer, so the model saves as float
+        model.hf_quantizer = None
+        if getattr(model, "is_quantized", False):
+            model.is_quantized = False
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
     if tokenizer.eos_token_id is None:
         raise CheckpointError(f"the tokenizer of '{path}' has no end-of-sequence token: set eos_token in tokenizer_config.json")
     n = sum(p.numel() for p in model.parameters())
