@@ -48,7 +48,8 @@ def test_manifest_has_every_field(fashion_bundle):
     assert env["cpu"]["usable_cpus"] >= 1 and "onnxruntime" in env["libraries"] and "torch" in env["libraries"]
     assert m["benchmark"]["settings"]["threads"] >= 1 and m["benchmark"]["warmup"]["iterations"] >= 10
     assert m["gate"] == {"max_accuracy_drop": 0.1, "min_agreement": None, "min_cosine": None, "max_size_mb": None,
-                         "max_memory_mb": None, "max_latency_ms": None, "max_perplexity_increase": None, "passed": True, "failures": [], "forced": False}
+                         "max_memory_mb": None, "max_latency_ms": None,
+                         "max_perplexity_increase": None, "passed": True, "failures": [], "forced": False}
     assert "ort-cpu-fp32" in (fashion_bundle.bundle / "REPORT.md").read_text()
 
 
