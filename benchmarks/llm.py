@@ -68,6 +68,7 @@ def sdk_row(tmp: Path, name: str, target: str, *flags: str) -> dict:
             "perplexity": m["metrics"]["perplexity"], "reference_perplexity": m["metrics"]["reference_perplexity"],
             "increase_pct": m["metrics"]["perplexity_increase_pct"], "agreement": m["metrics"]["top1_agreement"],
             "tokens": m["metrics"]["tokens"], "gate": m["gate"], "compression": m["compression"],
+            "passes_seconds": ((m["quantization"] or {}).get("transforms") or {}).get("seconds"),
             "size_bytes": m["artifact"]["size_bytes"], "artifact_check": m["artifact_check"],
             "bits": (m["quantization"] or {}).get("bits"), "verify": {"exit": vrc, "line": vlog.strip().splitlines()[-1]},
             "generations": json.loads((out / "reference" / "generations.json").read_text())["prompts"]}
@@ -232,8 +233,8 @@ def markdown(res: dict) -> str:
              f"stride {res['settings']['window']}; calibration {res['settings']['calib_windows']}×{res['settings']['seq_len']} "
              "tokens of the other articles.", "",
              "## Perplexity (same held-out tokens for every row)", "",
-             "| row | how | perplexity | vs FP32 | next-token agreement | compress s | peak RSS MiB | size MiB | gate | verify |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| row | how | perplexity | vs FP32 | next-token agreement | compression s (the passes) | peak RSS MiB | size MiB | gate | "
+             "verify |", "|---|---|---|---|---|---|---|---|---|---|"]
     how = {"fp32": "`--target ort-cpu-fp32-lm`", "int8_wo": "`--target ort-cpu-int8-wo` (g64 asym, AWQ+SE+GPTQ)",
            "int4_rtn": "`--target ort-cpu-int4 --no-awq --no-gptq --no-scale-estimation` (g64 asym RTN, data-free)",
            "int4": "`--target ort-cpu-int4` (g64 asym, AWQ + scale estimation + GPTQ: the default)",
@@ -245,7 +246,7 @@ def markdown(res: dict) -> str:
             continue
         c = r["compression"]
         lines.append(f"| SDK {k} | {how[k]} | {r['perplexity']:.3f} | {r['increase_pct']:+.2f} % | {r['agreement']:.4f} | "
-                     f"{c['seconds'] if k != 'fp32' else '–'} | {c['peak_rss_mb']:.0f} | {r['size_bytes'] / 2**20:.1f} | "
+                     f"{_f(r.get('passes_seconds'), '.0f') if k != 'fp32' else '–'} | {c['peak_rss_mb']:.0f} | {r['size_bytes'] / 2**20:.1f} | "
                      f"{'passed' if r['gate']['passed'] else 'FAILED'} | {'OK' if r['verify']['exit'] == 0 else 'FAILED'} |")
     if "error" in nncf:
         lines.append(f"| NNCF INT4 AWQ+SE | failed: {nncf['error']} | | | | | | | | |")
@@ -306,8 +307,8 @@ def checks(res: dict) -> list[str]:
     if "perplexity" in i4 and "perplexity" in nncf:
         line(i4["perplexity"] <= nncf["perplexity"], f"SDK INT4 g{GROUP} perplexity {i4['perplexity']:.3f} ≤ NNCF AWQ+SE "
              f"{nncf['perplexity']:.3f}")
-        line(i4["compression"]["seconds"] <= nncf["compress_s"] / 4, f"SDK compression {i4['compression']['seconds']:.0f} s ≤ "
-             f"a quarter of NNCF's {nncf['compress_s']:.0f} s")
+        line(i4["passes_seconds"] <= nncf["compress_s"] / 4, f"SDK compression (the passes) {i4['passes_seconds']:.0f} s ≤ "
+             f"a quarter of NNCF's compress_weights {nncf['compress_s']:.0f} s")
     i8 = sdk.get("int8_wo", {})
     if "increase_pct" in i8:
         line(abs(i8["increase_pct"]) <= 1.0, f"INT8 weight-only perplexity {i8['increase_pct']:+.2f} % of FP32 (within 1 %)")

@@ -12,7 +12,6 @@ GenAI model folder, gated on perplexity and next-token agreement, with reference
 from __future__ import annotations
 
 import json
-import resource
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from compressor.app.compress import CompressResult
 from compressor.app.recipe import RunConfig
 from compressor.bundle.report import console
 from compressor.bundle.writer import REPORT, BundleWriter, check_destination
-from compressor.core.environment import describe_environment
+from compressor.core.environment import describe_environment, peak_rss_mb
 from compressor.core.errors import DataError, GateError, InputError
 from compressor.core.lm_targets import LmTarget, get_lm_target
 from compressor.core.objective import AGREEMENT, PERPLEXITY, Objective
@@ -36,10 +35,6 @@ from compressor.io.causal_lm import CausalLm, check_lm_path, load_causal_lm
 ARTIFACT_DIR = "model"
 REFERENCE_GENERATIONS = "reference/generations.json"
 DEFAULT_CALIB_WINDOWS = 64
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def check_lm_config(config: RunConfig, target: LmTarget) -> None:
@@ -246,7 +241,9 @@ def lm_manifest(config, target, lm, plan, ref, fid, metrics, failures, build, ch
         "quantization": plan.to_dict() if plan is not None else None,
         "compression": {"seconds": round(compress_s, 1), "peak_rss_mb": round(compress_rss, 1),
                         "peak_rss_mb_before_passes": round(rss_before, 1),
-                        "method": "getrusage maxrss of the compressing process (loading, FP32 scoring and the passes)"},
+                        "passes_seconds": plan.transforms.get("seconds") if plan is not None else None,
+                        "method": "seconds: the passes and the quantized model's scoring (passes_seconds: the passes alone); peak RSS: "
+                                  "VmHWM of the compressing process (loading, FP32 scoring and the passes)"},
         "source": {k: v for k, v in lm.source.items() if k != "path"},
         "model_shape": model_shape(lm),
         "data": {"eval": {"source": eval_src.describe(), "tokens": int(stream.numel())},

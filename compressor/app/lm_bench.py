@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from compressor.core.environment import peak_rss_mb
 from compressor.core.errors import CompressorError, first_line
 
 PROMPT_LENGTHS = (128, 512)
@@ -27,7 +27,7 @@ NEW_TOKENS = 128
 REPEATS = 3
 METHOD = (f"fresh process per artifact, batch 1, greedy; TTFT: prompt of {'/'.join(map(str, PROMPT_LENGTHS))} tokens in, first "
           f"new token out; decode: {NEW_TOKENS} new tokens after the 128-token prompt, end-of-sequence ignored, (tokens − 1) / "
-          f"(time after the first); median of {REPEATS}; peak RSS: getrusage maxrss of the process")
+          f"(time after the first); median of {REPEATS}; peak RSS: the process's VmHWM")
 
 
 def model_bytes(folder: Path) -> int:
@@ -67,10 +67,10 @@ def worker(args) -> dict[str, Any]:
 
         runner = open_lm_artifact(Path(args.artifact), args.target, args.threads)
     load_s = time.perf_counter() - t0
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_loaded = peak_rss_mb()
     found = measure(runner, prompts, args.new_tokens, args.repeats)
     return {**found, "load_time_s": load_s, "rss_after_load_mb": rss_loaded,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "runtime": runner.describe()}
+            "peak_rss_mb": peak_rss_mb(), "runtime": runner.describe()}
 
 
 def run_isolated(artifact: Path, target: str, prompts_file: Path, threads: int, new_tokens: int = NEW_TOKENS,

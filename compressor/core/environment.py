@@ -104,3 +104,18 @@ def describe_environment() -> dict:
 
 def default_threads() -> int:
     return usable_cpus()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MiB). VmHWM belongs to the process image and starts afresh at exec;
+    ru_maxrss (the fallback off Linux) carries over the parent's peak from fork and overstates it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -6,11 +6,11 @@ Runs in its own process (see :mod:`compressor.benchmark`), so its memory peak is
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
+from compressor.core.environment import peak_rss_mb
 from compressor.core.errors import first_line
 
 
@@ -20,17 +20,6 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM belongs to the process image and starts afresh at exec;
-    ru_maxrss (the fallback off Linux) carries over the parent's peak from fork and overstates it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv: list[str]) -> int:
@@ -61,7 +50,7 @@ def main(argv: list[str]) -> int:
         device = runner.device_metrics(feeds, settings.iterations)
         if device is not None:
             result["device"] = device
-        peak = _peak_rss_mb()
+        peak = peak_rss_mb()
         result.update(
             {
                 "target": spec.name,
