@@ -306,6 +306,7 @@ def test_text_generation_on_a_vision_checkpoint_and_a_perplexity_budget_on_a_vis
 
     one_line_error(cli(*fashion_args(fashion_ckpt, fashion_small, out), "--max-perplexity-increase", "5"),
                    "--max-perplexity-increase", "--task text-generation")
+    one_line_error(cli("analyze", str(fashion_ckpt), "--task", "text-generation"), "works with `compressor compress`")
     assert not out.exists()
 
 

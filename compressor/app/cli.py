@@ -157,7 +157,13 @@ def _config(kwargs: dict[str, Any], output: bool = True, command: str = "compres
     over = overrides(values)
     if not output:
         over = {k: v for k, v in over.items() if not k.startswith("output.")}
-    return build_config(recipe, over)
+    config = build_config(recipe, over)
+    if config.model.task == "text-generation" and (command != "compress" or not output):  # analyze and bench pass output=False
+        from compressor.core.errors import InputError
+
+        raise InputError("--task text-generation works with `compressor compress` (then `compressor verify BUNDLE` and "
+                         "`compressor bench BUNDLE`); analyze, search and bench --targets do not take language models yet")
+    return config
 
 
 def _generated(name: str, run: Callable[..., None], extra: list[inspect.Parameter], help: str, **settings) -> None:
