@@ -126,6 +126,7 @@ def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
     """The onnxruntime-genai builder's own INT4 (-p int4 -e cpu, its defaults) from the same float model, and both INT4
     artifacts scored through onnxruntime-genai on the same text."""
     from backends.ort_genai import OrtGenAiRunner
+    from compressor.app.lm_bench import model_bytes
     from compressor.evaluation.perplexity import evaluate
     from compressor.io.export_lm import build_genai
 
@@ -136,8 +137,7 @@ def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
     t0 = time.perf_counter()
     build_genai(lm.model, lm.tokenizer, out, precision="int4")
     seconds = time.perf_counter() - t0
-    res = {"folder": str(out), "build_s": seconds, "size_bytes": sum(f.stat().st_size for f in out.iterdir()
-                                                                      if f.suffix in (".onnx", ".data"))}
+    res = {"folder": str(out), "build_s": seconds, "size_bytes": model_bytes(out)}
     for label, folder in (("builder", out), ("sdk", ours_int4)):
         if folder is None:
             continue

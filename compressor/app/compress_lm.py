@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.app.compress import CompressResult
+from compressor.app.lm_bench import model_bytes
 from compressor.app.recipe import RunConfig
 from compressor.bundle.report import console
 from compressor.bundle.writer import REPORT, BundleWriter, check_destination
@@ -129,7 +130,7 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
                     for p, ids, toks, f32, s in zip(settings.prompts, prompts, check["generations"], fp32_gen, same)]
             bundle.path(REFERENCE_GENERATIONS).write_text(json.dumps({"new_tokens": settings.new_tokens, "greedy": True,
                                                                       "prompts": refs}, indent=2))
-            size = sum(f.stat().st_size for f in art.rglob("*") if f.suffix in (".onnx", ".data"))
+            size = model_bytes(art)
             manifest = lm_manifest(config, target, lm, plan, ref, fid, metrics, failures, build, check, size, compress_s,
                                    compress_rss, rss_before, eval_src, calib_src, stream, calib, settings)
             rows = lm_rows(target, size, fid, ref, manifest)

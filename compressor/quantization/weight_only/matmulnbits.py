@@ -39,21 +39,27 @@ def block_size(group: int, k: int) -> int:
     return group if group > 0 else max(16, 1 << math.ceil(math.log2(k)))
 
 
+def pack_zero_points(zero: np.ndarray, bits: int) -> np.ndarray:
+    """Zero points (N × blocks) as MatMulNBits/GatherBlockQuantized store them: uint8, two per byte for 4 bits (low first)."""
+    zp = zero.astype(np.uint8)
+    if bits == 8:
+        return zp
+    n, kb = zp.shape
+    zpad = np.zeros((n, 2 * math.ceil(kb / 2)), np.uint8)
+    zpad[:, :kb] = zp
+    return (zpad[:, 0::2] | (zpad[:, 1::2] << 4)).astype(np.uint8)
+
+
 def pack(codes: np.ndarray, zero: np.ndarray, bits: int, block: int) -> tuple[np.ndarray, np.ndarray]:
     """(B as N × blocks × bytes, zero points as N × bytes) in MatMulNBits' layout (low nibble first for 4 bits)."""
     n, k = codes.shape
     kb = math.ceil(k / block)
     padded = np.zeros((n, kb * block), np.uint8)
     padded[:, :k] = codes
-    zp = zero.astype(np.uint8)
     if bits == 8:
-        return padded.reshape(n, kb, block), zp
+        return padded.reshape(n, kb, block), pack_zero_points(zero, bits)
     pairs = padded.reshape(n, kb, block // 2, 2)
-    b = (pairs[..., 0] | (pairs[..., 1] << 4)).astype(np.uint8)
-    zpad = np.zeros((n, 2 * math.ceil(kb / 2)), np.uint8)
-    zpad[:, :kb] = zp
-    zpp = (zpad[:, 0::2] | (zpad[:, 1::2] << 4)).astype(np.uint8)
-    return b, zpp
+    return (pairs[..., 0] | (pairs[..., 1] << 4)).astype(np.uint8), pack_zero_points(zero, bits)
 
 
 def rewrite(onnx_path: Path, plan: WeightOnlyPlan, accuracy_level: int = ACCURACY_LEVEL) -> dict:
@@ -88,7 +94,7 @@ def rewrite(onnx_path: Path, plan: WeightOnlyPlan, accuracy_level: int = ACCURAC
         base = node.name[1:].replace("/", ".") + "NBits"
         names = (f"{base}.qweight", f"{base}.scales", f"{base}.qzeros")
         added += [numpy_helper.from_array(b, names[0]), numpy_helper.from_array(s.reshape(-1), names[1]),
-                  numpy_helper.from_array(zp.reshape(-1) if lay.bits == 4 else zp.reshape(-1), names[2])]
+                  numpy_helper.from_array(zp.reshape(-1), names[2])]
         drop_inits.add(node.input[1])
         new_nodes.append(helper.make_node("MatMulNBits", [node.input[0], *names], list(node.output), name=node.name + "NBits",
                                           domain="com.microsoft", K=k, N=n, bits=lay.bits, block_size=bs,
@@ -146,12 +152,7 @@ def _embedding(g, plan, inits, head_b, drop_inits, added, counts) -> None:
     else:
         return
     kb = s.shape[1]
-    if lay.bits == 4:
-        zpad = np.zeros((n, 2 * math.ceil(kb / 2)), np.uint8)
-        zpad[:, :kb] = z.astype(np.uint8)
-        zp = (zpad[:, 0::2] | (zpad[:, 1::2] << 4)).astype(np.uint8)
-    else:
-        zp = z.astype(np.uint8)
+    zp = pack_zero_points(z, lay.bits)
     sn, zn = "model.embed_tokens.GatherBlockQuantized.scales", "model.embed_tokens.GatherBlockQuantized.zero_points"
     added += [numpy_helper.from_array(s.reshape(n, kb), sn), numpy_helper.from_array(zp, zn)]
     padded = kb * bs != k

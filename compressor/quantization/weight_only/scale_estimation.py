@@ -77,9 +77,13 @@ def _weighted_refit(wg, hg, q, scale, zero, grid):
 def weighted_error(w: torch.Tensor, grid: Grid, scale, zero, h_diag: torch.Tensor | None = None) -> float:
     """Σ_j h_j (w − ŵ)² over the layer, relative to Σ_j h_j w² (the share of the layer's output energy lost)."""
     w = w.float()
+    return error_share(w, dequantize(codes(w, scale, zero, grid), scale, zero, grid), h_diag)
+
+
+def error_share(w: torch.Tensor, dq: torch.Tensor, h_diag: torch.Tensor | None = None) -> float:
+    """Σ_j h_j (w − dq)² / Σ_j h_j w² for a weight ``w`` and its dequantized ``dq`` (h = 1 without calibration)."""
     h = torch.ones(w.shape[1]) if h_diag is None else h_diag.float()
-    q = codes(w, scale, zero, grid)
-    d = w - dequantize(q, scale, zero, grid)
+    d = w - dq
     return float((d * d * h).sum() / (w * w * h).sum().clamp_min(1e-20))
 
 

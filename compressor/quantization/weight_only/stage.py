@@ -22,7 +22,7 @@ import torch
 from compressor.quantization.pipeline import WeightPass, weight_passes
 from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fit
 from compressor.quantization.weight_only.plan import QuantizedWeight, WeightLayer, WeightOnlyPlan
-from compressor.quantization.weight_only.scale_estimation import weighted_error
+from compressor.quantization.weight_only.scale_estimation import error_share, weighted_error
 from compressor.quantization.weight_only.settings import WeightOnlySettings
 
 SAMPLE_TOKENS = 4096  # calibration rows kept per layer input for passes that search on activations (AWQ)
@@ -231,17 +231,11 @@ def _quantize_linear(name, lin, grid, h, passes: list[WeightPass], method_prefix
     q = rounded[1] if rounded[1] is not None else codes(w, scale, zero, grid)
     method = fitted[0] + (f"+{rounded[0]}" if rounded[0] else "")
     dq = dequantize(q, scale, zero, grid)
-    err = weighted_error_dq(w, dq, hd)
+    err = error_share(w, dq, hd)
     lin.weight.data.copy_(dq.to(lin.weight.dtype))
     layer = WeightLayer(name, grid.bits, grid.group, grid.symmetric, w.shape[1], w.shape[0],
                         method_prefix + method, err)
     return layer, QuantizedWeight(q, scale.float(), zero.float())
-
-
-def weighted_error_dq(w, dq, hd) -> float:
-    h = torch.ones(w.shape[1]) if hd is None else hd
-    d = w - dq
-    return float((d * d * h).sum() / (w * w * h).sum().clamp_min(1e-20))
 
 
 @torch.no_grad()
