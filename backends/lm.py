@@ -14,4 +14,8 @@ def open_lm_artifact(folder: Path, target: str, threads: int | None = None) -> L
         from backends.ort_genai import OrtGenAiRunner
 
         return OrtGenAiRunner(Path(folder), threads)
+    if t.runtime == "openvino-genai":
+        from backends.openvino_genai import OpenVinoGenAiRunner
+
+        return OpenVinoGenAiRunner(Path(folder), threads)
     raise NotImplementedError(f"{t.name}: no artifact runner for runtime {t.runtime}")

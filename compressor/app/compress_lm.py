@@ -1,12 +1,13 @@
 """``compressor compress MODEL --task text-generation``: a decoder LM → weight-only INT4/INT8 (or float) → an ONNX Runtime
-GenAI model folder, gated on perplexity and next-token agreement, with reference generations that ``verify`` replays.
+GenAI or OpenVINO GenAI model folder, gated on perplexity and next-token agreement, with reference generations that ``verify`` replays.
 
 1. load the model and tokenizer (HF folder or GGUF) and the text (``--eval`` held out, ``--calib`` for the passes);
 2. FP32: perplexity and top-1 next-token predictions on the held-out text, greedy continuations of the reference prompts;
 3. the weight-only passes (AWQ, scale estimation, GPTQ; mixed INT4/INT8 by ``--ratio``) fill the plan, block by block;
 4. the plan's weights are scored on the same text (perplexity, agreement with FP32) and gated;
-5. the plan is realised (the builder's float graph, then MatMulNBits/GatherBlockQuantized from the plan's codes), loaded by
-   ONNX Runtime GenAI, checked against the plan on one window and run on the prompts: those tokens are the reference I/O.
+5. the plan is realised (ONNX Runtime GenAI: the builder's float graph, then MatMulNBits/GatherBlockQuantized from the plan's
+   codes; OpenVINO GenAI: the decoder IR written op by op with the plan's codes as compressed weights), loaded by its runtime,
+   checked against the plan on one window and run on the prompts: those tokens are the reference I/O.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
     ui = Progress(quiet)
     target = get_lm_target(config.target)
     if target.runtime == "torch":
+        from compressor.core.lm_targets import LM_TARGETS
+
+        names = ", ".join(n for n, t in LM_TARGETS.items() if t.runtime != "torch" and not t.missing)
         raise InputError(f"{target.name} is the PyTorch reference the generation benchmark compares with; a bundle needs a "
-                         "runtime target: ort-cpu-int4, ort-cpu-int8-wo or ort-cpu-fp32-lm")
+                         f"runtime target: {names}")
     if config.output is None:
         raise InputError("no output directory: pass --output DIR (or output.path in the recipe)")
     out = Path(config.output.path)
@@ -81,6 +85,10 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
     with ui.stage(f"loaded {Path(config.model.checkpoint).name}"):
         lm = load_causal_lm(config.model.checkpoint)
     ui.note(lm.describe())
+    if target.runtime == "openvino-genai":
+        from compressor.io.export_openvino_lm import check_architecture
+
+        check_architecture(lm.config)
     stream = token_stream(eval_src, lm.tokenizer, settings.eval_tokens)
     if stream.numel() < min(settings.eval_window, settings.eval_tokens):
         raise DataError(f"--eval: {stream.numel()} tokens is shorter than one perplexity window of {settings.eval_window}: give "
@@ -203,6 +211,19 @@ def gate_failures(config: RunConfig, metrics: dict) -> list[str]:
 
 
 def realise(lm: CausalLm, plan, target: LmTarget, out: Path) -> dict[str, Any]:
+    """The plan (None: the float model) as ``target``'s runtime folder; returns what was built, by kind."""
+    if target.runtime == "openvino-genai":
+        from compressor.io.export_openvino_lm import decoder_graph, float_weight, write_folder
+
+        counts: dict[str, int] = {}
+        weights = float_weight
+        if plan is not None:
+            from compressor.quantization.weight_only.openvino_weights import compressed_weights
+
+            weights = compressed_weights(plan, counts)
+        graph = write_folder(lm.model, lm.tokenizer, decoder_graph(lm.model, weights), out)
+        return {"builder": "the decoder IR written op by op (stateful KV cache)" + (", the plan's codes as u4/u8 compressed "
+                "weights" if plan else ", float32 weights"), "weights": counts, **graph}
     from compressor.io.export_lm import build_genai
 
     build_genai(lm.model, lm.tokenizer, out)
@@ -219,9 +240,9 @@ def realise(lm: CausalLm, plan, target: LmTarget, out: Path) -> dict[str, Any]:
 def artifact_check(art: Path, target: LmTarget, lm: CausalLm, stream, settings, prompts, threads) -> dict[str, Any]:
     """The artifact loaded by its runtime: next-token agreement with the plan's torch model on the first window, and the
     greedy continuations of the prompts (the bundle's reference I/O)."""
-    from backends.ort_genai import OrtGenAiRunner
+    from backends.lm import open_lm_artifact
 
-    runner = OrtGenAiRunner(art, threads)
+    runner = open_lm_artifact(art, target.name, threads)
     ids = stream[: min(settings.eval_window, 512)].numpy().reshape(1, -1)
     got = runner.logits(ids)[0].argmax(-1)
     want = torch_logits(lm.model)(stream[: ids.shape[1]].unsqueeze(0))[0].argmax(-1).numpy()
@@ -279,7 +300,7 @@ def lm_report(manifest: dict, refs: list[dict]) -> str:
     m, q = manifest["metrics"], manifest["quantization"]
     lines = [f"# {manifest['target']['name']} — {manifest['source']['architecture']}", "",
              f"- precision: {manifest['precision']}; artifact {manifest['artifact']['size_bytes'] / 2**20:.1f} MiB "
-             f"({manifest['artifact']['path']}/, ONNX Runtime GenAI folder)",
+             f"({manifest['artifact']['path']}/, {manifest['target']['artifact_format']})",
              f"- perplexity {m['perplexity']:.3f} vs FP32 {m['reference_perplexity']:.3f} ({m['perplexity_increase_pct']:+.2f} %) on "
              f"{m['tokens']:,} held-out tokens (window {m['window']}, stride {m['stride']}); next-token top-1 agreement "
              f"{m['top1_agreement']:.4f}",

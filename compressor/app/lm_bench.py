@@ -31,7 +31,9 @@ METHOD = (f"fresh process per artifact, batch 1, greedy; TTFT: prompt of {'/'.jo
 
 
 def model_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.suffix in (".onnx", ".data", ".bin", ".xml", ".safetensors"))
+    """The model's own files (graph and weights; the tokenizer's files are not counted)."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.suffix in (".onnx", ".data", ".bin", ".xml", ".safetensors")
+               and not f.name.startswith(("openvino_tokenizer", "openvino_detokenizer")))
 
 
 def measure(runner, prompts: dict[int, list[int]], new_tokens: int, repeats: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from compressor.core.errors import TargetError
 @dataclass(frozen=True)
 class LmTarget:
     name: str
-    runtime: str  # onnxruntime-genai | torch
+    runtime: str  # onnxruntime-genai | openvino-genai | torch
     bits: int | None  # weight bits of the decoder blocks (None: float)
     description: str
     package: str | None = None  # the import that must succeed
@@ -41,12 +41,13 @@ class LmTarget:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "runtime": self.runtime, "precision": self.precision, "bits": self.bits,
-                "device": "cpu", "artifact_format": "onnxruntime-genai folder" if self.runtime == "onnxruntime-genai" else self.runtime}
+                "device": "cpu", "artifact_format": FORMATS.get(self.runtime, self.runtime)}
 
 
 _GENAI = dict(runtime="onnxruntime-genai", package="onnxruntime_genai", install="pip install onnxruntime-genai==0.18.0")
-_OV_MISSING = ("planned: the GenAI ONNX model reads into OpenVINO, but its GroupQueryAttention becomes an extension op that an "
-               "IR cannot store; an OpenVINO GenAI build needs a torch→OpenVINO export with a stateful KV cache")
+_OV = dict(runtime="openvino-genai", package="openvino_genai",
+           install="pip install openvino-genai==2026.4.1 openvino-tokenizers==2026.4.1")
+FORMATS = {"onnxruntime-genai": "ONNX Runtime GenAI folder", "openvino-genai": "OpenVINO GenAI folder"}
 LM_TARGETS: dict[str, LmTarget] = {t.name: t for t in (
     LmTarget("ort-cpu-int4", bits=4, description="ONNX Runtime GenAI: INT4 weight-only MatMulNBits (the plan's codes), "
                                                   "GroupQueryAttention with a KV cache; embeddings/lm_head INT8", **_GENAI),
@@ -54,10 +55,11 @@ LM_TARGETS: dict[str, LmTarget] = {t.name: t for t in (
     LmTarget("ort-cpu-fp32-lm", bits=None, description="ONNX Runtime GenAI: the float model (the INT4/INT8 siblings' baseline)",
              **_GENAI),
     LmTarget("torch-cpu-fp32-lm", runtime="torch", bits=None, description="PyTorch eager with the KV cache: the reference"),
-    LmTarget("openvino-cpu-int4", runtime="openvino-genai", bits=4, description="OpenVINO GenAI LLMPipeline, INT4 compressed weights",
-             missing=_OV_MISSING),
-    LmTarget("openvino-cpu-int8-wo", runtime="openvino-genai", bits=8, description="OpenVINO GenAI LLMPipeline, INT8 weights",
-             missing=_OV_MISSING),
+    LmTarget("openvino-cpu-int4", bits=4, description="OpenVINO GenAI LLMPipeline: INT4 compressed weights (the plan's u4 codes, "
+                                                       "scales, zero points), stateful KV cache; embeddings/lm_head INT8", **_OV),
+    LmTarget("openvino-cpu-int8-wo", bits=8, description="OpenVINO GenAI LLMPipeline: INT8 compressed weights", **_OV),
+    LmTarget("openvino-cpu-fp32-lm", bits=None, description="OpenVINO GenAI LLMPipeline: the float model (the INT4/INT8 "
+                                                            "siblings' baseline)", **_OV),
     LmTarget("executorch-xnnpack-8da4w", runtime="executorch", bits=4, description="ExecuTorch XNNPACK, int8 dynamic activations "
              "and int4 weights", missing="planned: ExecuTorch's LLM export (export_llm) is not wired to the SDK's plan yet"),
 )}
