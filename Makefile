@@ -50,17 +50,19 @@ demo: setup
 		--calib "$$($(PY) -m compressor.zoo.paths imagenet-samples)" --calib-labels examples/imagenet20_labels.txt \
 		--json $(OUT)/efficientnet-lite0-bench.json --plot $(OUT)/efficientnet-lite0-bench.png
 
-# A decoder LM: SmolLM2-135M-Instruct (its published Q4_1 GGUF, dequantized) to INT4 weight-only on ONNX Runtime GenAI,
-# calibrated on some Wikipedia articles, perplexity and next-token agreement on held-out ones; the bundle is verified
-# (greedy tokens replayed) and benchmarked (time to first token, decode tokens/s).
+# A decoder LM: SmolLM2-135M-Instruct (its published Q4_1 GGUF, dequantized) to INT4 weight-only on ONNX Runtime GenAI and
+# on OpenVINO GenAI, calibrated on some Wikipedia articles, perplexity and next-token agreement on held-out ones; each bundle
+# is verified (greedy tokens replayed) and benchmarked (time to first token, decode tokens/s).
 SMOLLM2 = "$$($(PY) -m compressor.zoo.paths smollm2-gguf)"
 llm-demo: setup
 	@mkdir -p $(OUT)
-	$(VENV)/bin/compressor compress $(SMOLLM2) --task text-generation --target ort-cpu-int4 \
-		--eval examples.wiki_text:evaluation --calib examples.wiki_text:calibration --max-perplexity-increase 15 \
-		--output $(OUT)/smollm2-ort-cpu-int4 --overwrite
-	$(VENV)/bin/compressor verify $(OUT)/smollm2-ort-cpu-int4
-	$(VENV)/bin/compressor bench $(OUT)/smollm2-ort-cpu-int4
+	for t in ort-cpu-int4 openvino-cpu-int4; do \
+		$(VENV)/bin/compressor compress $(SMOLLM2) --task text-generation --target $$t \
+			--eval examples.wiki_text:evaluation --calib examples.wiki_text:calibration --max-perplexity-increase 15 \
+			--output $(OUT)/smollm2-$$t --overwrite && \
+		$(VENV)/bin/compressor verify $(OUT)/smollm2-$$t && \
+		$(VENV)/bin/compressor bench $(OUT)/smollm2-$$t || exit 1; \
+	done
 
 # Style and layering are kept by tools, then the tests.
 lint: setup

@@ -9,8 +9,11 @@ onnxruntime-genai model builder.
    - NNCF `compress_weights` INT4_SYM group 64, AWQ + scale estimation, the same 64×512 calibration windows, torch backend
      (fresh process: its time and peak RSS);
    - the onnxruntime-genai builder `-p int4 -e cpu` from the same float model, scored through onnxruntime-genai, beside the
-     SDK's INT4 artifact scored the same way.
-2. Generation (fresh process per artifact, batch 1, greedy): TTFT at 128/512-token prompts, decode tokens/s over 128 new
+     SDK's INT4 artifact scored the same way;
+   - the SDK's OpenVINO GenAI bundles (openvino-cpu-fp32-lm, -int8-wo, -int4), and NNCF's own OpenVINO flow:
+     `compress_weights` INT4_SYM group 64 with AWQ + scale estimation on the SDK's float IR (OpenVINO backend, the same
+     calibration windows), both INT4 IRs scored through OpenVINO on the same text.
+2. Generation (fresh process per artifact, batch 1, greedy; onnxruntime-genai and OpenVINO GenAI LLMPipeline): TTFT at 128/512-token prompts, decode tokens/s over 128 new
    tokens, peak RSS, load time, size, bytes moved per token against this machine's measured read bandwidth.
 
     .venv/bin/python benchmarks/llm.py [--repeats 3]
@@ -122,6 +125,67 @@ def nncf_peer(tmp: Path) -> dict:
     return {**json.loads(out.read_text()), "wall_s": time.perf_counter() - t0}
 
 
+def _ov_perplexity(folder: Path, stream) -> float:
+    import torch
+
+    from backends.openvino_genai import OpenVinoGenAiRunner
+    from compressor.evaluation.perplexity import evaluate
+
+    runner = OpenVinoGenAiRunner(folder, THREADS)
+    return evaluate(lambda ids: torch.from_numpy(runner.logits(ids.numpy())), stream, WINDOW, WINDOW).perplexity
+
+
+def nncf_ov_worker(out: str) -> None:
+    """NNCF's own OpenVINO flow: compress_weights (INT4_SYM, group 64, AWQ + scale estimation, the same calibration
+    windows) on the SDK's float IR; the result written as a GenAI folder beside it and scored through OpenVINO."""
+    import nncf
+    import numpy as np
+    import openvino as ov
+
+    src, dst = WORK / "ov_fp32" / "model", WORK / "nncf-ov-int4"
+    lm, stream, cal = _streams()
+    del lm
+
+    def item(c):
+        n = c.shape[1]
+        return {"input_ids": c.numpy(), "attention_mask": np.ones((1, n), np.int64),
+                "position_ids": np.arange(n, dtype=np.int64)[None], "beam_idx": np.zeros(1, np.int32)}
+
+    model = ov.Core().read_model(src / "openvino_model.xml")
+    t0 = time.perf_counter()
+    model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=GROUP, ratio=1.0,
+                                  dataset=nncf.Dataset([item(c) for c in cal]), awq=True, scale_estimation=True,
+                                  subset_size=CALIB_WINDOWS)
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("openvino_model.*"))
+    ov.save_model(model, str(dst / "openvino_model.xml"), compress_to_fp16=False)
+    Path(out).write_text(json.dumps({"perplexity_openvino": _ov_perplexity(dst, stream), "compress_s": seconds,
+                                     "peak_rss_mb": rss, "nncf": nncf.__version__, "folder": str(dst),
+                                     "settings": {"mode": "INT4_SYM", "group_size": GROUP, "ratio": 1.0, "awq": True,
+                                                  "scale_estimation": True, "subset_size": CALIB_WINDOWS, "seq_len": SEQ,
+                                                  "backend": "openvino", "embeddings/lm_head": "NNCF default (INT8_ASYM backup)"}}))
+
+
+def nncf_ov_peer(tmp: Path) -> dict:
+    if not (WORK / "ov_fp32" / "model").is_dir():
+        return {"error": "the SDK's openvino-cpu-fp32-lm bundle (section sdk) is missing"}
+    say("NNCF compress_weights INT4 AWQ + scale estimation on the float IR (OpenVINO backend), fresh process")
+    out = tmp / "nncf-ov.json"
+    done = subprocess.run([sys.executable, __file__, "--nncf-ov-worker", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        return {"error": (done.stderr or done.stdout).strip().splitlines()[-1]}
+    res = json.loads(out.read_text())
+    ours = WORK / "ov_int4" / "model"
+    if ours.is_dir():
+        say("perplexity through OpenVINO: SDK openvino-cpu-int4")
+        _, stream, _ = _streams()
+        res["sdk_perplexity_openvino"] = _ov_perplexity(ours, stream)
+    return res
+
+
 def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
     """The onnxruntime-genai builder's own INT4 (-p int4 -e cpu, its defaults) from the same float model, and both INT4
     artifacts scored through onnxruntime-genai on the same text."""
@@ -191,11 +255,18 @@ def sections(_tmp: Path, args) -> dict:
         rows["int4_rtn"] = sdk_row(WORK, "int4_rtn", "ort-cpu-int4", "--no-awq", "--no-gptq", "--no-scale-estimation",
                                    "--group-size", str(GROUP))
         rows["int4"] = sdk_row(WORK, "int4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP))
+        rows["int4_fast"] = sdk_row(WORK, "int4_fast", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP),
+                                    "--calib-samples", "8")
         rows["int4_e4"] = sdk_row(WORK, "int4_e4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP),
                                   "--embedding-bits", "4")
         rows["mixed"] = sdk_row(WORK, "mixed", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP), "--ratio", "0.8",
                                 "--max-perplexity-increase", "10")
         return rows
+
+    def sdk_openvino() -> dict:  # the same plans realised for OpenVINO GenAI (a section of its own: rerunnable alone)
+        return {"ov_fp32": sdk_row(WORK, "ov_fp32", "openvino-cpu-fp32-lm"),
+                "ov_int8_wo": sdk_row(WORK, "ov_int8_wo", "openvino-cpu-int8-wo", "--calib", CALIB, "--max-perplexity-increase", "1"),
+                "ov_int4": sdk_row(WORK, "ov_int4", "openvino-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP))}
 
     def builder() -> dict:
         ours = WORK / "int4" / "model"
@@ -206,14 +277,20 @@ def sections(_tmp: Path, args) -> dict:
         for k, target, label in (("fp32", "ort-cpu-fp32-lm", "ort-cpu-fp32-lm"), ("int8_wo", "ort-cpu-int8-wo", "ort-cpu-int8-wo"),
                                  ("int4", "ort-cpu-int4", "ort-cpu-int4 (SDK)"),
                                  ("int4_e4", "ort-cpu-int4", "ort-cpu-int4 embeddings INT4 (SDK)"),
-                                 ("mixed", "ort-cpu-int4", "ort-cpu-int4 mixed 0.8 (SDK)")):
+                                 ("mixed", "ort-cpu-int4", "ort-cpu-int4 mixed 0.8 (SDK)"),
+                                 ("ov_fp32", "openvino-cpu-fp32-lm", "openvino-cpu-fp32-lm"),
+                                 ("ov_int8_wo", "openvino-cpu-int8-wo", "openvino-cpu-int8-wo"),
+                                 ("ov_int4", "openvino-cpu-int4", "openvino-cpu-int4 (SDK)")):
             if (WORK / k / "model").is_dir():
                 arts[label] = (target, WORK / k / "model")
         if (WORK / "builder-int4").is_dir():
             arts["builder -p int4 (peer)"] = ("ort-cpu-int4", WORK / "builder-int4")
+        if (WORK / "nncf-ov-int4" / "openvino_model.xml").is_file():
+            arts["NNCF INT4 AWQ+SE on OpenVINO (peer)"] = ("openvino-cpu-int4", WORK / "nncf-ov-int4")
         return generation(WORK, arts, args.repeats)
 
-    return {"sdk": sdk, "builder": builder, "nncf": lambda: nncf_peer(WORK), "generation": generation_rows,
+    return {"sdk": sdk, "sdk_openvino": sdk_openvino, "builder": builder, "nncf": lambda: nncf_peer(WORK), "nncf_openvino": lambda: nncf_ov_peer(WORK),
+            "generation": generation_rows,
             "settings": {"eval_tokens": TOKENS, "window": WINDOW, "calib_windows": CALIB_WINDOWS, "seq_len": SEQ,
                          "group_size": GROUP, "threads": THREADS}, "source_note": SOURCE_NOTE}
 
@@ -224,7 +301,8 @@ def _f(v, fmt=".3f"):
 
 def markdown(res: dict) -> str:
     env = res["environment"]["cpu"]
-    sdk, nncf, b, gen = res["sdk"], res["nncf"], res["builder"], res["generation"]
+    sdk, nncf, b, gen = {**res["sdk"], **res.get("sdk_openvino", {})}, res["nncf"], res["builder"], res["generation"]
+    nov = res.get("nncf_openvino") or {"error": "not run"}
     fp = sdk["fp32"].get("perplexity")
     lines = [f"# Decoder LMs: weight-only INT4/INT8 — {res['date'][:10]}", "",
              f"CPU: {env['model']} ({env.get('usable_cores', '?')} usable cores; {' '.join(env.get('isa', []))}). "
@@ -238,8 +316,11 @@ def markdown(res: dict) -> str:
     how = {"fp32": "`--target ort-cpu-fp32-lm`", "int8_wo": "`--target ort-cpu-int8-wo` (g64 asym, AWQ+SE+GPTQ)",
            "int4_rtn": "`--target ort-cpu-int4 --no-awq --no-gptq --no-scale-estimation` (g64 asym RTN, data-free)",
            "int4": "`--target ort-cpu-int4` (g64 asym, AWQ + scale estimation + GPTQ: the default)",
+           "int4_fast": "`--target ort-cpu-int4 --calib-samples 8` (the default passes on 8×512 calibration tokens)",
            "int4_e4": "`--target ort-cpu-int4 --embedding-bits 4` (embeddings/lm_head INT4 too, as the builder's -p int4)",
-           "mixed": "`--ratio 0.8 --max-perplexity-increase 10`"}
+           "mixed": "`--ratio 0.8 --max-perplexity-increase 10`", "ov_fp32": "`--target openvino-cpu-fp32-lm`",
+           "ov_int8_wo": "`--target openvino-cpu-int8-wo` (g64 asym, AWQ+SE+GPTQ)",
+           "ov_int4": "`--target openvino-cpu-int4` (g64 asym, AWQ + scale estimation + GPTQ: the default)"}
     for k, r in sdk.items():
         if "error" in r:
             lines.append(f"| SDK {k} | {how[k]} | failed: {r['error']} | | | | | | | |")
@@ -262,12 +343,25 @@ def markdown(res: dict) -> str:
                      f"{b['build_s']:.0f} |")
     if "sdk_perplexity_genai" in b:
         lines.append(f"| SDK ort-cpu-int4 | {b['sdk_perplexity_genai']:.3f} | {sdk['int4']['size_bytes'] / 2**20:.1f} | – |")
+    lines += ["", "Through OpenVINO (the IR compiled as LLMPipeline runs it: f32 precision hint, the runtime's KV-cache precision and "
+              "dynamic quantization of activations), same tokens:", "",
+              "| artifact | perplexity (OpenVINO) | compression s | peak RSS MiB |", "|---|---|---|---|"]
+    if "error" in nov:
+        lines.append(f"| NNCF INT4 AWQ+SE, OpenVINO backend (peer) | failed: {nov['error']} | | |")
+    else:
+        lines.append(f"| NNCF INT4 AWQ+SE, OpenVINO backend (peer): `compress_weights(INT4_SYM, group_size=64, awq, "
+                     f"scale_estimation)` on the SDK's float IR | {nov['perplexity_openvino']:.3f} | {nov['compress_s']:.0f} | "
+                     f"{nov['peak_rss_mb']:.0f} |")
+        if "sdk_perplexity_openvino" in nov:
+            lines.append(f"| SDK openvino-cpu-int4 | {nov['sdk_perplexity_openvino']:.3f} | "
+                         f"{_f(sdk.get('ov_int4', {}).get('passes_seconds'), '.0f')} | "
+                         f"{_f(sdk.get('ov_int4', {}).get('compression', {}).get('peak_rss_mb'), '.0f')} |")
     lines += ["", f"## Generation (batch 1, greedy; {gen['method']})", "",
               f"Memory read bandwidth measured: {gen['bandwidth_gb_per_s']:.1f} GB/s ({gen['bandwidth_method']}).", "",
               "| artifact | TTFT 128 ms | TTFT 512 ms | decode tok/s | × FP32 (same runtime) | load s | peak RSS MiB | size MiB | "
               "GB/s moved | share of bandwidth | greedy tokens = torch FP32's |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = gen["rows"]
-    base = rows.get("ort-cpu-fp32-lm", {}).get("decode_tokens_per_s")
+    bases = {rt: rows.get(f"{rt}-cpu-fp32-lm", {}).get("decode_tokens_per_s") for rt in ("ort", "openvino")}
     ref_tokens = rows.get("torch eager FP32", {}).get("tokens") or []
 
     def same_prefix(tokens):
@@ -279,6 +373,7 @@ def markdown(res: dict) -> str:
         if "error" in r:
             lines.append(f"| {label} | failed: {r['error']} | | | | | | | | | |")
             continue
+        base = bases["openvino" if r.get("target", "").startswith("openvino") else "ort"]
         x = r["decode_tokens_per_s"] / base if base and label != "torch eager FP32" else None
         rf = r["roofline"]
         lines.append(f"| {label} | {_f(r['ttft_ms'].get('128'), '.1f')} | {_f(r['ttft_ms'].get('512'), '.1f')} | "
@@ -289,7 +384,7 @@ def markdown(res: dict) -> str:
     gens = sdk.get("int4", {}).get("generations") or []
     if gens:
         lines += ["", "## One answer from each artifact (greedy, the bundles' reference prompts)", ""]
-        for k in ("fp32", "int8_wo", "int4", "mixed"):
+        for k in ("fp32", "int8_wo", "int4", "mixed", "ov_fp32", "ov_int8_wo", "ov_int4"):
             g = (sdk.get(k) or {}).get("generations")
             if g:
                 lines.append(f"- {k}: `{g[0]['prompt']}` → {g[0]['text']!r}")
@@ -297,7 +392,8 @@ def markdown(res: dict) -> str:
 
 
 def checks(res: dict) -> list[str]:
-    sdk, nncf, gen = res["sdk"], res["nncf"], res["generation"]["rows"]
+    sdk, nncf, gen = {**res["sdk"], **res.get("sdk_openvino", {})}, res["nncf"], res["generation"]["rows"]
+    nov = res.get("nncf_openvino") or {}
     out = []
 
     def line(ok, text):
@@ -307,8 +403,12 @@ def checks(res: dict) -> list[str]:
     if "perplexity" in i4 and "perplexity" in nncf:
         line(i4["perplexity"] <= nncf["perplexity"], f"SDK INT4 g{GROUP} perplexity {i4['perplexity']:.3f} ≤ NNCF AWQ+SE "
              f"{nncf['perplexity']:.3f}")
-        line(i4["passes_seconds"] <= nncf["compress_s"] / 4, f"SDK compression (the passes) {i4['passes_seconds']:.0f} s ≤ "
-             f"a quarter of NNCF's compress_weights {nncf['compress_s']:.0f} s")
+        for k in ("int4", "int4_fast"):
+            r = sdk.get(k, {})
+            if "perplexity" in r:
+                line(r["perplexity"] <= nncf["perplexity"] and r["passes_seconds"] <= nncf["compress_s"] / 4,
+                     f"SDK {k}: perplexity {r['perplexity']:.3f} (≤ NNCF {nncf['perplexity']:.3f}) in {r['passes_seconds']:.0f} s "
+                     f"of passes (≤ a quarter of NNCF's compress_weights {nncf['compress_s']:.0f} s)")
     i8 = sdk.get("int8_wo", {})
     if "increase_pct" in i8:
         line(abs(i8["increase_pct"]) <= 1.0, f"INT8 weight-only perplexity {i8['increase_pct']:+.2f} % of FP32 (within 1 %)")
@@ -330,13 +430,25 @@ def checks(res: dict) -> list[str]:
     vs = [k for k, r in sdk.items() if r.get("verify", {}).get("exit") not in (0, None)]
     line(not vs and all("verify" in r for r in sdk.values()), "compressor verify replays the stored prompts on every bundle"
          + (f" (failed: {', '.join(vs)})" if vs else ""))
-    out.append("- NOT DONE: OpenVINO GenAI rows (openvino-cpu-int4/-int8-wo targets and the NNCF artifact run by LLMPipeline): "
-               "see `compressor targets`")
+    o4, o32, onncf = (gen.get(k, {}).get("decode_tokens_per_s") for k in
+                      ("openvino-cpu-int4 (SDK)", "openvino-cpu-fp32-lm", "NNCF INT4 AWQ+SE on OpenVINO (peer)"))
+    if o4 and o32:
+        line(o4 >= 2 * o32, f"OpenVINO GenAI decode INT4 {o4:.1f} tok/s = {o4 / o32:.2f}× FP32 (≥ 2×)")
+    if o4 and onncf:
+        line(o4 >= 0.95 * onncf, f"OpenVINO GenAI decode INT4 = {o4 / onncf:.3f}× NNCF's INT4 IR (≥ 0.95×)")
+    if "sdk_perplexity_openvino" in nov:
+        line(nov["sdk_perplexity_openvino"] <= nov["perplexity_openvino"], f"through OpenVINO, SDK INT4 perplexity "
+             f"{nov['sdk_perplexity_openvino']:.3f} ≤ NNCF's OpenVINO-backend INT4 {nov['perplexity_openvino']:.3f}")
+    oi4, ofp = sdk.get("ov_int4", {}), sdk.get("ov_fp32", {})
+    if "size_bytes" in oi4 and "size_bytes" in ofp:
+        line(oi4["size_bytes"] <= 0.3 * ofp["size_bytes"], f"OpenVINO INT4 IR {oi4['size_bytes'] / ofp['size_bytes']:.3f}× FP32 (≤ 0.3)")
     return out
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--nncf-worker":
         nncf_worker(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--nncf-ov-worker":
+        nncf_ov_worker(sys.argv[2])
     else:
         run_suite("llm", __doc__.splitlines()[0], sections, markdown)

@@ -1,5 +1,6 @@
 """Decoder LMs: the weight-only algorithms on tensors, the block-wise plan on a tiny random Llama, the MatMulNBits packing
-against ONNX Runtime's own kernel, perplexity windows, text data, and the CLI flow to a verified ONNX Runtime GenAI bundle.
+against ONNX Runtime's own kernel, the OpenVINO decoder IR (float and compressed) against torch, perplexity windows, text
+data, and the CLI flow to verified ONNX Runtime GenAI and OpenVINO GenAI bundles.
 
 The tiny Llama (2 blocks, hidden 64) uses SmolLM2's real tokenizer, read from the GGUF that `make setup` installs."""
 
@@ -110,8 +111,12 @@ def test_awq_fold_keeps_the_float_function():
     x = torch.randn(32, 16)
     x[:, 2] *= 20
     y = lin(norm(x))
-    s, alpha, before, after = awq.search(norm(x).detach(), [lin.weight.data], Grid(4, 16, False))
-    assert after <= before
+    xn = norm(x).detach()
+    grid = Grid(4, 16, False)
+    s, alpha, before, after = awq.search(xn.T @ xn / len(xn), xn.abs().mean(0), [lin.weight.data], grid)
+    explicit = float(((xn @ (fake_quantize(lin.weight.data, grid) - lin.weight.data).T) ** 2).mean())
+    assert before == pytest.approx(explicit, rel=1e-4)  # the loss from H is the output error over every token
+    assert after <= before and alpha > 0  # the outlier channel makes scaling worth it
     awq.fold(s, [lin], norm)
     assert torch.allclose(lin(norm(x)), y, atol=1e-4)
 
@@ -188,6 +193,68 @@ def test_builder_node_names_map_to_torch_modules():
     assert modules_of("/lm_head/MatMul") == ["lm_head"] and modules_of("/model/embed_tokens/Gather") is None
 
 
+# --- the OpenVINO decoder IR against torch ------------------------------------------------------------------------------
+
+EXACT = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+
+
+def _ov_logits_two_steps(ov_model, ids: torch.Tensor, split: int) -> np.ndarray:
+    """Logits of ``ids`` from the stateful IR run as a prompt of ``split`` tokens, then the rest through the KV cache."""
+    import openvino as ov
+
+    req = ov.Core().compile_model(ov_model, "CPU", EXACT).create_infer_request()
+    req.reset_state()
+    outs, seen = [], 0
+    for part in (ids[:, :split], ids[:, split:]):
+        n = part.shape[1]
+        outs.append(req.infer({"input_ids": part.numpy(), "attention_mask": np.ones((1, seen + n), np.int64),
+                               "position_ids": np.arange(seen, seen + n, dtype=np.int64)[None],
+                               "beam_idx": np.zeros(1, np.int32)})["logits"].copy())
+        seen += n
+    return np.concatenate(outs, 1)
+
+
+def test_openvino_decoder_ir_is_the_torch_model_including_its_kv_cache():
+    from compressor.io.export_openvino_lm import decoder_graph
+
+    model = _tiny(vocab=512)  # 4 query heads over 2 KV heads: the grouped-query broadcast is exercised
+    ids = torch.randint(0, 512, (1, 21))
+    graph = decoder_graph(model)
+    assert len(graph.get_sinks()) == 4 and {i.any_name for i in graph.inputs} == {"input_ids", "attention_mask", "position_ids",
+                                                                                   "beam_idx"}
+    want = model(ids).logits.detach().numpy()
+    assert np.abs(_ov_logits_two_steps(graph, ids, 13) - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("bits,group,sym", [(4, 64, False), (8, -1, True), (4, 128, True)])  # 128 > hidden 64: a padded group
+def test_openvino_compressed_weights_compute_the_plans_weights(bits, group, sym):
+    from compressor.io.export_openvino_lm import decoder_graph
+    from compressor.quantization.weight_only.openvino_weights import compressed_weights
+
+    model = _tiny(vocab=512)
+    plan = quantize_model(model, [], WeightOnlySettings(bits=bits, group_size=group, symmetric=sym, awq=False, gptq=False,
+                                                        scale_estimation=False))
+    counts: dict[str, int] = {}
+    graph = decoder_graph(model, compressed_weights(plan, counts))
+    assert counts == {f"int{bits}": 14, "int8": 1} if bits == 4 else {"int8": 15}  # 14 block linears, one tied embedding
+    kinds = {str(op.get_output_element_type(0)) for op in graph.get_ops() if op.get_type_name() == "Constant"
+             and op.get_friendly_name().endswith(".weight")}
+    assert kinds <= {"<Type: 'uint4_t'>", "<Type: 'uint8_t'>"}  # no float weight left in the IR
+    ids = torch.randint(0, 512, (1, 19))
+    want = model(ids).logits.detach().numpy()  # the model holds the plan's dequantized weights
+    assert np.abs(_ov_logits_two_steps(graph, ids, 11) - want).max() < 1e-3
+
+
+def test_openvino_export_refuses_an_architecture_it_does_not_write():
+    import transformers
+
+    from compressor.core.errors import InputError
+    from compressor.io.export_openvino_lm import check_architecture
+
+    with pytest.raises(InputError, match="gpt2.*ort-cpu-int4"):
+        check_architecture(transformers.GPT2Config())
+
+
 # --- perplexity and text --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n,window,stride", [(1000, 128, 128), (1000, 128, 64), (100, 128, 128), (257, 64, 48)])
@@ -258,6 +325,25 @@ def test_compress_int4_bundle_verifies_and_a_changed_token_is_caught(tiny_lm_fol
     gens.write_text(json.dumps(data))
     bad = cli("verify", str(out))
     one_line_error(bad, "failed verification")  # the sha256 catches the edit before any token is compared
+
+
+def test_openvino_int4_bundle_runs_in_llmpipeline_verifies_and_benches(tiny_lm_folder, tmp_path):
+    out = tmp_path / "ov-int4"
+    res = cli("compress", str(tiny_lm_folder), "--task", "text-generation", "--target", "openvino-cpu-int4", "--eval", EVAL,
+              "--calib", CALIB, *SMALL, "--output", str(out), "--max-perplexity-increase", "50")
+    assert res.returncode == 0, res.stderr
+    m = read_manifest(out)
+    assert m["target"]["runtime"] == "openvino-genai" and m["artifact"]["build"]["weights"] == {"int4": 14, "int8": 1}
+    rt = m["artifact_check"]["runtime"]
+    assert rt["inference_precision_hint"] == "float32" and rt["kv_cache_precision"] and "dynamic_quantization_group_size" in rt
+    assert m["artifact_check"]["agreement_with_plan"] > 0.95
+    assert (out / "model" / "openvino_model.xml").is_file() and (out / "model" / "openvino_tokenizer.xml").is_file()
+    ok = cli("verify", str(out))
+    assert ok.returncode == 0 and "every greedy token the same" in ok.stdout
+    bench = cli("bench", str(out), "--json", str(tmp_path / "bench.json"))
+    assert bench.returncode == 0, bench.stderr
+    b = json.loads((tmp_path / "bench.json").read_text())
+    assert b["decode_tokens_per_s"] > 0 and b["ttft_ms"]["512"] > 0 and b["runtime"]["runtime"] == "openvino-genai"
 
 
 def test_auto_precision_keeps_int8_layers_until_the_budget_is_met(tiny_lm_folder, tmp_path):

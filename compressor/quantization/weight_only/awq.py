@@ -4,8 +4,10 @@ function is unchanged and the salient channels get finer steps on the weight gri
 
 The producer is where the division is folded: an RMSNorm's weight (q/k/v after ``input_layernorm``, gate/up after
 ``post_attention_layernorm``) or the output rows of a linear (down after up; o after v when their shapes match). The loss
-of each candidate is the squared error of the group's outputs with its weights quantized (plain range fit, for speed) on a
-subsample of calibration tokens.
+of each candidate is the mean squared error of the group's outputs with its weights quantized (plain range fit) over every
+calibration token, computed from the input's second moment ``H = E[x xᵀ]`` that GPTQ uses too:
+``E‖x ΔWᵀ‖² = Σ_o Δw_o H Δw_oᵀ``, so a candidate costs out × in² instead of tokens × in × out (4–7× less on SmolLM2 with
+4,096 tokens, and exact on all of them rather than a subsample).
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ from compressor.quantization.weight_only.grid import Grid, fake_quantize
 ALPHAS = tuple(i / 20 for i in range(20))
 
 
-def search(x: torch.Tensor, weights: list[torch.Tensor], grid: Grid) -> tuple[torch.Tensor, float, float, float]:
-    """(scales per input channel, best α, loss at α=0 i.e. no scaling, best loss) for linears ``weights`` reading ``x``."""
-    x = x.float()
-    x_mean = x.abs().mean(0).clamp_min(1e-8)
-    ref = [x @ w.float().T for w in weights]
-    best = (torch.ones(x.shape[1]), 0.0, float("inf"))
+def output_error(delta: torch.Tensor, h: torch.Tensor) -> float:
+    """Mean squared output error E[(x·Δw_o)²] over outputs o for inputs with second moment ``h``."""
+    return float(((delta @ h) * delta).sum() / delta.shape[0])
+
+
+def search(h: torch.Tensor, x_abs: torch.Tensor, weights: list[torch.Tensor], grid: Grid) -> tuple[torch.Tensor, float, float, float]:
+    """(scales per input channel, best α, loss at α=0 i.e. no scaling, best loss) for linears ``weights`` reading inputs
+    with second moment ``h`` (in × in) and mean magnitude ``x_abs`` per channel."""
+    h = h.float()
+    x_mean = x_abs.float().clamp_min(1e-8)
+    best = (torch.ones(h.shape[0]), 0.0, float("inf"))
     plain = float("nan")
     for a in ALPHAS:
         s = x_mean.pow(a)
         s = (s / (s.max() * s.min()).sqrt()).clamp_min(1e-4)
-        loss = 0.0
-        for w, y in zip(weights, ref, strict=True):
-            wq = fake_quantize(w.float() * s, grid) / s
-            loss += float(((x @ wq.T - y) ** 2).mean())
+        loss = sum(output_error(fake_quantize(w.float() * s, grid) / s - w.float(), h) for w in weights)
         if a == 0.0:
             plain = loss
         if loss < best[2]:
@@ -57,7 +61,6 @@ class Awq(WeightPass):
     description = ("AWQ: per group of linear layers reading one tensor, input-channel scales E|x|^α searched on calibration "
                    "activations and folded into the producer (RMSNorm or linear); decoder LMs")
     on_by = "default for --task text-generation (--no-awq)"
-    TOKENS = 4096  # calibration tokens per search (a subsample: the search forwards each candidate)
 
     def __init__(self):
         self.groups = self.scaled = 0
@@ -68,7 +71,8 @@ class Awq(WeightPass):
         for grp in block.awq_groups:
             lins = [block.linears[c] for c in grp.consumers]
             grid = Grid(min(bits_of(c) for c in grp.consumers), settings.group_size, settings.symmetric)
-            s, alpha, before, after = search(stats.sample(grp.consumers[0]), [lin.weight.data for lin in lins], grid)
+            first = grp.consumers[0]
+            s, alpha, before, after = search(stats.hessian(first), stats.abs_mean(first), [lin.weight.data for lin in lins], grid)
             self.groups += 1
             self.loss_before += before
             self.loss_after += after
@@ -81,4 +85,4 @@ class Awq(WeightPass):
 
     def record(self) -> dict:
         return {"groups": self.groups, "scaled": self.scaled, "loss_before": self.loss_before, "loss_after": self.loss_after,
-                "alphas": list(ALPHAS), "tokens": self.TOKENS}
+                "alphas": list(ALPHAS), "loss": "E‖x ΔWᵀ‖² from H = E[x xᵀ] over every calibration token"}

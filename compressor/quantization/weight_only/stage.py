@@ -1,7 +1,7 @@
 """Weight-only quantization of a decoder LM, one transformer block at a time (the GPTQ/AWQ schedule).
 
 For each block, on the calibration text as the already-quantized blocks before it see it:
-1. hooks gather every linear layer's input statistics (``H = E[x xᵀ]``; a token subsample for AWQ);
+1. hooks gather every linear layer's input statistics (``H = E[x xᵀ]`` and ``E|x|`` per channel);
 2. the enabled passes run in order: AWQ scales the input channels of the layers that read one tensor (folded into the
    producer), scale estimation fits each group's grid against the activation-weighted error, GPTQ rounds with error
    feedback (without it: round to nearest);
@@ -24,8 +24,6 @@ from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fi
 from compressor.quantization.weight_only.plan import QuantizedWeight, WeightLayer, WeightOnlyPlan
 from compressor.quantization.weight_only.scale_estimation import error_share, weighted_error
 from compressor.quantization.weight_only.settings import WeightOnlySettings
-
-SAMPLE_TOKENS = 4096  # calibration rows kept per layer input for passes that search on activations (AWQ)
 
 
 class _Stop(Exception):
@@ -90,15 +88,14 @@ def blocks(model) -> list[Block]:
 
 
 class _Stats:
-    """Per linear input: Σ x xᵀ, the token count and a subsample of rows (for AWQ). Layers that read the very same tensor
-    (q, k and v; gate and up) share one accumulation."""
+    """Per linear input: Σ x xᵀ, Σ |x| and the token count. Layers that read the very same tensor (q, k and v; gate and
+    up) share one accumulation."""
 
-    def __init__(self, keep_rows: int):
+    def __init__(self):
         self.h: dict[str, torch.Tensor] = {}
         self.n: dict[str, int] = {}
-        self.rows: dict[str, list[torch.Tensor]] = {}
+        self.a: dict[str, torch.Tensor] = {}
         self.alias: dict[str, str] = {}
-        self.keep = keep_rows
         self._last: tuple | None = None
 
     def hook(self, name):
@@ -111,13 +108,11 @@ class _Stats:
             x = x.detach().reshape(-1, x.shape[-1]).float()
             if name not in self.h:
                 self.h[name] = torch.zeros(x.shape[1], x.shape[1])
-                self.n[name], self.rows[name] = 0, []
+                self.a[name] = torch.zeros(x.shape[1])
+                self.n[name] = 0
             self.h[name].addmm_(x.T, x)
+            self.a[name].add_(x.abs().sum(0))
             self.n[name] += x.shape[0]
-            have = sum(r.shape[0] for r in self.rows[name])
-            if have < self.keep:
-                step = max(1, x.shape[0] // 512)
-                self.rows[name].append(x[::step][: self.keep - have].clone())
         return fn
 
     def _own(self, name: str) -> str:
@@ -127,13 +122,16 @@ class _Stats:
         own = self._own(name)
         return self.h[own] / max(1, self.n[own])
 
-    def sample(self, name) -> torch.Tensor:
-        return torch.cat(self.rows[self._own(name)])
+    def abs_mean(self, name) -> torch.Tensor:
+        own = self._own(name)
+        return self.a[own] / max(1, self.n[own])
 
     def rescale(self, names: list[str], inv: torch.Tensor) -> None:
-        """The layers ``names`` now read x / s: H becomes diag(1/s) H diag(1/s) (once per shared accumulation)."""
+        """The layers ``names`` now read x / s: H becomes diag(1/s) H diag(1/s) and E|x| becomes E|x| / s (once per shared
+        accumulation)."""
         for own in {self._own(n) for n in names}:
             self.h[own].mul_(inv.unsqueeze(0) * inv.unsqueeze(1))
+            self.a[own].mul_(inv)
 
 
 def _run_block(block: Block, inputs: list[torch.Tensor], kwargs: dict) -> list[torch.Tensor]:
@@ -265,7 +263,7 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
     with progress.bar(f"weight-only {settings.label()} ({', '.join(p.name for p in passes) or 'rtn'}"
                       f"{'' if data_aware else ', data-free'})", len(bl)) as advance:
         for block in bl:
-            stats = _Stats(SAMPLE_TOKENS)
+            stats = _Stats()
             if data_aware:
                 handles = [lin.register_forward_hook(stats.hook(n)) for n, lin in block.linears.items()]
                 try:
