@@ -5,6 +5,10 @@ the same IR compiled by OpenVINO with the same properties.
 Properties are pinned, not left to the CPU: float32 inference precision (OpenVINO would otherwise run bf16 on CPUs with
 AMX/AVX512-BF16) and the thread count. What the runtime then chose for the KV cache and the dynamic quantization of
 activations is read back from a compiled model and recorded.
+
+The pipeline runs OpenVINO GenAI's default CPU backend (paged attention under its continuous-batching scheduler) with
+**prefix caching off**: left on, a prompt that repeats (or extends) an earlier one reuses its KV cache, and a benchmark
+of the same prompt measures a 10 ms "time to first token" (measured: 128 tokens 67 ms uncached, 10 ms cached).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class OpenVinoGenAiRunner(LmRunner):
             raise InputError(f"'{folder}' is not an OpenVINO GenAI model folder (no {MODEL_XML})")
         self.og = og
         self.threads = threads
-        self.pipe = og.LLMPipeline(str(self.folder), "CPU", **properties(threads))
+        scheduler = og.SchedulerConfig()
+        scheduler.enable_prefix_caching = False  # every prompt is prefilled: no KV reuse between calls
+        self.pipe = og.LLMPipeline(str(self.folder), "CPU", scheduler_config=scheduler, **properties(threads))
         gen = json.loads((self.folder / "generation_config.json").read_text()) if (self.folder / "generation_config.json").is_file() else {}
         eos = gen.get("eos_token_id")
         self.eos = eos[0] if isinstance(eos, list) else eos
@@ -98,4 +104,5 @@ class OpenVinoGenAiRunner(LmRunner):
         compiled = ov.Core().compile_model(str(self.folder / MODEL_XML), "CPU", properties(self.threads))
         chosen = {k.lower(): _plain(compiled.get_property(k)) for k in READ_BACK}
         return {"runtime": "openvino-genai", "version": self.og.__version__, "openvino": ov.__version__, "threads": self.threads,
-                "context_length": self.context, **chosen}
+                "context_length": self.context, "attention": "paged attention (continuous-batching scheduler), prefix caching off",
+                **chosen}
