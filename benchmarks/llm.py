@@ -215,7 +215,7 @@ def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
 
 
 def generation(tmp: Path, artifacts: dict[str, tuple[str, Path]], repeats: int) -> dict:
-    from compressor.app.lm_bench import METHOD, model_bytes, roofline, run_isolated
+    from compressor.app.lm_bench import method, model_bytes, roofline, run_isolated
     from compressor.evaluation.roofline import BANDWIDTH_METHOD, memory_bandwidth
 
     lm, stream, _ = _streams()
@@ -238,7 +238,7 @@ def generation(tmp: Path, artifacts: dict[str, tuple[str, Path]], repeats: int) 
         r["size_bytes"] = size
         r["roofline"] = roofline(r, size, kv_per_token, 128 + 64, bw)
         rows[label] = {"target": target, **r}
-    return {"rows": rows, "bandwidth_gb_per_s": bw, "bandwidth_method": BANDWIDTH_METHOD, "method": METHOD,
+    return {"rows": rows, "bandwidth_gb_per_s": bw, "bandwidth_method": BANDWIDTH_METHOD, "method": method(repeats),
             "threads": THREADS, "kv_bytes_per_token": kv_per_token}
 
 
@@ -293,6 +293,17 @@ def sections(_tmp: Path, args) -> dict:
             "generation": generation_rows,
             "settings": {"eval_tokens": TOKENS, "window": WINDOW, "calib_windows": CALIB_WINDOWS, "seq_len": SEQ,
                          "group_size": GROUP, "threads": THREADS}, "source_note": SOURCE_NOTE}
+
+
+RUN_NOTES = [
+    "- Full run 2026-12-03 19:06 (Intel Xeon with AMX): while the int8_wo and int4_e4 rows compressed, packages were being "
+    "installed on the same two cores (apt; a pip virtual environment), so their compression seconds (169 s, 210 s) are "
+    "disturbed; int4 (139 s) and int4_fast (55 s), whose times the checks use, ran alone. Perplexities, sizes and RSS are not "
+    "timing-dependent.",
+    "- The generation section was rerun alone (19:51, 5 repeats) after a fix to the OpenVINO GenAI runner: in the full run "
+    "its prefix caching reused the KV cache of the repeated benchmark prompt (TTFT 11 ms for 512 tokens); it is now off. Every "
+    "row of the table above comes from that one rerun.",
+]
 
 
 def _f(v, fmt=".3f"):
@@ -380,7 +391,7 @@ def markdown(res: dict) -> str:
                      f"{r['decode_tokens_per_s']:.1f} | {_f(x, '.2f')} | {r['load_time_s']:.2f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['size_bytes'] / 2**20:.1f} | {rf['gb_per_s']:.2f} | {_f(rf['share_of_bandwidth'], '.0%')} | "
                      f"{same_prefix(r.get('tokens'))} |")
-    lines += ["", "## Must-show checks", ""] + checks(res)
+    lines += ["", "## Must-show checks", ""] + checks(res) + ["", "## Run notes", ""] + RUN_NOTES
     gens = sdk.get("int4", {}).get("generations") or []
     if gens:
         lines += ["", "## One answer from each artifact (greedy, the bundles' reference prompts)", ""]

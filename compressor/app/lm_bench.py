@@ -25,9 +25,10 @@ from compressor.core.errors import CompressorError, first_line
 PROMPT_LENGTHS = (128, 512)
 NEW_TOKENS = 128
 REPEATS = 3
-METHOD = (f"fresh process per artifact, batch 1, greedy; TTFT: prompt of {'/'.join(map(str, PROMPT_LENGTHS))} tokens in, first "
-          f"new token out; decode: {NEW_TOKENS} new tokens after the 128-token prompt, end-of-sequence ignored, (tokens − 1) / "
-          f"(time after the first); median of {REPEATS}; peak RSS: the process's VmHWM")
+def method(repeats: int = REPEATS) -> str:
+    return (f"fresh process per artifact, batch 1, greedy; TTFT: prompt of {'/'.join(map(str, PROMPT_LENGTHS))} tokens in, first "
+            f"new token out; decode: {NEW_TOKENS} new tokens after the 128-token prompt, end-of-sequence ignored, (tokens − 1) / "
+            f"(time after the first); median of {repeats}; peak RSS: the process's VmHWM")
 
 
 def model_bytes(folder: Path) -> int:
@@ -116,7 +117,7 @@ def bench_bundle(bundle: Path, manifest: dict, threads: int, repeats: int = REPE
     r["size_bytes"] = model_bytes(folder)
     kv = (manifest.get("model_shape") or {}).get("kv_bytes_per_token", 0)
     r["roofline"] = {**roofline(r, r["size_bytes"], kv, 128 + NEW_TOKENS // 2, bw), "method": BANDWIDTH_METHOD}
-    return {"target": manifest["target"]["name"], "model": src.get("architecture"), "method": METHOD, "threads": threads, **r}
+    return {"target": manifest["target"]["name"], "model": src.get("architecture"), "method": method(repeats), "threads": threads, **r}
 
 
 def main() -> None:  # pragma: no cover - the worker process
