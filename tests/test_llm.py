@@ -214,10 +214,27 @@ def _ov_logits_two_steps(ov_model, ids: torch.Tensor, split: int) -> np.ndarray:
     return np.concatenate(outs, 1)
 
 
-def test_openvino_decoder_ir_is_the_torch_model_including_its_kv_cache():
+def _tiny_qwen2():
+    """A Qwen2 decoder: q/k/v with biases, lm_head not tied to the embeddings."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                                   tie_word_embeddings=False)
+    model = transformers.Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.bias is not None:
+                m.bias.normal_(0, 0.5)  # non-zero, so a dropped bias shows
+    return model
+
+
+@pytest.mark.parametrize("make", [lambda: _tiny(vocab=512), _tiny_qwen2], ids=["llama-tied", "qwen2-bias-untied"])
+def test_openvino_decoder_ir_is_the_torch_model_including_its_kv_cache(make):
     from compressor.io.export_openvino_lm import decoder_graph
 
-    model = _tiny(vocab=512)  # 4 query heads over 2 KV heads: the grouped-query broadcast is exercised
+    model = make()  # 4 query heads over 2 KV heads: the grouped-query broadcast is exercised
     ids = torch.randint(0, 512, (1, 21))
     graph = decoder_graph(model)
     assert len(graph.get_sinks()) == 4 and {i.any_name for i in graph.inputs} == {"input_ids", "attention_mask", "position_ids",
