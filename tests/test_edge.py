@@ -112,3 +112,33 @@ def test_executorch_fp16_needs_fp16_arithmetic_and_builds_where_it_has_it(tmp_pa
     # everything delegated but the float32 <-> float16 casts at the input and the output
     assert m["precision"] == "fp16" and m["artifact"]["build"]["delegation"]["portable_ops"] == {"dim_order_ops._to_dim_order_copy": 2}
     assert r.fidelity["cosine_min"] > 0.999 and r.fidelity["top1_agreement"] >= 0.999
+
+
+# --- LiteRT (.tflite, XNNPACK delegate) ----------------------------------------------------------------------------------
+
+def test_litert_fp32_and_int8_from_the_plan_verified_with_a_kernel_report(tmp_path):
+    fp = compressor.compress(FASHION / "fashion_cnn.safetensors", target="litert-xnnpack-fp32", output=tmp_path / "fp32", **EDGE_OPTS)
+    assert fp.fidelity["top1_agreement"] == 1.0
+    r = compressor.compress(FASHION / "fashion_cnn.safetensors", target="litert-xnnpack-int8", output=tmp_path / "int8", **EDGE_OPTS)
+    assert r.fidelity["accuracy_drop_pp"] <= 0.3 and r.fidelity["top1_agreement"] >= 0.99
+    m = read_manifest(r.bundle)
+    k = m["artifact"]["build"]["kernels"]
+    assert k["builtin_ops"] == {} and k["weight_ops_int8_delegated"] == k["weight_ops"] == 6  # every op on XNNPACK, in int8
+    assert m["artifact"]["build"]["converter"]["weights_unfolded"] >= 6  # the int8 weights handed back as quantize(float)
+    assert m["quantization"]["kernels"]["weight_layers_int8"] == 6 and m["quantization"]["calibration"]["method"] == "mse"
+    assert (r.bundle / "model.tflite").stat().st_size <= 0.3 * (fp.bundle / "model.tflite").stat().st_size
+    assert "Delegated to XNNPACK" in (r.bundle / "REPORT.md").read_text() and "quantize inputs" in (r.bundle / "README.md").read_text()
+    assert compressor.verify(r.bundle)["passed"]
+    b = compressor.bench(r.bundle / "model.tflite", duration=0.2, iterations=5)
+    assert b["target"] == "litert-xnnpack-fp32" and b["latency_ms"]["p50"] > 0  # a bare .tflite opens as LiteRT
+
+
+def test_litert_needs_its_converter_environment_and_names_a_failing_op(monkeypatch, tmp_path):
+    from backends.litert import _named
+    from compressor.core.registry import get_backend, get_target
+
+    monkeypatch.setenv("COMPRESSOR_LITERT_PYTHON", str(tmp_path / "missing" / "python"))
+    ok, why = get_backend("litert").available(get_target("litert-xnnpack-fp32"))
+    assert not ok and "make setup" in why and ".venv-litert" in why
+    line = _named("ValueError: Attempting to convert non-NHWC compatible node to NHWC: dequantize_per_tensor")
+    assert "op 'dequantize_per_tensor'" in line and "--exclude" in line and "litert-xnnpack-fp32" in line

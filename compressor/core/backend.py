@@ -186,6 +186,36 @@ class Backend(abc.ABC):
         return None
 
 
+IO_NAMES = "io_names.txt"  # beside an artifact whose format numbers its inputs and outputs (.pte, .tflite)
+
+
+def write_io_names(workdir: Path, inputs: Sequence[str], outputs: Sequence[str]) -> Path:
+    """The model's input and output names beside an artifact that only numbers them."""
+    path = Path(workdir) / IO_NAMES
+    path.write_text("\n".join(["inputs: " + ",".join(inputs), "outputs: " + ",".join(outputs)]) + "\n")
+    return path
+
+
+def read_io_names(artifact: Path) -> tuple[list[str], list[str]] | None:
+    """(inputs, outputs) written by :func:`write_io_names` beside ``artifact``, or None."""
+    path = Path(artifact).with_name(IO_NAMES)
+    if not path.is_file():
+        return None
+    lines = dict(line.split(": ", 1) for line in path.read_text().splitlines() if ": " in line)
+    return lines.get("inputs", "").split(","), lines.get("outputs", "").split(",")
+
+
+def require_fixed_shapes(model: ModelHandle, runtime: str) -> None:
+    """Refuse dynamic input dimensions for runtimes whose programs are built for one shape."""
+    from compressor.core.errors import ExportError
+
+    dynamic = [f"{s.name}: {s.shape_str}" for s in model.inputs if s.dynamic]
+    if dynamic:
+        raise ExportError(f"{runtime} programs here are built for fixed shapes, and these inputs are dynamic ({'; '.join(dynamic)}): "
+                          f"give the shape the device will use, e.g. --input-shape "
+                          f"{','.join(str(v) for v in model.inputs[0].shape(batch=1))}")
+
+
 class TorchModuleRunner(Runner):
     """Runs an in-memory PyTorch module (eager, TorchScript or an exported program's module)."""
 
