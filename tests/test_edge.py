@@ -133,6 +133,18 @@ def test_litert_fp32_and_int8_from_the_plan_verified_with_a_kernel_report(tmp_pa
     assert b["target"] == "litert-xnnpack-fp32" and b["latency_ms"]["p50"] > 0  # a bare .tflite opens as LiteRT
 
 
+def test_efficientnet_lite0_litert_int8_converts_and_agrees(tmp_path):
+    """litert-torch's own PT2E flow fails on EfficientNet-Lite0 ("non-NHWC compatible node … dequantize_per_tensor"); the
+    SDK's plan (ReLU6 folded into the conv's output quantization, strict export) converts."""
+    from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples
+
+    images = imagenet_samples()
+    r = compressor.compress(efficientnet_lite0_weights(), recipe=ROOT / "examples" / "efficientnet_lite0.yaml",
+                            target="litert-xnnpack-int8", eval=images, calib=images,
+                            calib_labels=ROOT / "examples" / "imagenet20_labels.txt", output=tmp_path / "e", benchmark=False)
+    assert r.fidelity["top1_agreement"] >= 0.95 and r.fidelity["cosine_mean"] > 0.98
+
+
 def test_litert_needs_its_converter_environment_and_names_a_failing_op(monkeypatch, tmp_path):
     from backends.litert import _named
     from compressor.core.registry import get_backend, get_target
