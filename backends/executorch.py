@@ -20,7 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, KernelReport, Runner, read_io_names, require_fixed_shapes, write_io_names
+from compressor.core.backend import (
+    Artifact,
+    Backend,
+    KernelReport,
+    Runner,
+    read_io_names,
+    refuse_recurrent_pt2e,
+    require_fixed_shapes,
+    write_io_names,
+)
 from compressor.core.environment import cpu_info, package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
@@ -199,13 +208,7 @@ class ExecuTorchBackend(Backend):
         return True, ""
 
     def check_model(self, model, target) -> None:
-        import torch
-
-        recurrent = [n for n, m in model.module.named_modules() if isinstance(m, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN))]
-        if recurrent and target.precision.quantized:
-            raise ExportError(f"{target.name}: PT2E INT8 unrolls recurrent layers ({', '.join(recurrent[:3])}) over every time step, and "
-                              "the build does not end in useful time (a 3-layer LSTM of 160 steps: over 10 minutes and 4.7 GB), so it "
-                              "is refused before it starts: use ort-cpu-int8-dynamic (DynamicQuantizeLSTM) or executorch-xnnpack-fp32")
+        refuse_recurrent_pt2e(model, target, "ort-cpu-int8-dynamic (DynamicQuantizeLSTM) or executorch-xnnpack-fp32")
         # measured with ExecuTorch 1.5.1: a batch=1:64 profile came out bounded at 15 (larger inputs fail to load)
         require_fixed_shapes(model, "ExecuTorch/XNNPACK")
 

@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core.backend import Artifact, Backend, KernelReport, Runner, read_io_names, require_fixed_shapes, write_io_names
+from compressor.core.backend import (
+    Artifact,
+    Backend,
+    KernelReport,
+    Runner,
+    read_io_names,
+    refuse_recurrent_pt2e,
+    require_fixed_shapes,
+    write_io_names,
+)
 from compressor.core.environment import package_version
 from compressor.core.errors import ExportError
 from compressor.core.files import fmt_size
@@ -203,6 +212,7 @@ class LiteRtBackend(Backend):
         return True, ""
 
     def check_model(self, model, target) -> None:
+        refuse_recurrent_pt2e(model, target, "ort-cpu-int8-dynamic (DynamicQuantizeLSTM) or litert-xnnpack-fp32")
         require_fixed_shapes(model, "LiteRT")
 
     def compile(self, model, ir, target, workdir, ctx) -> Artifact:
