@@ -294,6 +294,3 @@ class LiteRtBackend(Backend):
         return [InputSpec.parse(",".join(str(int(d)) for d in det["shape"]), name=f"input_{i}",
                                 dtype="float32" if det["dtype"] in INT_TYPES else np.dtype(det["dtype"]).name)
                 for i, det in enumerate(it.get_input_details())]
-
-    def check_compatible(self, manifest: dict) -> str | None:
-        return None

@@ -32,6 +32,12 @@ def cpu_capabilities() -> list[str]:
     return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
+def property_value(v) -> Any:
+    """A compiled model's property as plain data: ``<Type: 'float32'>`` → ``float32``, digits → int."""
+    s = str(v)
+    return int(s) if s.isdigit() else s.replace("<Type: '", "").rstrip("'>")
+
+
 class OpenVinoRunner(Runner):
     def __init__(self, path: Path, precision: str, threads: int | None):
         import openvino as ov
@@ -93,7 +99,7 @@ class OpenVinoRunner(Runner):
             "runtime": "openvino",
             "version": self._version,
             "device": "CPU",
-            "inference_precision": str(c.get_property("INFERENCE_PRECISION_HINT")).replace("<Type: '", "").rstrip("'>"),
+            "inference_precision": property_value(c.get_property("INFERENCE_PRECISION_HINT")),
             "performance_hint": str(c.get_property("PERFORMANCE_HINT")),
             "num_streams": int(c.get_property("NUM_STREAMS")),
             "inference_num_threads": int(c.get_property("INFERENCE_NUM_THREADS")),

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from backends.openvino import property_value
 from compressor.core.errors import InputError
 from compressor.core.generation import Generation, LmRunner
+from compressor.io.export_openvino_lm import MODEL_XML
 
-MODEL_XML = "openvino_model.xml"
 READ_BACK = ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "INFERENCE_NUM_THREADS")
 
 
@@ -32,11 +33,6 @@ def properties(threads: int | None) -> dict[str, Any]:
     if threads:
         props["INFERENCE_NUM_THREADS"] = int(threads)
     return props
-
-
-def _plain(v) -> Any:
-    s = str(v)
-    return int(s) if s.isdigit() else s.replace("<Type: '", "").rstrip("'>")
 
 
 class OpenVinoGenAiRunner(LmRunner):
@@ -59,17 +55,20 @@ class OpenVinoGenAiRunner(LmRunner):
         self.eos = eos[0] if isinstance(eos, list) else eos
         conf = json.loads((self.folder / "config.json").read_text()) if (self.folder / "config.json").is_file() else {}
         self.context = int(conf.get("max_position_embeddings", 2048))
-        self._request = None
+        self._compiled = self._request = None
 
-    def _infer_request(self):
-        if self._request is None:
+    def compiled(self):
+        """The IR compiled directly with the pipeline's properties (logits, and the runtime's choices read back); once."""
+        if self._compiled is None:
             import openvino as ov
 
-            self._request = ov.Core().compile_model(str(self.folder / MODEL_XML), "CPU", properties(self.threads)).create_infer_request()
-        return self._request
+            self._compiled = ov.Core().compile_model(str(self.folder / MODEL_XML), "CPU", properties(self.threads))
+        return self._compiled
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
-        req = self._infer_request()
+        if self._request is None:
+            self._request = self.compiled().create_infer_request()
+        req = self._request
         req.reset_state()
         n = ids.shape[1]
         out = req.infer({"input_ids": np.asarray(ids, np.int64).reshape(1, -1), "attention_mask": np.ones((1, n), np.int64),
@@ -101,8 +100,8 @@ class OpenVinoGenAiRunner(LmRunner):
         """The runtime's choices, read back from the IR compiled with the pipeline's properties."""
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(self.folder / MODEL_XML), "CPU", properties(self.threads))
-        chosen = {k.lower(): _plain(compiled.get_property(k)) for k in READ_BACK}
+        compiled = self.compiled()
+        chosen = {k.lower(): property_value(compiled.get_property(k)) for k in READ_BACK}
         return {"runtime": "openvino-genai", "version": self.og.__version__, "openvino": ov.__version__, "threads": self.threads,
                 "context_length": self.context, "attention": "paged attention (continuous-batching scheduler), prefix caching off",
                 **chosen}

@@ -125,14 +125,19 @@ def nncf_peer(tmp: Path) -> dict:
     return {**json.loads(out.read_text()), "wall_s": time.perf_counter() - t0}
 
 
-def _ov_perplexity(folder: Path, stream) -> float:
+def runtime_fidelity(runner, stream):
+    """Perplexity (and token count) of a loaded LM artifact on ``stream``, scored from the runtime's own logits."""
     import torch
 
-    from backends.openvino_genai import OpenVinoGenAiRunner
     from compressor.evaluation.perplexity import evaluate
 
-    runner = OpenVinoGenAiRunner(folder, THREADS)
-    return evaluate(lambda ids: torch.from_numpy(runner.logits(ids.numpy())), stream, WINDOW, WINDOW).perplexity
+    return evaluate(lambda ids: torch.from_numpy(runner.logits(ids.numpy())), stream, WINDOW, WINDOW)
+
+
+def _ov_perplexity(folder: Path, stream) -> float:
+    from backends.openvino_genai import OpenVinoGenAiRunner
+
+    return runtime_fidelity(OpenVinoGenAiRunner(folder, THREADS), stream).perplexity
 
 
 def nncf_ov_worker(out: str) -> None:
@@ -191,7 +196,6 @@ def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
     artifacts scored through onnxruntime-genai on the same text."""
     from backends.ort_genai import OrtGenAiRunner
     from compressor.app.lm_bench import model_bytes
-    from compressor.evaluation.perplexity import evaluate
     from compressor.io.export_lm import build_genai
 
     lm, stream, _ = _streams()
@@ -206,11 +210,9 @@ def builder_peer(tmp: Path, ours_int4: Path | None) -> dict:
         if folder is None:
             continue
         say(f"perplexity through onnxruntime-genai: {label}")
-        runner = OrtGenAiRunner(folder, THREADS)
-        fid = evaluate(lambda ids, r=runner: __import__("torch").from_numpy(r.logits(ids.numpy())), stream, WINDOW, WINDOW)
+        fid = runtime_fidelity(OrtGenAiRunner(folder, THREADS), stream)
         res[f"{label}_perplexity_genai"] = fid.perplexity
         res["tokens"] = fid.tokens
-        del runner
     return res
 
 

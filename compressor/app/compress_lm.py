@@ -26,7 +26,7 @@ from compressor.bundle.report import console
 from compressor.bundle.writer import REPORT, BundleWriter, check_destination
 from compressor.core.environment import describe_environment, peak_rss_mb
 from compressor.core.errors import DataError, GateError, InputError
-from compressor.core.lm_targets import LmTarget, get_lm_target
+from compressor.core.lm_targets import LM_TARGETS, LmTarget, get_lm_target
 from compressor.core.objective import AGREEMENT, PERPLEXITY, Objective
 from compressor.core.progress import Progress
 from compressor.core.version import __version__
@@ -64,8 +64,6 @@ def compress_lm(config: RunConfig, quiet: bool = False) -> CompressResult:
     ui = Progress(quiet)
     target = get_lm_target(config.target)
     if target.runtime == "torch":
-        from compressor.core.lm_targets import LM_TARGETS
-
         names = ", ".join(n for n, t in LM_TARGETS.items() if t.runtime != "torch" and not t.missing)
         raise InputError(f"{target.name} is the PyTorch reference the generation benchmark compares with; a bundle needs a "
                          f"runtime target: {names}")

@@ -25,6 +25,8 @@ from compressor.core.errors import CompressorError, first_line
 PROMPT_LENGTHS = (128, 512)
 NEW_TOKENS = 128
 REPEATS = 3
+
+
 def method(repeats: int = REPEATS) -> str:
     return (f"fresh process per artifact, batch 1, greedy; TTFT: prompt of {'/'.join(map(str, PROMPT_LENGTHS))} tokens in, first "
             f"new token out; decode: {NEW_TOKENS} new tokens after the 128-token prompt, end-of-sequence ignored, (tokens − 1) / "

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from compressor.core.build import BuildSettings
-from compressor.core.errors import CompressorError
+from compressor.core.errors import CompressorError, ExportError
 from compressor.core.model import flatten_outputs
 from compressor.core.progress import Progress
 from compressor.core.targets import IRFormat, Precision, TargetSpec
@@ -210,8 +210,6 @@ def refuse_recurrent_pt2e(model: ModelHandle, target: TargetSpec, instead: str) 
     of 160 steps: over 10 minutes and 4.7 GB): refuse it before it starts, naming what to use ``instead``."""
     import torch
 
-    from compressor.core.errors import ExportError
-
     recurrent = [n for n, m in model.module.named_modules() if isinstance(m, (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN))]
     if recurrent and target.precision.quantized:
         raise ExportError(f"{target.name}: PT2E INT8 unrolls recurrent layers ({', '.join(recurrent[:3])}) over every time step, and "
@@ -221,8 +219,6 @@ def refuse_recurrent_pt2e(model: ModelHandle, target: TargetSpec, instead: str) 
 
 def require_fixed_shapes(model: ModelHandle, runtime: str) -> None:
     """Refuse dynamic input dimensions for runtimes whose programs are built for one shape."""
-    from compressor.core.errors import ExportError
-
     dynamic = [f"{s.name}: {s.shape_str}" for s in model.inputs if s.dynamic]
     if dynamic:
         raise ExportError(f"{runtime} programs here are built for fixed shapes, and these inputs are dynamic ({'; '.join(dynamic)}): "

@@ -20,8 +20,6 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-
-
 def main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text())
     try:
