@@ -258,7 +258,7 @@ def sections(_tmp: Path, args) -> dict:
                                    "--group-size", str(GROUP))
         rows["int4"] = sdk_row(WORK, "int4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP))
         rows["int4_fast"] = sdk_row(WORK, "int4_fast", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP),
-                                    "--calib-samples", "8")
+                                    *FAST)
         rows["int4_e4"] = sdk_row(WORK, "int4_e4", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP),
                                   "--embedding-bits", "4")
         rows["mixed"] = sdk_row(WORK, "mixed", "ort-cpu-int4", "--calib", CALIB, "--group-size", str(GROUP), "--ratio", "0.8",
@@ -297,14 +297,9 @@ def sections(_tmp: Path, args) -> dict:
                          "group_size": GROUP, "threads": THREADS}, "source_note": SOURCE_NOTE}
 
 
-RUN_NOTES = [
-    "- Full run 2026-12-03 19:06 (Intel Xeon with AMX): while the int8_wo and int4_e4 rows compressed, packages were being "
-    "installed on the same two cores (apt; a pip virtual environment), so their compression seconds (169 s, 210 s) are "
-    "disturbed; int4 (139 s) and int4_fast (55 s), whose times the checks use, ran alone. Perplexities, sizes and RSS are not "
-    "timing-dependent.",
-    "- The generation section was rerun alone (19:51, 5 repeats) after a fix to the OpenVINO GenAI runner: in the full run "
-    "its prefix caching reused the KV cache of the repeated benchmark prompt (TTFT 11 ms for 512 tokens); it is now off. Every "
-    "row of the table above comes from that one rerun.",
+FAST = ("--calib-samples", "16", "--no-gptq")  # the fast configuration: AWQ + scale estimation on 16×512 tokens
+
+RUN_NOTES: list[str] = [
 ]
 
 
@@ -318,7 +313,7 @@ def markdown(res: dict) -> str:
     nov = res.get("nncf_openvino") or {"error": "not run"}
     fp = sdk["fp32"].get("perplexity")
     lines = [f"# Decoder LMs: weight-only INT4/INT8 — {res['date'][:10]}", "",
-             f"CPU: {env['model']} ({env.get('usable_cores', '?')} usable cores; {' '.join(env.get('isa', []))}). "
+             f"CPU: {env['model']} ({env.get('usable_cpus', '?')} usable CPUs; {' '.join(env.get('isa', []))}). "
              f"{res['settings']['threads']} threads. Model: SmolLM2-135M-Instruct; {res['source_note']}. Text: held-out "
              f"Wikipedia (examples/wiki_text.py), {res['settings']['eval_tokens']:,} tokens, window {res['settings']['window']}, "
              f"stride {res['settings']['window']}; calibration {res['settings']['calib_windows']}×{res['settings']['seq_len']} "
@@ -329,7 +324,7 @@ def markdown(res: dict) -> str:
     how = {"fp32": "`--target ort-cpu-fp32-lm`", "int8_wo": "`--target ort-cpu-int8-wo` (g64 asym, AWQ+SE+GPTQ)",
            "int4_rtn": "`--target ort-cpu-int4 --no-awq --no-gptq --no-scale-estimation` (g64 asym RTN, data-free)",
            "int4": "`--target ort-cpu-int4` (g64 asym, AWQ + scale estimation + GPTQ: the default)",
-           "int4_fast": "`--target ort-cpu-int4 --calib-samples 8` (the default passes on 8×512 calibration tokens)",
+           "int4_fast": f"`--target ort-cpu-int4 {' '.join(FAST)}` (AWQ + scale estimation on 16×512 calibration tokens)",
            "int4_e4": "`--target ort-cpu-int4 --embedding-bits 4` (embeddings/lm_head INT4 too, as the builder's -p int4)",
            "mixed": "`--ratio 0.8 --max-perplexity-increase 10`", "ov_fp32": "`--target openvino-cpu-fp32-lm`",
            "ov_int8_wo": "`--target openvino-cpu-int8-wo` (g64 asym, AWQ+SE+GPTQ)",

@@ -17,7 +17,7 @@ import torch
 from compressor.data.text import calibration_windows, load_text, token_stream
 from compressor.evaluation.perplexity import evaluate, spans, torch_logits
 from compressor.quantization.weight_only import awq
-from compressor.quantization.weight_only.gptq import gptq_codes
+from compressor.quantization.weight_only.gptq import gptq_codes, gptq_codes_shared
 from compressor.quantization.weight_only.grid import Grid, codes, dequantize, fake_quantize, fit
 from compressor.quantization.weight_only.matmulnbits import block_size, modules_of, pack
 from compressor.quantization.weight_only.scale_estimation import estimate
@@ -100,6 +100,50 @@ def test_gptq_lowers_the_output_error_on_correlated_inputs():
     gq = dequantize(gptq_codes(w, h, s, z, grid), s, z, grid)
     y = x @ w.T
     assert ((x @ gq.T - y) ** 2).mean() < 0.8 * ((x @ rtn.T - y) ** 2).mean()
+
+
+def test_gptq_rounds_layers_sharing_a_hessian_in_one_loop_as_it_would_each_alone():
+    torch.manual_seed(1)
+    x = torch.randn(1024, 96) @ torch.randn(96, 96)
+    h = x.T @ x / len(x)
+    grid = Grid(4, 32, False)
+    ws = [torch.randn(rows, 96) for rows in (40, 8, 24)]  # q, k, v of unequal heights
+    fits = [fit(w, grid) for w in ws]
+    together = gptq_codes_shared(ws, h, [f[0] for f in fits], [f[1] for f in fits], grid)
+    for w, (s, z), q in zip(ws, fits, together):
+        alone = gptq_codes(w, h, s, z, grid)
+        assert q.shape == w.shape and (q != alone).float().mean() < 1e-3  # rows are independent: equal up to BLAS order
+
+
+def test_awq_coarse_to_fine_search_finds_the_exhaustive_optimum():
+    torch.manual_seed(2)
+    found = []
+    for trial in range(6):  # a layer of 192 × 4 groups: on a 2-group toy the loss over α is too jagged for any coarse step
+        x = torch.randn(2048, 256) * torch.rand(256) ** 3 * 4  # uneven channel magnitudes, as activations have
+        x[:, trial] *= 15
+        w = torch.randn(192, 256)
+        h, xa, grid = x.T @ x / len(x), x.abs().mean(0), Grid(4, 64, False)
+        _, a_fast, before_fast, after_fast = awq.search(h, xa, [w], grid)
+        _, a_all, before_all, after_all = awq.search(h, xa, [w], grid, exhaustive=True)
+        assert before_fast == before_all and after_fast >= after_all
+        found.append(after_fast / after_all)
+    assert max(found) < 1.02  # at most 2 % above the grid's best loss on every trial
+
+
+@pytest.mark.parametrize("gptq,inputs", [(True, "quantized"), (False, "float")])
+def test_bfloat16_calibration_and_block_inputs_are_recorded_and_keep_the_quality(gptq, inputs):
+    model = _tiny(vocab=512)
+    ref = copy.deepcopy(model)
+    cal = [torch.randint(0, 512, (1, 48)) for _ in range(6)]  # more windows than one batched block call takes
+    plan = quantize_model(model, cal, WeightOnlySettings(group_size=32, calib_precision="bfloat16", gptq=gptq))
+    assert plan.transforms["calibration_precision"]["chosen"] == "bfloat16"
+    assert plan.transforms["block_inputs"].startswith(f"the {inputs} blocks' outputs")
+    stream = torch.randint(0, 512, (400,))
+    fp = evaluate(torch_logits(ref), stream, 128, 128)
+    q = evaluate(torch_logits(model), stream, 128, 128, reference=fp)
+    assert q.agreement > 0.9 and abs(q.perplexity / fp.perplexity - 1) < 0.05
+    auto = quantize_model(copy.deepcopy(ref), cal[:2], WeightOnlySettings(group_size=32)).transforms["calibration_precision"]
+    assert auto["chosen"] in ("float32", "bfloat16") and auto["bf16_speedup"] > 0 and "auto" in auto["by"]
 
 
 def test_awq_fold_keeps_the_float_function():

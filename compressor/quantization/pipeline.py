@@ -90,6 +90,7 @@ class WeightPass(CompressionPass):
     names the :class:`~compressor.quantization.weight_only.settings.WeightOnlySettings` field that turns it on."""
 
     phase = WEIGHT
+    quantized_inputs = False  # True: its statistics must come from inputs that passed the blocks already quantized
 
     def enabled(self, settings) -> bool:
         return self.name in getattr(settings, "passes", ()) or bool(self.switch and getattr(settings, self.switch, False))
@@ -105,6 +106,12 @@ class WeightPass(CompressionPass):
     def round(self, w, h, scale, zero, grid):
         """The codes of ``w`` on the fixed grid given the input Hessian ``h`` (None: no calibration), or None to pass."""
         return None
+
+    def round_shared(self, ws, h, scales, zeros, grid):
+        """:meth:`round` for several layers that read the same input (q, k and v; gate and up) and so share ``h``: a list
+        of codes, or None to pass. Override it where the layers can be rounded together (GPTQ's column loop)."""
+        found = [self.round(w, h, s, z, grid) for w, s, z in zip(ws, scales, zeros)]
+        return None if any(q is None for q in found) else found
 
     def record(self) -> dict[str, Any]:
         """What it did over the whole model (the plan's ``transforms[name]``); empty: nothing to record."""

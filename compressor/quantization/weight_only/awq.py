@@ -18,29 +18,46 @@ from compressor.quantization.pipeline import WeightPass
 from compressor.quantization.weight_only.grid import Grid, fake_quantize
 
 ALPHAS = tuple(i / 20 for i in range(20))
+COARSE = 4  # every 4th α first (0, 0.2, … 0.8), then steps of 0.1 and 0.05 around the best
 
 
 def output_error(delta: torch.Tensor, h: torch.Tensor) -> float:
-    """Mean squared output error E[(x·Δw_o)²] over outputs o for inputs with second moment ``h``."""
-    return float(((delta @ h) * delta).sum() / delta.shape[0])
+    """Mean squared output error E[(x·Δw_o)²] over outputs o for inputs with second moment ``h``; the product runs in
+    ``h``'s dtype (bfloat16 where the stage chose it), the sum in float32."""
+    return float(((delta.to(h.dtype) @ h).float() * delta).sum() / delta.shape[0])
 
 
-def search(h: torch.Tensor, x_abs: torch.Tensor, weights: list[torch.Tensor], grid: Grid) -> tuple[torch.Tensor, float, float, float]:
+def search(h: torch.Tensor, x_abs: torch.Tensor, weights: list[torch.Tensor], grid: Grid,
+           dtype: torch.dtype = torch.float32, exhaustive: bool = False) -> tuple[torch.Tensor, float, float, float]:
     """(scales per input channel, best α, loss at α=0 i.e. no scaling, best loss) for linears ``weights`` reading inputs
-    with second moment ``h`` (in × in) and mean magnitude ``x_abs`` per channel."""
-    h = h.float()
+    with second moment ``h`` (in × in) and mean magnitude ``x_abs`` per channel; the loss's products in ``dtype``.
+
+    The α grid is :data:`ALPHAS`; unless ``exhaustive``, it is searched coarse to fine (every :data:`COARSE`-th α, then
+    the halved steps either side of the best so far): 9 losses instead of 20, on the same grid."""
+    h = h.to(dtype)
     x_mean = x_abs.float().clamp_min(1e-8)
-    best = (torch.ones(h.shape[0]), 0.0, float("inf"))
-    plain = float("nan")
-    for a in ALPHAS:
-        s = x_mean.pow(a)
-        s = (s / (s.max() * s.min()).sqrt()).clamp_min(1e-4)
-        loss = sum(output_error(fake_quantize(w.float() * s, grid) / s - w.float(), h) for w in weights)
-        if a == 0.0:
-            plain = loss
-        if loss < best[2]:
-            best = (s, a, loss)
-    return best[0], best[1], plain, best[2]
+    weights = [w.float() for w in weights]
+    losses: dict[int, tuple[float, torch.Tensor]] = {}
+
+    def loss_at(i: int) -> float:
+        if i not in losses:
+            s = x_mean.pow(ALPHAS[i])
+            s = (s / (s.max() * s.min()).sqrt()).clamp_min(1e-4)
+            losses[i] = (sum(output_error(fake_quantize(w * s, grid).div_(s).sub_(w), h) for w in weights), s)
+        return losses[i][0]
+
+    if exhaustive:
+        for i in range(len(ALPHAS)):
+            loss_at(i)
+    else:
+        step = COARSE
+        best = min(range(0, len(ALPHAS), step), key=loss_at)
+        while step > 1:
+            step //= 2
+            best = min((i for i in (best - step, best, best + step) if 0 <= i < len(ALPHAS)), key=loss_at)
+    best = min(losses, key=lambda i: losses[i][0])
+    s = losses[best][1] if best else torch.ones(h.shape[0])
+    return s, ALPHAS[best], loss_at(0), losses[best][0]
 
 
 @torch.no_grad()
@@ -72,7 +89,8 @@ class Awq(WeightPass):
             lins = [block.linears[c] for c in grp.consumers]
             grid = Grid(min(bits_of(c) for c in grp.consumers), settings.group_size, settings.symmetric)
             first = grp.consumers[0]
-            s, alpha, before, after = search(stats.hessian(first), stats.abs_mean(first), [lin.weight.data for lin in lins], grid)
+            s, alpha, before, after = search(stats.hessian(first), stats.abs_mean(first), [lin.weight.data for lin in lins], grid,
+                                           stats.dtype)
             self.groups += 1
             self.loss_before += before
             self.loss_after += after
@@ -85,4 +103,5 @@ class Awq(WeightPass):
 
     def record(self) -> dict:
         return {"groups": self.groups, "scaled": self.scaled, "loss_before": self.loss_before, "loss_after": self.loss_after,
-                "alphas": list(ALPHAS), "loss": "E‖x ΔWᵀ‖² from H = E[x xᵀ] over every calibration token"}
+                "alphas": list(ALPHAS),
+                "alpha_search": f"coarse to fine from every {COARSE}th α", "loss": "E‖x ΔWᵀ‖² from H = E[x xᵀ] over every calibration token"}

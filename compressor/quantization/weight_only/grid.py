@@ -56,7 +56,11 @@ def ungrouped(wg: torch.Tensor, in_features: int) -> torch.Tensor:
 
 def fit(w: torch.Tensor, grid: Grid, clip: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point (out × groups) covering each group's range, shrunk by ``clip`` (1.0: the full range)."""
-    wg = grouped(w.float(), grid)
+    return fit_grouped(grouped(w.float(), grid), grid, clip)
+
+
+def fit_grouped(wg: torch.Tensor, grid: Grid, clip: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fit` on weights already :func:`grouped`."""
     if grid.symmetric:
         scale = (wg.abs().amax(-1) * clip / (grid.mid - 1)).clamp_min(1e-10)  # ±amax → codes mid ± (mid − 1)
         return scale, torch.full_like(scale, float(grid.mid))
@@ -80,5 +84,9 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, grid: G
 
 
 def fake_quantize(w: torch.Tensor, grid: Grid, clip: torch.Tensor | float = 1.0) -> torch.Tensor:
-    scale, zero = fit(w, grid, clip)
-    return dequantize(codes(w, scale, zero, grid), scale, zero, grid)
+    """``dequantize(codes(w, *fit(w)))`` with the same values, in one pass over the groups (AWQ calls it per candidate)."""
+    wg = grouped(w.float(), grid)
+    scale, zero = fit_grouped(wg, grid, clip)
+    scale, zero = scale.unsqueeze(-1), zero.unsqueeze(-1)
+    q = torch.round(wg / scale).add_(zero).clamp_(0, grid.qmax)
+    return ungrouped(q.sub_(zero).mul_(scale), w.shape[1])

@@ -4,6 +4,8 @@ ratio, and the text windows it calibrates and is evaluated on. The bit width com
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import field_validator
 
 from compressor.core.options import Settings, option
@@ -36,6 +38,10 @@ class WeightOnlySettings(Settings):
     embedding_bits: int = option(8, "Bits of the embeddings and lm_head: 8 (default, as NNCF) or 4 (as the onnxruntime-genai "
                                     "builder's -p int4: smaller and faster to decode, less accurate).", flag="--embedding-bits",
                                  panel=LM)
+    calib_precision: Literal["auto", "float32", "bfloat16"] = option(
+        "auto", "Precision of the calibration forwards and statistics (AWQ's loss, GPTQ's Hessian): auto picks bfloat16 "
+                "where a timed bfloat16 matmul runs at least 2× float32's speed on this CPU (AMX, AVX512-BF16), else "
+                "float32. Weights are fitted and rounded in float32 either way.", flag="--calib-precision", panel=LM)
     seq_len: int = option(512, "Tokens per calibration window.", flag="--seq-len", panel=LM, ge=16)
     eval_window: int = option(2048, "Tokens per perplexity window.", flag="--eval-window", panel=LM, ge=16)
     eval_stride: int | None = option(None, "Tokens each perplexity window advances (default: the window; smaller scores "

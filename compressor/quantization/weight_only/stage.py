@@ -25,6 +25,9 @@ from compressor.quantization.weight_only.plan import QuantizedWeight, WeightLaye
 from compressor.quantization.weight_only.scale_estimation import error_share, weighted_error
 from compressor.quantization.weight_only.settings import WeightOnlySettings
 
+BF16_MIN_SPEEDUP = 2.0
+WINDOWS_PER_CALL = 4  # calibration windows batched into one block forward (the rotary/causal inputs broadcast)
+
 
 class _Stop(Exception):
     pass
@@ -91,7 +94,9 @@ class _Stats:
     """Per linear input: Σ x xᵀ, Σ |x| and the token count. Layers that read the very same tensor (q, k and v; gate and
     up) share one accumulation."""
 
-    def __init__(self):
+    def __init__(self, dtype: torch.dtype = torch.float32):
+        self.dtype = dtype  # of the passes' loss products (AWQ); Σ x xᵀ itself is always float32: a bfloat16 product rounds
+        # each entry to 8 bits, enough to make H of two correlated outlier channels indefinite and GPTQ's Cholesky fail
         self.h: dict[str, torch.Tensor] = {}
         self.n: dict[str, int] = {}
         self.a: dict[str, torch.Tensor] = {}
@@ -105,41 +110,60 @@ class _Stats:
                 self.alias[name] = self.alias.get(self._last[1], self._last[1])
                 return
             self._last = (x, name)
-            x = x.detach().reshape(-1, x.shape[-1]).float()
+            x = x.detach().reshape(-1, x.shape[-1])
             if name not in self.h:
                 self.h[name] = torch.zeros(x.shape[1], x.shape[1])
                 self.a[name] = torch.zeros(x.shape[1])
                 self.n[name] = 0
+            x = x.float()
             self.h[name].addmm_(x.T, x)
             self.a[name].add_(x.abs().sum(0))
             self.n[name] += x.shape[0]
         return fn
 
-    def _own(self, name: str) -> str:
+    def owner(self, name: str) -> str:
+        """The layer whose accumulation ``name`` shares (itself when it reads a tensor of its own)."""
         return self.alias.get(name, name)
 
     def hessian(self, name) -> torch.Tensor:
-        own = self._own(name)
+        own = self.owner(name)
         return self.h[own] / max(1, self.n[own])
 
     def abs_mean(self, name) -> torch.Tensor:
-        own = self._own(name)
+        own = self.owner(name)
         return self.a[own] / max(1, self.n[own])
 
     def rescale(self, names: list[str], inv: torch.Tensor) -> None:
         """The layers ``names`` now read x / s: H becomes diag(1/s) H diag(1/s) and E|x| becomes E|x| / s (once per shared
         accumulation)."""
-        for own in {self._own(n) for n in names}:
+        for own in {self.owner(n) for n in names}:
             self.h[own].mul_(inv.unsqueeze(0) * inv.unsqueeze(1))
             self.a[own].mul_(inv)
 
 
-def _run_block(block: Block, inputs: list[torch.Tensor], kwargs: dict) -> list[torch.Tensor]:
+def _run_block(block: Block, inputs: list[torch.Tensor], kwargs: dict, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The block on each calibration window, :data:`WINDOWS_PER_CALL` at a time; with ``dtype`` bfloat16 its matmuls run
+    under autocast (the residual stream and the outputs stay float32)."""
     outs = []
-    for x in inputs:
-        y = block.module(x, **kwargs)
-        outs.append((y[0] if isinstance(y, tuple) else y).detach())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        for i in range(0, len(inputs), WINDOWS_PER_CALL):
+            x = torch.cat(inputs[i:i + WINDOWS_PER_CALL])
+            y = block.module(x, **kwargs)
+            outs.extend((y[0] if isinstance(y, tuple) else y).detach().float().split(1))
     return outs
+
+
+def calibration_dtype(settings: WeightOnlySettings) -> tuple[torch.dtype, dict]:
+    """The precision of the calibration forwards and statistics, and why: ``auto`` measures (bfloat16 where its matmul is at
+    least ``BF16_MIN_SPEEDUP``× faster than float32 on this CPU)."""
+    if settings.calib_precision != "auto":
+        return getattr(torch, settings.calib_precision), {"chosen": settings.calib_precision, "by": "--calib-precision"}
+    from compressor.core.environment import bf16_matmul_speedup
+
+    speedup = bf16_matmul_speedup()
+    chosen = "bfloat16" if speedup >= BF16_MIN_SPEEDUP else "float32"
+    return getattr(torch, chosen), {"chosen": chosen, "by": f"auto: a bfloat16 matmul ran {speedup:.1f}× float32's speed "
+                                    f"here (bfloat16 from {BF16_MIN_SPEEDUP}×)", "bf16_speedup": round(speedup, 2)}
 
 
 def _capture_inputs(model, batches: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict]:
@@ -218,22 +242,29 @@ def choose_int8_layers(model, batches, settings: WeightOnlySettings) -> tuple[se
 
 
 @torch.no_grad()
-def _quantize_linear(name, lin, grid, h, passes: list[WeightPass], method_prefix) -> tuple[WeightLayer, QuantizedWeight]:
-    """One layer on ``grid``: the first pass that fits the grid (else the range fit), the first that rounds (else round to
-    nearest); the layer then holds the dequantized weights."""
-    w = lin.weight.data.float()
+def _quantize_linears(names: list[str], lins: list, grid: Grid, h, passes: list[WeightPass],
+                      prefixes: list[str]) -> list[tuple[WeightLayer, QuantizedWeight]]:
+    """Layers that read one input (so share ``h``) on ``grid``: per layer the first pass that fits the grid (else the range
+    fit), then the first pass that rounds them (together: GPTQ runs one column loop), else round to nearest; the layers
+    then hold the dequantized weights."""
+    ws = [lin.weight.data.float() for lin in lins]
     hd = torch.diag(h) if h is not None else None
-    fitted = next(((p.name, r) for p in passes if (r := p.fit(w, grid, hd)) is not None), ("rtn", None))
-    scale, zero = fitted[1] if fitted[1] is not None else fit(w, grid)
-    rounded = next(((p.name, q) for p in passes if (q := p.round(w, h, scale, zero, grid)) is not None), (None, None))
-    q = rounded[1] if rounded[1] is not None else codes(w, scale, zero, grid)
-    method = fitted[0] + (f"+{rounded[0]}" if rounded[0] else "")
-    dq = dequantize(q, scale, zero, grid)
-    err = error_share(w, dq, hd)
-    lin.weight.data.copy_(dq.to(lin.weight.dtype))
-    layer = WeightLayer(name, grid.bits, grid.group, grid.symmetric, w.shape[1], w.shape[0],
-                        method_prefix + method, err)
-    return layer, QuantizedWeight(q, scale.float(), zero.float())
+    fits = []
+    for w in ws:
+        fitted = next(((p.name, r) for p in passes if (r := p.fit(w, grid, hd)) is not None), ("rtn", None))
+        fits.append((fitted[0], *(fitted[1] if fitted[1] is not None else fit(w, grid))))
+    scales, zeros = [f[1] for f in fits], [f[2] for f in fits]
+    rounded = next(((p.name, qs) for p in passes if (qs := p.round_shared(ws, h, scales, zeros, grid)) is not None),
+                   (None, None))
+    qs = rounded[1] if rounded[1] is not None else [codes(w, s, z, grid) for w, s, z in zip(ws, scales, zeros)]
+    done = []
+    for name, lin, w, (how, scale, zero), q, prefix in zip(names, lins, ws, fits, qs, prefixes):
+        dq = dequantize(q, scale, zero, grid)
+        lin.weight.data.copy_(dq.to(lin.weight.dtype))
+        layer = WeightLayer(name, grid.bits, grid.group, grid.symmetric, w.shape[1], w.shape[0],
+                            prefix + how + (f"+{rounded[0]}" if rounded[0] else ""), error_share(w, dq, hd))
+        done.append((layer, QuantizedWeight(q, scale.float(), zero.float())))
+    return done
 
 
 @torch.no_grad()
@@ -257,33 +288,44 @@ def quantize_model(model, batches: list[torch.Tensor], settings: WeightOnlySetti
         "sequence_length": int(batches[0].shape[1]) if batches else 0}, transforms=transforms)
     data_aware = bool(batches)
     passes = weight_passes(settings, data_aware)
+    quantized_inputs = any(p.quantized_inputs for p in passes)
     if data_aware:
+        transforms["block_inputs"] = ("the quantized blocks' outputs (" + ", ".join(p.name for p in passes if p.quantized_inputs)
+                                      + " corrects the error they carry)") if quantized_inputs else "the float blocks' outputs"
+    dtype = torch.float32
+    if data_aware:
+        dtype, transforms["calibration_precision"] = calibration_dtype(settings)
         with progress.stage("calibration text run up to the first block"):
             inputs, kwargs = _capture_inputs(model, batches)
     with progress.bar(f"weight-only {settings.label()} ({', '.join(p.name for p in passes) or 'rtn'}"
                       f"{'' if data_aware else ', data-free'})", len(bl)) as advance:
         for block in bl:
-            stats = _Stats()
+            stats = _Stats(dtype)
             if data_aware:
                 handles = [lin.register_forward_hook(stats.hook(n)) for n, lin in block.linears.items()]
                 try:
-                    _run_block(block, inputs, kwargs)
+                    float_outputs = _run_block(block, inputs, kwargs, dtype)
                 finally:
                     for h in handles:
                         h.remove()
             alphas: dict[str, float] = {}
             for p in passes:
                 alphas.update(p.transform(block, stats, lambda n: 8 if n in int8_layers else settings.bits, settings))
-            for name, lin in block.linears.items():
+            units: dict[tuple, list[str]] = {}  # layers reading one input, on one grid
+            for name in block.linears:
                 grid = Grid(8 if name in int8_layers else settings.bits, settings.group_size, settings.symmetric)
-                prefix = "awq+" if alphas.get(name) else ""
-                h = stats.hessian(name) if data_aware else None
-                layer, qw = _quantize_linear(name, lin, grid, h, passes, prefix)
-                layer.awq_alpha = alphas.get(name)
-                plan.layers.append(layer)
-                plan.tensors[name] = qw
-            if data_aware:
-                inputs = _run_block(block, inputs, kwargs)
+                units.setdefault((stats.owner(name), grid), []).append(name)
+            for (owner, grid), names in units.items():
+                h = stats.hessian(owner) if data_aware else None
+                prefixes = ["awq+" if alphas.get(n) else "" for n in names]
+                for name, (layer, qw) in zip(names, _quantize_linears(names, [block.linears[n] for n in names], grid, h,
+                                                                      passes, prefixes)):
+                    layer.awq_alpha = alphas.get(name)
+                    plan.layers.append(layer)
+                    plan.tensors[name] = qw
+            if data_aware and block is not bl[-1]:  # the next block's inputs: the quantized block's outputs where a pass
+                # needs them, else the float block's (one forward per block, as AWQ's reference implementation)
+                inputs = _run_block(block, inputs, kwargs, dtype) if quantized_inputs else float_outputs
             advance(1)
     _quantize_embeddings(model, plan, settings)
     for p in passes:
@@ -305,7 +347,7 @@ def _quantize_embeddings(model, plan: WeightOnlyPlan, settings: WeightOnlySettin
         if key in done:
             done[key].tied_to.append(name)
             continue
-        layer, qw = _quantize_linear(name, mod, grid, None, [], "")
+        ((layer, qw),) = _quantize_linears([name], [mod], grid, None, [], [""])
         plan.layers.append(layer)
         plan.tensors[name] = qw
         done[key] = layer
