@@ -9,7 +9,7 @@ LITERT := .venv-litert
 LITERT_STAMP := $(LITERT)/.setup-stamp
 OUT    ?= build
 
-.PHONY: setup lint demo llm-demo test test-all test-durations bench gpu-check clean fashion-mnist-model fashion-mnist-data chromium
+.PHONY: setup lint demo llm-demo arm64 arm64-if-possible test test-all test-durations bench gpu-check clean fashion-mnist-model fashion-mnist-data chromium
 
 FASHION_DATA := /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
 
@@ -80,12 +80,22 @@ lint: setup
 
 # The fast tier: unit and in-process integration tests on small real models, no apt step, at most 6 minutes with setup done
 # (tests/tiers.py marks the tiers; --tier-budget fails the run when the tier itself grows past its budget).
-FAST_TIER := not slow and not browser and not dataset and not ray and not gpu
+FAST_TIER := not slow and not browser and not dataset and not ray and not gpu and not arm64
 test: lint
 	$(PY) -m pytest -q -m "$(FAST_TIER)" --tier-budget 330 --durations=10 tests
 
-# Everything, with the Debian packages the heavy tests need (Fashion-MNIST training set, headless Chromium): what CI runs.
-test-all: lint fashion-mnist-data chromium
+# `compressor verify --on arm64`, set up once per machine (as root; cached in ~/.cache/compressor/arm64-bookworm, reused by
+# every clone): Debian's qemu-user-static and binfmt, an arm64 Debian root (mmdebstrap), the runtimes' pinned aarch64 wheels.
+arm64: setup
+	$(VENV)/bin/compressor setup-arm64
+
+# For test-all: where emulation cannot be set up here, the line saying why is printed and the arm64 tests skip with it.
+arm64-if-possible: setup
+	@$(VENV)/bin/compressor setup-arm64 || echo "the arm64 tests will skip here (the line above says why)"
+
+# Everything, with the Debian packages the heavy tests need (Fashion-MNIST training set, headless Chromium, the arm64
+# emulation of `make arm64`): what CI runs.
+test-all: lint fashion-mnist-data chromium arm64-if-possible
 	$(PY) -m pytest -q --durations=15 tests
 
 # Re-measure every test's seconds (tests/durations.json decides which are slow; run it on the CI kind of machine).

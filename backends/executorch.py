@@ -30,7 +30,7 @@ from compressor.core.backend import (
     require_fixed_shapes,
     write_io_names,
 )
-from compressor.core.environment import cpu_info, package_version
+from compressor.core.environment import fp16_problem, package_version
 from compressor.core.errors import ExportError, first_line
 from compressor.core.files import fmt_size
 from compressor.core.layers import ONNX_WEIGHT_OPS
@@ -172,13 +172,12 @@ def delegation_report(edge) -> dict[str, Any]:
             "portable_op_count": sum(portable.values())}
 
 
-#: ISA flags (as cpu_info reports them) of CPUs with native fp16 arithmetic
-FP16_ISA = {"asimdhp", "fphp", "avx512_fp16"}
 
 
 class ExecuTorchBackend(Backend):
     name = "executorch"
     package = "executorch"
+    arm64_runtime = "executorch"
     TARGETS = (
         TargetSpec("executorch-xnnpack-fp32", name, Device.EDGE, Precision.FP32, IRFormat.TORCH, "pte",
                    "ExecuTorch .pte for edge devices, XNNPACK delegate, FP32", opens=(".pte",)),
@@ -202,9 +201,9 @@ class ExecuTorchBackend(Backend):
             missing = package_missing("torchao")
             if missing:
                 return False, f"INT8 uses PT2E from torchao: {missing}"
-        if target.precision == Precision.FP16 and not set(cpu_info()["isa"]) & FP16_ISA:
-            return False, ("this CPU has no fp16 arithmetic (no Arm FP16 or AVX512-FP16): XNNPACK would emulate fp16, measured 1.5-1.8x "
-                           "slower than FP32 on AMD Zen 4 (benchmarks/results/precision.md); use executorch-xnnpack-fp32 or -int8 here")
+        problem = fp16_problem("executorch-xnnpack-fp32 or -int8") if target.precision == Precision.FP16 else None
+        if problem:
+            return False, problem
         return True, ""
 
     def check_model(self, model, target) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.edge_worker import INT_TYPES, litert_invoke
 from compressor.core.backend import (
     Artifact,
     Backend,
@@ -38,7 +39,7 @@ from compressor.core.backend import (
     require_fixed_shapes,
     write_io_names,
 )
-from compressor.core.environment import package_version
+from compressor.core.environment import fp16_problem, package_version
 from compressor.core.errors import ExportError
 from compressor.core.files import fmt_size
 from compressor.core.layers import ONNX_WEIGHT_OPS
@@ -48,14 +49,13 @@ from compressor.core.targets import Device, IRFormat, Precision, TargetSpec
 
 CONVERTER = Path(__file__).with_name("litert_convert.py")
 WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
-INT_TYPES = (np.int8, np.uint8, np.int16)
 
 README = """# {name}: LiteRT flatbuffer
 
 `model.tflite` ({size}) was converted by litert-torch {version} ({precision}); run it with LiteRT (ai-edge-litert,
 TensorFlow Lite) and the XNNPACK delegate, on Android, Linux or a microcontroller build of LiteRT.
 
-Inputs: {inputs} (layout NCHW, as the PyTorch model takes them){io_note}
+Inputs: {inputs} ({layout}){io_note}
 Outputs: {outputs}
 
 ## Python (host check)
@@ -107,21 +107,7 @@ class LiteRtRunner(Runner):
         self.output_names = [f"output_{i}" for i in range(len(self.outputs))]
 
     def _one(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        for d, x in zip(self.inputs, arrays, strict=True):
-            if d["dtype"] in INT_TYPES:
-                s, z = d["quantization"]
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / s) + z, info.min, info.max)
-            self.it.set_tensor(d["index"], np.ascontiguousarray(x, dtype=d["dtype"]))
-        self.it.invoke()
-        outs = []
-        for d in self.outputs:
-            y = self.it.get_tensor(d["index"])
-            if d["dtype"] in INT_TYPES:
-                s, z = d["quantization"]
-                y = (y.astype(np.float32) - z) * s
-            outs.append(np.array(y))
-        return outs
+        return litert_invoke(self.it, self.inputs, self.outputs, arrays)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         names = self.input_names if all(n in feeds for n in self.input_names) else list(feeds)
@@ -187,9 +173,14 @@ def _named(error: str) -> str:
 class LiteRtBackend(Backend):
     name = "litert"
     package = "ai-edge-litert"
+    arm64_runtime = "litert"
     TARGETS = (
         TargetSpec("litert-xnnpack-fp32", name, Device.EDGE, Precision.FP32, IRFormat.TORCH, "tflite",
                    "LiteRT (TensorFlow Lite) .tflite for edge devices, XNNPACK delegate, FP32", opens=(".tflite",)),
+        TargetSpec("litert-xnnpack-fp16", name, Device.EDGE, Precision.FP16, IRFormat.TORCH, "tflite",
+                   "LiteRT .tflite with float16 weights (half the file), XNNPACK delegate; IO float32",
+                   needs="a CPU with fp16 arithmetic (Arm FP16 'asimdhp', or x86 AVX512-FP16) to compute in fp16: elsewhere the "
+                         "weights are widened to float32 and only the file is smaller"),
         TargetSpec("litert-xnnpack-int8", name, Device.EDGE, Precision.INT8, IRFormat.TORCH, "tflite",
                    "LiteRT .tflite, full-integer INT8 (PT2E with the XNNPACK quantizer, the SDK's plan), XNNPACK delegate",
                    pt2e_quantizer="xnnpack"),
@@ -209,6 +200,9 @@ class LiteRtBackend(Backend):
             missing = package_missing("torchao") or package_missing("executorch")
             if missing:
                 return False, f"INT8 uses PT2E with the XNNPACK quantizer: {missing}"
+        problem = fp16_problem("litert-xnnpack-fp32 or -int8") if target.precision == Precision.FP16 else None
+        if problem:
+            return False, problem
         return True, ""
 
     def check_model(self, model, target) -> None:
@@ -227,9 +221,9 @@ class LiteRtBackend(Backend):
             program, sample = Path(tmp) / "program.pt2", Path(tmp) / "sample.npz"
             torch.export.save(ir.program, str(program))
             np.savez(sample, **{f"input_{i}": np.zeros(s.shape(batch=1), dtype=s.dtype) for i, s in enumerate(model.inputs)})
-            cmd = [str(converter_python()), str(CONVERTER), str(program), str(sample), str(path)]
-            if target.precision.quantized:
-                cmd.append("--int8")
+            nhwc = ctx.build.input_layout == "nhwc"
+            cmd = [str(converter_python()), str(CONVERTER), str(program), str(sample), str(path),
+                   *{Precision.INT8: ["--int8"], Precision.FP16: ["--fp16"]}.get(target.precision, []), *(["--nhwc"] if nhwc else [])]
             with ctx.progress.stage(f"{target.name}: converted by litert-torch (its own environment)"):
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
                                       env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -244,13 +238,15 @@ class LiteRtBackend(Backend):
         readme = workdir / "README.md"
         io_note = "; int8 input/output tensors: quantize inputs and dequantize outputs with their scale and zero point" \
             if target.precision.quantized else ""
+        layout = ("layout NHWC (channels-last, --input-layout nhwc): feed N,H,W,C" if result.get("input_layout") == "NHWC" else
+                  "layout NCHW, as the PyTorch model takes them")
         readme.write_text(README.format(name=target.name, size=fmt_size(path.stat().st_size), version=result.get("litert_torch"),
-                                        precision=target.precision, io_note=io_note, first=model.input_names[0],
+                                        precision=target.precision, io_note=io_note, layout=layout, first=model.input_names[0],
                                         inputs=", ".join(f"`{s.name}` ({s.shape_str}, {s.dtype})" for s in model.inputs),
                                         outputs=", ".join(f"`{n}`" for n in model.output_names)))
         names_file = write_io_names(workdir, model.input_names, model.output_names)
         details = {"exporter": "torch.export → litert-torch (its own environment) → .tflite", "converter": result,
-                   "litert_version": litert_version(), "layout": "NCHW (the PyTorch model's)", "kernels": report,
+                   "litert_version": litert_version(), "layout": result.get("input_layout", "NCHW"), "kernels": report,
                    "tflite_size_bytes": path.stat().st_size}
         return Artifact(target.name, path, [path], [path, readme, names_file], details)
 

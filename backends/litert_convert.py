@@ -4,11 +4,14 @@ It runs in its own environment (``.venv-litert``, made by ``make setup``), never
 dependencies (xdsl through ai-edge-litert's model utilities) pin typing-extensions below 4.13, which would break
 pydantic and cattrs there. It imports nothing from this project: only torch, numpy and litert_torch.
 
-    python litert_convert.py PROGRAM.pt2 SAMPLE.npz OUT.tflite [--int8]
+    python litert_convert.py PROGRAM.pt2 SAMPLE.npz OUT.tflite [--int8 | --fp16] [--nhwc]
 
 ``--int8``: the program is already PT2E-converted (quantize/dequantize pairs from the SDK's plan, XNNPACK layout);
 litert-torch's PT2E configuration (int8 per-channel symmetric weights, int8 per-tensor activations) tells the converter
 to fold them into full-integer kernels. The export is strict: a non-strict export leaves residual adds in float.
+``--fp16``: weights stored in float16 (litert-torch's float-cast recipe); the runtime computes in fp16 where the CPU has
+fp16 arithmetic and XNNPACK chooses it, else it widens them to float32.
+``--nhwc``: 4-D inputs are taken channels-last (litert_torch.to_channel_last_io), so no transpose runs in front of the model.
 Prints one JSON line: what was done, or ``{"error": …}`` with the converter's own message.
 """
 
@@ -59,7 +62,7 @@ def unfold_quantized_weights(module) -> int:
 
 def main(argv: list[str]) -> int:
     program, sample, out = argv[:3]
-    int8 = "--int8" in argv
+    int8, fp16, nhwc = ("--int8" in argv), ("--fp16" in argv), ("--nhwc" in argv)
     try:
         import litert_torch
         import numpy as np
@@ -76,10 +79,18 @@ def main(argv: list[str]) -> int:
 
             quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
             kwargs = {"quant_config": QuantConfig(pt2e_quantizer=quantizer), "strict_export": True}
+        elif fp16:
+            from litert_torch.generative.quantize.quant_recipes import full_fp16_recipe
+
+            kwargs = {"quant_config": full_fp16_recipe()}
+        channels_last = [i for i, a in enumerate(args) if a.dim() == 4] if nhwc else []
+        if channels_last:
+            module = litert_torch.to_channel_last_io(module, args=channels_last)
+            args = tuple(a.permute(0, 2, 3, 1).contiguous() if i in channels_last else a for i, a in enumerate(args))
         t0 = time.perf_counter()
         litert_torch.convert(module, args, **kwargs).export(out)
-        print(json.dumps({"litert_torch": litert_torch.__version__, "torch": torch.__version__, "int8": int8,
-                          "weights_unfolded": unfolded,
+        print(json.dumps({"litert_torch": litert_torch.__version__, "torch": torch.__version__, "int8": int8, "fp16_weights": fp16,
+                          "weights_unfolded": unfolded, "input_layout": "NHWC" if channels_last else "NCHW",
                           "convert_seconds": round(time.perf_counter() - t0, 2)}))
         return 0
     except Exception as e:  # noqa: BLE001 - the converter's message goes back to the SDK, which names the op

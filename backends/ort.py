@@ -114,6 +114,7 @@ def to_ort_format(onnx_path: Path) -> Path:
 class OrtBackend(Backend):
     name = "onnxruntime"
     package = "onnxruntime"
+    arm64_runtime = "ort"
     TARGETS = (
         TargetSpec("ort-cpu-fp32", name, Device.CPU, Precision.FP32, IRFormat.ONNX, "onnx", "ONNX Runtime CPU execution provider, FP32",
                    opens=(".onnx",)),

@@ -96,16 +96,17 @@ def test_efficientnet_lite0_executorch_int8_fidelity(tmp_path):
 
 
 def test_executorch_fp16_needs_fp16_arithmetic_and_builds_where_it_has_it(tmp_path, monkeypatch):
-    import backends.executorch as et
+    import compressor.core.environment as et
     from compressor.core.registry import get_backend, get_target
 
     spec = get_target("executorch-xnnpack-fp16")
     backend = get_backend("executorch")
-    monkeypatch.setattr(et, "cpu_info", lambda: {"isa": ["avx2", "avx512f"]})
+    real = et.cpu_info()
+    monkeypatch.setattr(et, "cpu_info", lambda: {**real, "isa": ["avx2", "avx512f"]})
     ok, why = backend.available(spec)
     assert not ok and "no fp16 arithmetic" in why and "precision.md" in why
     # on a CPU with fp16 arithmetic (an Arm device, simulated here): the program computes in fp16, IO stays float32
-    monkeypatch.setattr(et, "cpu_info", lambda: {"isa": ["asimd", "asimdhp"]})
+    monkeypatch.setattr(et, "cpu_info", lambda: {**real, "isa": ["asimd", "asimdhp"]})
     r = compressor.compress(FASHION / "fashion_cnn.safetensors", target="executorch-xnnpack-fp16", output=tmp_path / "b",
                             benchmark=False, **{k: v for k, v in EDGE_OPTS.items() if k not in ("duration", "iterations")})
     m = read_manifest(r.bundle)
@@ -131,6 +132,33 @@ def test_litert_fp32_and_int8_from_the_plan_verified_with_a_kernel_report(tmp_pa
     assert compressor.verify(r.bundle)["passed"]
     b = compressor.bench(r.bundle / "model.tflite", duration=0.2, iterations=5)
     assert b["target"] == "litert-xnnpack-fp32" and b["latency_ms"]["p50"] > 0  # a bare .tflite opens as LiteRT
+
+
+@pytest.mark.slow  # two litert-torch conversions: 30 s
+def test_litert_fp16_weights_and_channels_last_input(tmp_path, monkeypatch):
+    import compressor.core.environment as env
+    from compressor.core.registry import get_backend, get_target
+
+    real = env.cpu_info()
+    monkeypatch.setattr(env, "cpu_info", lambda: {**real, "isa": ["avx2", "avx512f"]})
+    ok, why = get_backend("litert").available(get_target("litert-xnnpack-fp16"))
+    assert not ok and "no fp16 arithmetic" in why and "litert-xnnpack-fp32" in why
+    monkeypatch.setattr(env, "cpu_info", lambda: {**real, "isa": ["asimd", "asimdhp"]})  # an Arm CPU with fp16 arithmetic
+    opts = {k: v for k, v in EDGE_OPTS.items() if k not in ("duration", "iterations", "calib")}
+    fp16 = compressor.compress(FASHION / "fashion_cnn.safetensors", target="litert-xnnpack-fp16", output=tmp_path / "h", benchmark=False, **opts)
+    b = read_manifest(fp16.bundle)["artifact"]["build"]
+    assert b["converter"]["fp16_weights"] and b["kernels"]["delegated_ops"]["DEQUANTIZE"] == 6 and b["kernels"]["builtin_ops"] == {}
+    assert fp16.fidelity["top1_agreement"] == 1.0 and fp16.fidelity["cosine_min"] > 0.9999
+    nhwc = compressor.compress(FASHION / "fashion_cnn.safetensors", target="litert-xnnpack-fp32", input_layout="nhwc",
+                               output=tmp_path / "c", benchmark=False, **opts)
+    m = read_manifest(nhwc.bundle)
+    assert m["artifact"]["build"]["layout"] == "NHWC" and m["recipe"]["build"]["input_layout"] == "nhwc"
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert list(Interpreter(model_path=str(nhwc.bundle / "model.tflite")).get_input_details()[0]["shape"]) == [1, 28, 28, 1]
+    assert nhwc.fidelity["top1_agreement"] == 1.0 and "NHWC" in (nhwc.bundle / "README.md").read_text()
+    assert compressor.verify(nhwc.bundle)["passed"]  # fed N,C,H,W from the stored inputs: the runner transposes
+    assert (fp16.bundle / "model.tflite").stat().st_size < 0.55 * (nhwc.bundle / "model.tflite").stat().st_size
 
 
 def test_efficientnet_lite0_litert_int8_converts_and_agrees(tmp_path):

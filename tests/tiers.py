@@ -6,8 +6,9 @@
 - ``slow``: measured over ``SLOW_S`` seconds in ``tests/durations.json`` (``make test-durations`` rewrites it on this kind of
   machine), or marked by hand.
 - Environment: ``browser`` (headless Chromium, an apt package), ``dataset`` (the Debian Fashion-MNIST training set),
-  ``ray`` (a local Ray cluster), ``cxx`` (a C++ compiler: AOTInductor), ``gpu`` (an NVIDIA GPU).
-- The fast tier (``make test``) is ``not slow and not browser and not dataset and not ray and not gpu``; ``--tier-budget S``
+  ``ray`` (a local Ray cluster), ``cxx`` (a C++ compiler: AOTInductor), ``gpu`` (an NVIDIA GPU), ``arm64`` (the emulated arm64
+  environment of ``make arm64``; marked by hand).
+- The fast tier (``make test``) is ``not slow and not browser and not dataset and not ray and not gpu and not arm64``; ``--tier-budget S``
   fails the run when its own wall time passes S seconds, so the tier cannot grow slow unnoticed.
 """
 
@@ -28,8 +29,8 @@ HERE = Path(__file__).resolve().parent
 DURATIONS = HERE / "durations.json"
 SLOW_S = 10.0
 KINDS = ("unit", "integration", "e2e")
-ENVIRONMENT = ("browser", "dataset", "ray", "cxx", "gpu")
-FAST = "not slow and not browser and not dataset and not ray and not gpu"
+ENVIRONMENT = ("browser", "dataset", "ray", "cxx", "gpu", "arm64")
+FAST = "not slow and not browser and not dataset and not ray and not gpu and not arm64"
 
 #: fixtures that load a real model, real data or a real runtime
 INTEGRATION_FIXTURES = {"fashion_ckpt", "resnet18_ckpt", "fashion_small", "fashion_subset", "fashion_session", "fashion_bundle",
@@ -87,7 +88,8 @@ def pytest_configure(config):
     for name, what in [("unit", "no model, no process: pure logic"), ("integration", "in-process, real models / data / runtimes"),
                        ("e2e", "starts the CLI or another process"), ("slow", f"measured over {SLOW_S:g} s (tests/durations.json)"),
                        ("browser", "needs headless Chromium (apt)"), ("dataset", "needs the Debian Fashion-MNIST training set (apt)"),
-                       ("ray", "starts a local Ray cluster"), ("cxx", "needs a C++ compiler (AOTInductor)"), ("gpu", "needs an NVIDIA GPU")]:
+                       ("ray", "starts a local Ray cluster"), ("cxx", "needs a C++ compiler (AOTInductor)"), ("gpu", "needs an NVIDIA GPU"),
+                       ("arm64", "runs bundles on an emulated arm64 CPU (make arm64)")]:
         config.addinivalue_line("markers", f"{name}: {what}")
     config._tier_started = time.monotonic()
 

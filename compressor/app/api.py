@@ -13,6 +13,9 @@ from typing import Any
 from compressor.app.options import overrides
 from compressor.app.recipe import build_config
 
+#: the pins every install takes, aarch64 wheels for the arm64 check included (the checkout's own file)
+CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
+
 
 def compress(checkpoint: str | Path | None = None, *, recipe: str | Path | None = None, quiet: bool = True, **options: Any):
     """Compress ``checkpoint`` for a target and write a bundle; returns a :class:`CompressResult`."""
@@ -44,12 +47,29 @@ def search(checkpoint: str | Path | None = None, *, recipe: str | Path | None = 
     return run(build_config(recipe, overrides({"checkpoint": checkpoint, **options})), quiet=quiet)
 
 
-def verify(bundle: str | Path, threads: int | None = None) -> dict[str, Any]:
-    """Check the manifest's schema, every file's sha256, and re-run the reference inputs; raises VerificationError on failure."""
+def verify(bundle: str | Path, threads: int | None = None, on: str | None = None, cpus: list[str] | None = None,
+           quiet: bool = True) -> dict[str, Any]:
+    """Check the manifest's schema, every file's sha256, and re-run the reference inputs; raises VerificationError on failure.
+    ``on="arm64"``: re-run them with the bundle's own runtime on emulated Arm CPUs (``cpus``, default Cortex-A53 and
+    Neoverse-N1) instead, and record the passing check in the manifest (``validation.arm64``)."""
+    if on is not None:
+        import backends.edge_worker
+        from compressor.bundle.verify_arm64 import verify_on
+        from compressor.core.progress import Progress
+
+        return verify_on(bundle, on, Path(backends.edge_worker.__file__), cpus=cpus, threads=threads, progress=Progress(quiet))
     from backends.lm import open_lm_artifact
     from compressor.bundle.verify import verify_bundle
 
     return verify_bundle(bundle, threads=threads, lm_runner=open_lm_artifact)
+
+
+def setup_arm64(runtimes: list[str], quiet: bool = False) -> dict[str, Any]:
+    """Install the emulator, build the arm64 root and install the runtimes' pinned aarch64 wheels (cached outside the checkout)."""
+    from compressor.bundle import arm64
+    from compressor.core.progress import Progress
+
+    return arm64.setup(runtimes, CONSTRAINTS, Progress(quiet))
 
 
 def bench(artifact_or_bundle: str | Path, *, target: str | None = None, threads: int | None = None, batch_size: int = 1,

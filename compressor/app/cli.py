@@ -389,12 +389,27 @@ def _register_generated() -> None:
 def verify(
     bundle: Path = typer.Argument(..., help="A bundle directory or .tar.gz."),
     threads: Optional[int] = typer.Option(None, help="Threads for the runtime."),
+    on: Optional[str] = typer.Option(None, "--on", help="Re-run the reference inputs on an emulated CPU of this ISA (arm64) with the "
+                                     "bundle's own runtime, and record the passing check in the manifest (validation.arm64). "
+                                     "Needs `compressor setup-arm64` once on this machine."),
+    cpu: Optional[str] = typer.Option(None, "--cpu", help="--on: emulated CPU models, comma-separated (default cortex-a53,neoverse-n1)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the verification result to this JSON file."),
 ) -> None:
     """Check the manifest against its schema, re-check every file's sha256 and re-run the reference inputs through the artifact."""
     from compressor.app.api import verify as run
+    from compressor.bundle.arm64 import parse_cpus
+    from compressor.core.errors import InputError
 
-    result = run(bundle, threads=threads)
+    if cpu is not None and on is None:
+        raise InputError("--cpu picks the emulated CPU models of --on: add --on arm64, or drop --cpu")
+    result = run(bundle, threads=threads, on=on, cpus=parse_cpus(cpu) if on else None, quiet=False)
+    if on is not None:
+        cpus = ", ".join(f"{r['cpu']} {r['max_abs_error']:.3g}" for r in result["cpus"])
+        typer.echo(f"OK on emulated {on}: {result['reference_samples']} reference inputs re-run by {result['runtime']} "
+                   f"{result['runtime_version']} ({result['emulator']}), max abs error per CPU: {cpus}; CPU models "
+                   f"{'agree bit for bit' if result['cpus_agree'] else 'differ within tolerance'}; recorded in the manifest "
+                   "(validation.arm64). Emulated time is not device latency.")
+        return _write_json(json_path, result)
     if "prompts" in result:  # a language model: its greedy generations replayed
         typer.echo(f"OK: {result['files_checked']} files intact; {len(result['prompts'])} reference prompts re-run on "
                    f"{result['target']}, every greedy token the same")
@@ -403,6 +418,22 @@ def verify(
     typer.echo(f"OK: {result['files_checked']} files intact; {result['reference_samples']} reference inputs re-run on "
                f"{result['target']}, max abs error {worst:.3g} (within tolerance)")
     _write_json(json_path, result)
+
+
+def setup_arm64(
+    runtimes: str = typer.Option("litert,ort,executorch", "--runtimes",
+                                 help="Runtimes to install for arm64, comma-separated: litert, ort (together about 150 MB), "
+                                      "executorch (its bindings link libtorch: torch's aarch64 wheel and CUDA libraries, a few GB)."),
+) -> None:
+    """Set up `compressor verify --on arm64` on this machine, once (as root): Debian's qemu-user-static and binfmt, an arm64
+    Debian root built by mmdebstrap, and the runtimes' pinned aarch64 wheels; cached outside the checkout
+    (COMPRESSOR_ARM64_ROOT, default ~/.cache/compressor/arm64-bookworm) and reused by every clone."""
+    from compressor.app.api import setup_arm64 as run
+    from compressor.core.files import fmt_size
+
+    done = run([r.strip() for r in runtimes.split(",") if r.strip()])
+    have = ", ".join(f"{k} ({', '.join(f'{d} {v}' for d, v in r['versions'].items())})" for k, r in done["runtimes"].items())
+    typer.echo(f"arm64 environment ready at {done['root']} ({fmt_size(done['size_bytes'])}): {have}")
 
 
 def report(
@@ -473,6 +504,7 @@ def _register() -> None:
         return
     _register_generated()
     app.command()(one_line_errors(verify))
+    app.command("setup-arm64")(one_line_errors(setup_arm64))
     app.command()(one_line_errors(report))
     app.command()(one_line_errors(targets))
 

@@ -20,7 +20,7 @@ from compressor.bundle.html import HTML_REPORT, manifest_results, render
 from compressor.bundle.report import bundle_report, row
 from compressor.bundle.writer import MANIFEST, REFERENCE_INPUTS, REFERENCE_OUTPUTS, REPORT, BundleWriter, check_destination
 from compressor.core.environment import describe_environment
-from compressor.core.errors import CompressorError, GateError, InputError
+from compressor.core.errors import CompressorError, GateError, InputError, TargetError
 from compressor.core.progress import Progress
 from compressor.core.registry import get_backend, get_target, reference_target, require
 from compressor.core.targets import PlanMode
@@ -66,6 +66,8 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
         raise InputError("no output directory: pass --output DIR (or output.path in the recipe)")
     out = Path(config.output.path)
     check_destination(out, config.output.overwrite)
+    if config.output.verify_on:
+        _check_verify_on(spec, config.output.verify_on)
     if spec.needs_calibration and not config.data.calib and not config.data.synthetic:
         raise InputError(f"target {spec.name} needs calibration data: pass --calib DATA (representative inputs, "
                          "100 or more recommended; image folder, .npy/.npz or package.module:function)")
@@ -85,7 +87,40 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
             result, _, auto = AutoPrecision(session, candidate).run()
         else:
             result = session.evaluate(candidate, benchmark=False, raise_errors=True)
-        return write_result(config, session, result, auto, ui, out)
+        written = write_result(config, session, result, auto, ui, out)
+    if config.output.verify_on:
+        written.manifest = _verify_on(written.bundle, config.output, ui)
+    return written
+
+
+def _check_verify_on(spec, isa: str) -> None:
+    """Refuse --verify-on before any work when the check cannot run here (no emulation, no environment, another runtime)."""
+    from compressor.bundle import arm64
+
+    runtime = get_backend(spec.backend).arm64_runtime
+    if runtime is None:
+        raise InputError(f"--verify-on {isa}: {spec.name}'s runtime has no {isa} runner here (it checks ExecuTorch, LiteRT and ONNX "
+                         "Runtime bundles): drop --verify-on, or pick one of those targets")
+    problem = arm64.environment_problem(runtime)
+    if problem:
+        raise TargetError(f"--verify-on {isa}: {problem}")
+
+
+def _verify_on(bundle: Path, output, ui: Progress) -> dict[str, Any]:
+    """The bundle just written, re-run on the emulated ISA; a failure leaves it written but without validation.arm64 (and says so)."""
+    import backends.edge_worker
+    from compressor.bundle import arm64
+    from compressor.bundle.verify_arm64 import verify_on
+    from compressor.bundle.writer import read_manifest, write_tarball
+
+    try:
+        verify_on(bundle, output.verify_on, Path(backends.edge_worker.__file__), cpus=arm64.parse_cpus(output.verify_cpus), progress=ui)
+    except CompressorError as e:
+        raise type(e)(f"the bundle is written at {bundle} but FAILED its {output.verify_on} check (no validation.{output.verify_on} in "
+                      f"its manifest): {e}") from None
+    if output.tar:  # the tarball written beside the bundle carries the same manifest
+        write_tarball(bundle)
+    return read_manifest(bundle)
 
 
 def write_result(config: RunConfig, session: EvaluationSession, result: CandidateResult, auto: dict | None, ui: Progress,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compressor.core.errors import VerificationError
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 
 
@@ -91,9 +91,35 @@ class Fidelity(_Open):
     reference_accuracy: Optional[float] = None
 
 
+class EmulatedRun(_Typed):
+    """One re-run of the reference inputs on one emulated CPU model."""
+
+    cpu: str = Field(description="qemu CPU model (never one advertising SME)")
+    passed: bool
+    max_abs_error: Optional[float] = None
+    cosine_min: Optional[float] = None
+    hwcaps: dict[str, bool] = Field(default_factory=dict, description="the Arm hardware capabilities the emulated process saw")
+    emulated_seconds_per_batch: Optional[float] = Field(None, description="emulated time: never device latency")
+
+
+class Arm64Validation(_Typed):
+    """1.3: ``compressor verify --on arm64``: the bundle's runtime re-ran its reference inputs on emulated Arm CPUs."""
+
+    passed: bool
+    emulator: str
+    root: str = Field(description="the arm64 userland the runtime ran in")
+    runtime: str
+    runtime_version: str
+    cpus: list[EmulatedRun] = Field(min_length=1)
+    max_abs_error: float
+    cpus_agree: bool = Field(description="every CPU model gave the same outputs (bit for bit)")
+    checked_at: str
+
+
 class Validation(_Typed):
     validated: bool
     reason: Optional[str] = None
+    arm64: Optional[Arm64Validation] = None
 
 
 class Metrics(_Open):

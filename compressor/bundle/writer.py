@@ -12,8 +12,11 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from pydantic import field_validator
+
+from compressor.bundle import arm64
 from compressor.bundle.manifest import SCHEMA_VERSION, validate_manifest
 from compressor.core.errors import InputError, VerificationError
 from compressor.core.files import json_default, sha256_file
@@ -32,6 +35,28 @@ class OutputSettings(Settings):
     overwrite: bool = option(False, "Replace an existing bundle directory.", flag="--overwrite", panel=OUTPUT)
     tar: bool = option(False, "Also write BUNDLE.tar.gz.", flag="--tar", panel=OUTPUT)
     reference_samples: int = option(8, "Reference inputs (and the artifact's outputs for them) kept for verify.", ge=1)
+    verify_on: Optional[str] = option(None, "After writing, re-run the bundle's reference inputs with its own runtime on an emulated "
+                                      "CPU of this ISA (arm64: `compressor setup-arm64` once) and record it in the manifest "
+                                      "(validation.arm64).", flag="--verify-on", panel=OUTPUT, commands=("compress",))
+    verify_cpus: Optional[str] = option(None, "--verify-on: the emulated CPU models, comma-separated (default "
+                                        f"{','.join(arm64.DEFAULT_CPUS)}; choose from {', '.join(arm64.CPU_MODELS)}).",
+                                        flag="--verify-cpus", panel=OUTPUT, commands=("compress",))
+
+    @field_validator("verify_on")
+    @classmethod
+    def _known_isa(cls, v: Optional[str]) -> Optional[str]:
+        try:
+            return v if v is None else arm64.check_isa(v)
+        except InputError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("verify_cpus")
+    @classmethod
+    def _known_cpus(cls, v: Optional[str]) -> Optional[str]:
+        try:
+            return v if v is None else ",".join(arm64.check_cpus(arm64.parse_cpus(v)))
+        except InputError as e:
+            raise ValueError(str(e)) from None
 
 
 def check_destination(output: Path, overwrite: bool) -> None:

@@ -139,6 +139,9 @@ class Backend(abc.ABC):
     package: ClassVar[str | None] = None
     #: the targets this backend builds and runs
     TARGETS: ClassVar[tuple[TargetSpec, ...]] = ()
+    #: the runtime of ``backends/edge_worker.py`` that runs this backend's artifacts on an emulated arm64 CPU
+    #: (``compressor verify --on arm64``); None when the check does not cover this runtime
+    arm64_runtime: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def available(self, target: TargetSpec) -> tuple[bool, str]:

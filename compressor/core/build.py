@@ -6,7 +6,7 @@ import re
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import field_validator
 
@@ -23,6 +23,11 @@ _ARCH = re.compile(r"^sm\d{2,3}$")
 class BuildSettings(Settings):
     gpu_arch: Optional[str] = option(None, "GPU targets: compute capabilities to build engines for, e.g. sm86,sm89,sm120 (default: the "
                                            "local GPU, else the TensorRT flavour's default set).", flag="--gpu-arch", panel=OUTPUT)
+
+    input_layout: Literal["nchw", "nhwc"] = option(
+        "nchw", "LiteRT targets: the layout of 4-D inputs (nhwc: channels-last, as Android camera pipelines hand images, with "
+                "no transpose in front of the model; verify and bench still feed N,C,H,W and the runner transposes).",
+        flag="--input-layout", panel=OUTPUT)
 
     timeout: float = option(1800.0, "Seconds one target's build (export, quantization, compile) may take before it is stopped, "
                                     "its row failed (0: no limit).", flag="--build-timeout", panel=OUTPUT, ge=0)

@@ -49,6 +49,18 @@ def cpu_info() -> dict:
     }
 
 
+#: ISA flags (as cpu_info reports them) of CPUs with native fp16 arithmetic
+FP16_ISA = {"asimdhp", "fphp", "avx512_fp16"}
+
+
+def fp16_problem(alternatives: str) -> str | None:
+    """Why an fp16 edge target should not be built here (None when this CPU has fp16 arithmetic)."""
+    if set(cpu_info()["isa"]) & FP16_ISA:
+        return None
+    return ("this CPU has no fp16 arithmetic (no Arm FP16 or AVX512-FP16): XNNPACK would emulate fp16, measured 1.5-1.8x slower "
+            f"than FP32 on AMD Zen 4 (benchmarks/results/precision.md); use {alternatives} here")
+
+
 def package_version(dist: str) -> str | None:
     """The installed version of distribution ``dist``, or None when it is not installed."""
     try:
