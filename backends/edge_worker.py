@@ -41,7 +41,10 @@ def litert_invoke(interpreter, inputs: list[dict], outputs: list[dict], arrays: 
         if d["dtype"] in INT_TYPES:
             s, z = d["quantization"]
             info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(x / s) + z, info.min, info.max)
+            q = np.divide(x, np.float32(s), dtype=np.float32)  # in place from here: one temporary, not four
+            np.rint(q, out=q)
+            q += np.float32(z)
+            x = np.clip(q, info.min, info.max, out=q)
         interpreter.set_tensor(d["index"], np.ascontiguousarray(x, dtype=d["dtype"]))
     interpreter.invoke()
     outs = []

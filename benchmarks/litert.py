@@ -31,11 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, ROOT, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
+from compressor.core.environment import package_version  # noqa: E402
 from compressor.core.errors import CompressorError  # noqa: E402
 from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
 
 LITERT_PYTHON = ROOT / ".venv-litert" / "bin" / "python"
+DYNAMIC = "dynamic-range INT8 candidate (ai-edge-quantizer)"
 
 
 def mobilenet_v2(tmp: Path, repeats: int, duration: float) -> dict:
@@ -53,13 +55,12 @@ def mobilenet_v2(tmp: Path, repeats: int, duration: float) -> dict:
     program = tmp / "float.pt2"
     torch.export.save(torch.export.export(model.eval(), (torch.from_numpy(x[:1]),)), str(program))
     peer = tmp / "peer.tflite"
-    done = subprocess.run([str(LITERT_PYTHON), str(ROOT / "benchmarks" / "litert_peer.py"), str(program), str(tmp / "imagenet20.npz"),
-                           str(peer)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
-    if done.returncode != 0:
-        raise SystemExit(f"the peer flow failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-    peer_info = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
+    peer_info = _in_litert_env(str(program), str(tmp / "imagenet20.npz"), str(peer))
+    say("mobilenet_v2: the dynamic-range INT8 candidate (ai-edge-quantizer on our FP32 file)")
+    dynamic = tmp / "dynamic.tflite"
+    dynamic_info = _in_litert_env("--dynamic", str(fp32.bundle / "model.tflite"), str(dynamic))
     files = {"ours litert-xnnpack-int8": ours.bundle / "model.tflite", "peer litert-torch PT2E (docs)": peer,
-             "ours litert-xnnpack-fp32": fp32.bundle / "model.tflite"}
+             "ours litert-xnnpack-fp32": fp32.bundle / "model.tflite", DYNAMIC: dynamic}
     settings = BenchmarkSettings(batch_size=1, threads=1, duration=duration, iterations=100)
     passes = []
     for i in range(repeats):
@@ -69,8 +70,18 @@ def mobilenet_v2(tmp: Path, repeats: int, duration: float) -> dict:
     return {"passes": passes, "median_p50_ms": {k: statistics.median(p[k] for p in passes) for k in files},
             "ours_over_peer": statistics.median(p["ours litert-xnnpack-int8"] / p["peer litert-torch PT2E (docs)"] for p in passes),
             "ours_int8_over_fp32": statistics.median(p["ours litert-xnnpack-int8"] / p["ours litert-xnnpack-fp32"] for p in passes),
+            "dynamic_over_fp32": statistics.median(p[DYNAMIC] / p["ours litert-xnnpack-fp32"] for p in passes),
             "size_bytes": {k: f.stat().st_size for k, f in files.items()}, "kernels_int8": ours_k, "peer": peer_info,
-            "threads": 1}
+            "dynamic": dynamic_info, "litert_version": package_version("ai-edge-litert"), "threads": 1}
+
+
+def _in_litert_env(*args: str) -> dict:
+    """benchmarks/litert_peer.py in .venv-litert (litert-torch and ai-edge-quantizer cannot share the project's venv)."""
+    done = subprocess.run([str(LITERT_PYTHON), str(ROOT / "benchmarks" / "litert_peer.py"), *args], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if done.returncode != 0:
+        raise SystemExit(f"litert_peer.py {args[0]} failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1])
 
 
 def efficientnet(tmp: Path) -> dict:
@@ -131,19 +142,20 @@ def arm64_checks(tmp: Path) -> dict:
 
 
 def markdown(res: dict) -> str:
-    env = res["environment"]
+    env, m = res["environment"], res.get("mobilenet_v2")
     lines = [f"# LiteRT and the Arm check — {res['date'][:10]}", "",
              f"Machine: {env['cpu']['model']}, {env['cpu']['usable_cpus']} usable CPUs; ai-edge-litert "
-             f"{env['libraries'].get('ai-edge-litert')}, ExecuTorch {env['libraries'].get('executorch')}.", ""]
-    m = res.get("mobilenet_v2")
+             f"{(m or {}).get('litert_version') or env['libraries'].get('ai-edge-litert')}, ExecuTorch {env['libraries'].get('executorch')}.", ""]
     if m:
         lines += ["## mobilenet_v2 (random weights), batch 1, 1 thread", "",
-                  f"Each .tflite in a fresh process through ai-edge-litert with XNNPACK, {res['repeats']} passes, medians of per-pass ratios.",
+                  f"Each .tflite in a fresh process through ai-edge-litert with XNNPACK, {len(m['passes'])} passes, medians of per-pass ratios.",
                   "", "| artifact | p50 ms | size |", "|---|---|---|"]
         lines += [f"| {k} | {v:.2f} | {m['size_bytes'][k] / 1e6:.1f} MB |" for k, v in m["median_p50_ms"].items()]
         k = m["kernels_int8"]
         lines += ["", f"- ours INT8 / litert-torch's own PT2E flow: **{m['ours_over_peer']:.3f}×** (target ≤ 1.05)",
                   f"- ours INT8 / ours FP32: **{m['ours_int8_over_fp32']:.3f}×** (target ≤ 0.6)",
+                  f"- dynamic-range INT8 / ours FP32: **{m['dynamic_over_fp32']:.3f}×**: "
+                  + ("faster than FP32 here" if m["dynamic_over_fp32"] < 1 else "slower than FP32 on this CPU, so no dynamic-range target"),
                   f"- ours INT8 kernels: {k['delegated_op_count']} ops on XNNPACK, {k['builtin_op_count']} on built-in kernels; "
                   f"{k['weight_ops_int8']} of {k['weight_ops']} weight ops int8", ""]
     e = res.get("efficientnet")

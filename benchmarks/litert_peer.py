@@ -4,10 +4,15 @@ Runs in .venv-litert (litert-torch cannot share the project's environment). The 
 program saved by the suite (this environment has no torchvision):
 
     .venv-litert/bin/python benchmarks/litert_peer.py FLOAT.pt2 CALIB.npz OUT.tflite
+    .venv-litert/bin/python benchmarks/litert_peer.py --dynamic FP32.tflite OUT.tflite
 
 PT2EQuantizer with get_symmetric_quantization_config(is_per_channel=True), a strict export, prepare_pt2e, one forward
 per calibration image, convert_pt2e(fold_quantize=False), litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=q)).
 Prints one JSON line.
+
+``--dynamic`` makes the candidate for a dynamic-range INT8 target instead: ai-edge-quantizer's ``dynamic_wi8_afp32``
+recipe (int8 weights, float activations quantized per inference) applied to the SDK's FP32 ``.tflite``. The suite times it
+to decide whether that variant is worth a target on this CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +22,18 @@ import sys
 import time
 
 
+def dynamic_range(fp32: str, out: str) -> dict:
+    from ai_edge_quantizer import quantizer, recipe
+
+    t0 = time.perf_counter()
+    quantizer.Quantizer(fp32, recipe.dynamic_wi8_afp32()).quantize().export_model(out, overwrite=True)
+    return {"recipe": "dynamic_wi8_afp32", "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "--dynamic":
+        print(json.dumps(dynamic_range(*argv[1:3])))
+        return 0
     import litert_torch
     import numpy as np
     import torch

@@ -134,6 +134,22 @@ def test_litert_fp32_and_int8_from_the_plan_verified_with_a_kernel_report(tmp_pa
     assert b["target"] == "litert-xnnpack-fp32" and b["latency_ms"]["p50"] > 0  # a bare .tflite opens as LiteRT
 
 
+@pytest.mark.slow  # two litert-torch conversions and four timed runs: 60 s
+def test_bench_targets_has_litert_rows_beside_the_others(tmp_path):
+    from compressor.core.environment import fp16_problem
+
+    res = compressor.bench_targets(FASHION / "fashion_cnn.safetensors", targets="ort-cpu-fp32,litert-xnnpack-fp32,litert-xnnpack-fp16,"
+                                   "litert-xnnpack-int8", **{**EDGE_OPTS, "duration": 0.2, "iterations": 5})
+    rows = {r["target"]: r for r in res["rows"]}
+    for name in ("litert-xnnpack-fp32", "litert-xnnpack-int8"):
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["batches"]["1"]["latency_ms"]["p50"] > 0
+    assert rows["litert-xnnpack-int8"]["fidelity"]["top1_agreement"] >= 0.99
+    assert rows["litert-xnnpack-int8"]["size_bytes"] <= 0.3 * rows["litert-xnnpack-fp32"]["size_bytes"]
+    fp16 = rows["litert-xnnpack-fp16"]
+    assert fp16["status"] == "ok" if fp16_problem("x") is None else "no fp16 arithmetic" in fp16["reason"]
+
+
 @pytest.mark.slow  # two litert-torch conversions: 30 s
 def test_litert_fp16_weights_and_channels_last_input(tmp_path, monkeypatch):
     import compressor.core.environment as env

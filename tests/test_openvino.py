@@ -76,6 +76,8 @@ def test_bench_all_targets_table_json_and_plot(tmp_path):
         assert rows[name]["status"] == "ok" and set(rows[name]["batches"]) == {"1", "4"}
         assert rows[name]["batches"]["1"]["latency_ms"]["p50"] > 0
     assert rows["ort-cpu-int8"]["batches"]["1"]["speedup_vs_torch_eager"] > 0
+    for name in ("litert-xnnpack-fp32", "litert-xnnpack-int8", "executorch-xnnpack-int8"):  # fixed-shape edge runtimes: a row
+        assert rows[name]["status"] == "failed" and "fixed shapes" in rows[name]["reason"]   # that says which shape to give
     import torch
 
     if not torch.cuda.is_available():

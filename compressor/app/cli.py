@@ -233,7 +233,7 @@ def _analyze(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
         raise InputError("analyze writes no bundle: drop --output (use --json PATH to save the table)")
     _check_folder(json_path)
     kwargs["target"] = kwargs.get("target") or "ort-cpu-int8"
-    result = run(_config(kwargs, output=False))
+    result = run(_config(kwargs, output=False, command="analyze"))
     q = result["quantization"]
     s = q["sensitivity"]
     sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
@@ -283,7 +283,7 @@ def _bench(kwargs: dict[str, Any], targets: Optional[str], batch_sizes: Optional
     from compressor.app import bench as multibench
     from compressor.bundle.report import console, print_table
 
-    result = multibench.bench_targets(_config(kwargs, output=False), targets, batch_sizes)
+    result = multibench.bench_targets(_config(kwargs, output=False, command="bench"), targets, batch_sizes)
     env = result["environment"]["cpu"]
     print_table(multibench.table_rows(result), columns=multibench.TABLE_COLUMNS,
                 title=f"{result['model']['checkpoint']} on {env['model']} — {result['settings']['threads']} threads, "
