@@ -228,6 +228,8 @@ QUICK = {
                                               ("--min-agreement needs class scores", "--min-cosine")),
     "forward kwargs not JSON": (lambda t, c, d: _fashion(t, c, d, "--forward-kwargs", "{sr: 16000}"),
                                 ("--forward-kwargs is not valid JSON", '{"sr": 16000}')),
+    "input layout on a target that has none": (lambda t, c, d: _fashion(t, c, d, "--input-layout", "nhwc"),
+                                               ("--input-layout nhwc is a LiteRT option", "ort-cpu-fp32", "litert-xnnpack-")),
     "bias correction with a quantizer that cannot": (
         lambda t, c, d: _fashion(t, c, d, "--target", "openvino-cpu-int8", "--calib", str(d), "--quantizer", "nncf", "--bias-correction"),
         ("--bias-correction", "--quantizer nncf", "--quantizer sdk")),

@@ -35,6 +35,7 @@ def test_executorch_int8_accuracy_delegation_size_memory(et_int8):
     assert "Delegated to XnnpackBackend" in (et_int8.bundle / "REPORT.md").read_text()
 
 
+@pytest.mark.slow  # builds the module's ExecuTorch INT8 bundle (et_int8): 30-40 s, over the fast tier's share
 def test_executorch_verify_passes_then_fails_on_a_changed_byte_or_version(et_int8, tmp_path):
     assert compressor.verify(et_int8.bundle)["passed"]
     copy = tmp_path / "c"

@@ -209,6 +209,7 @@ def test_no_feasible_trial_exits_non_zero_with_the_closest(tmp_path, space_recip
     assert not out.exists() and (tmp_path / "best-search" / "SEARCH.md").exists()  # the table of what was tried is kept
 
 
+@pytest.mark.slow  # runs the module's 5-trial search (size_search) first: 20-26 s
 def test_resume_against_another_search_is_refused(size_search, space_recipe, fashion_small):
     out = size_search[0]
     res = cli(*search_args(out, space_recipe, fashion_small, "--objective", "size", "--trials", "5", "--seed", "7", "--overwrite"))

@@ -68,6 +68,9 @@ def compress(config: RunConfig, quiet: bool = False) -> CompressResult:
     check_destination(out, config.output.overwrite)
     if config.output.verify_on:
         _check_verify_on(spec, config.output.verify_on)
+    if config.build.input_layout != "nchw" and spec.backend != "litert":
+        raise InputError(f"--input-layout {config.build.input_layout} is a LiteRT option and {spec.name} takes N,C,H,W inputs: "
+                         "drop --input-layout, or pick a litert-xnnpack-* target")
     if spec.needs_calibration and not config.data.calib and not config.data.synthetic:
         raise InputError(f"target {spec.name} needs calibration data: pass --calib DATA (representative inputs, "
                          "100 or more recommended; image folder, .npy/.npz or package.module:function)")
