@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import EFFNET_OPTS, FASHION, FASHION_OPTS, ROOT, run_suite, say, torchvision_case  # noqa: E402
 
 import compressor  # noqa: E402
-from compressor.core.environment import package_version  # noqa: E402
 from compressor.core.errors import CompressorError  # noqa: E402
 from compressor.evaluation.benchmark import BenchmarkSettings, run_isolated  # noqa: E402
 from compressor.zoo.paths import efficientnet_lite0_weights, imagenet_samples  # noqa: E402
@@ -72,7 +71,7 @@ def mobilenet_v2(tmp: Path, repeats: int, duration: float) -> dict:
             "ours_int8_over_fp32": statistics.median(p["ours litert-xnnpack-int8"] / p["ours litert-xnnpack-fp32"] for p in passes),
             "dynamic_over_fp32": statistics.median(p[DYNAMIC] / p["ours litert-xnnpack-fp32"] for p in passes),
             "size_bytes": {k: f.stat().st_size for k, f in files.items()}, "kernels_int8": ours_k, "peer": peer_info,
-            "dynamic": dynamic_info, "litert_version": package_version("ai-edge-litert"), "threads": 1}
+            "dynamic": dynamic_info, "threads": 1}
 
 
 def _in_litert_env(*args: str) -> dict:
@@ -142,10 +141,11 @@ def arm64_checks(tmp: Path) -> dict:
 
 
 def markdown(res: dict) -> str:
-    env, m = res["environment"], res.get("mobilenet_v2")
+    env = res["environment"]
     lines = [f"# LiteRT and the Arm check — {res['date'][:10]}", "",
              f"Machine: {env['cpu']['model']}, {env['cpu']['usable_cpus']} usable CPUs; ai-edge-litert "
-             f"{(m or {}).get('litert_version') or env['libraries'].get('ai-edge-litert')}, ExecuTorch {env['libraries'].get('executorch')}.", ""]
+             f"{env['libraries'].get('ai-edge-litert')}, ExecuTorch {env['libraries'].get('executorch')}.", ""]
+    m = res.get("mobilenet_v2")
     if m:
         lines += ["## mobilenet_v2 (random weights), batch 1, 1 thread", "",
                   f"Each .tflite in a fresh process through ai-edge-litert with XNNPACK, {len(m['passes'])} passes, medians of per-pass ratios.",

@@ -140,8 +140,9 @@ def _run_params(command: str) -> list[inspect.Parameter]:
     return params
 
 
-def _config(kwargs: dict[str, Any], output: bool = True, command: str = "compress"):
-    """The validated run settings from a generated command's arguments."""
+def _config(kwargs: dict[str, Any], command: str):
+    """The validated run settings from the arguments of generated command ``command`` (the options ``_run_params(command)``
+    gave it; analyze and bench write no bundle, so output settings are dropped for them)."""
     from compressor.app.options import INPUT_OPTIONS, options, overrides
     from compressor.app.recipe import build_config
 
@@ -155,10 +156,10 @@ def _config(kwargs: dict[str, Any], output: bool = True, command: str = "compres
         else:
             values[o.keyword] = kwargs.pop(o.keyword)
     over = overrides(values)
-    if not output:
+    if command in ("analyze", "bench"):
         over = {k: v for k, v in over.items() if not k.startswith("output.")}
     config = build_config(recipe, over)
-    if config.model.task == "text-generation" and (command != "compress" or not output):  # analyze and bench pass output=False
+    if config.model.task == "text-generation" and command != "compress":
         from compressor.core.errors import InputError
 
         raise InputError("--task text-generation works with `compressor compress` (then `compressor verify BUNDLE` and "
@@ -188,7 +189,7 @@ def _compress(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
     from compressor.bundle.report import console, print_table
 
     _check_folder(json_path)
-    config = _config(kwargs)
+    config = _config(kwargs, "compress")
     if config.model.task == "text-generation":
         return _compress_lm(config, json_path)
     result = run(config)
@@ -233,7 +234,7 @@ def _analyze(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
         raise InputError("analyze writes no bundle: drop --output (use --json PATH to save the table)")
     _check_folder(json_path)
     kwargs["target"] = kwargs.get("target") or "ort-cpu-int8"
-    result = run(_config(kwargs, output=False, command="analyze"))
+    result = run(_config(kwargs, "analyze"))
     q = result["quantization"]
     s = q["sensitivity"]
     sqnr = {d["layer"]: d["sqnr_db"] for d in s["all_quantized_worst_sqnr"]}
@@ -283,7 +284,7 @@ def _bench(kwargs: dict[str, Any], targets: Optional[str], batch_sizes: Optional
     from compressor.app import bench as multibench
     from compressor.bundle.report import console, print_table
 
-    result = multibench.bench_targets(_config(kwargs, output=False, command="bench"), targets, batch_sizes)
+    result = multibench.bench_targets(_config(kwargs, "bench"), targets, batch_sizes)
     env = result["environment"]["cpu"]
     print_table(multibench.table_rows(result), columns=multibench.TABLE_COLUMNS,
                 title=f"{result['model']['checkpoint']} on {env['model']} — {result['settings']['threads']} threads, "
@@ -348,7 +349,7 @@ def _search(kwargs: dict[str, Any], json_path: Optional[Path]) -> None:
     from compressor.bundle.report import console
 
     _check_folder(json_path)
-    result = run(_config(kwargs, command="search"))
+    result = run(_config(kwargs, "search"))
     c = result.chosen
     console().print(f"bundle: [bold]{result.bundle}[/] — trial {c['trial']}, {c['label']}: p50 {c['p50_ms']:.3g} ms, "
                     f"{c['size_mb']:.3g} MiB (passed every budget)", soft_wrap=True)

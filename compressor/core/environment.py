@@ -16,7 +16,7 @@ ISA_FLAGS = (
 )
 LIBRARIES = (
     "torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxslim", "onnxscript", "openvino", "nncf",
-    "torch-pruning", "torchao", "executorch", "neural-compressor-pt", "tensorrt", "tensorrt-rtx",
+    "torch-pruning", "torchao", "executorch", "ai-edge-litert", "neural-compressor-pt", "tensorrt", "tensorrt-rtx",
 )
 
 
